@@ -1,0 +1,46 @@
+"""The age predictor: torchvision ResNet50 (paper default) or ResNet18, one channel in, one out.
+
+"small" is a ~0.3 M-parameter CNN for CPU demos and tests; it is not the paper's model.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision import models as tvm
+
+PREDICTORS = ("resnet50", "resnet18", "small")
+
+
+def _torchvision_resnet(name: str) -> nn.Module:
+    net = getattr(tvm, name)(weights=None, num_classes=1)
+    # One input channel (CT slices); same stem geometry as the 3-channel original.
+    net.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+    return net
+
+
+class SmallRegressor(nn.Module):
+    """Four conv-BN-ReLU stages with stride-2 pooling, global average pool, linear head."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        chans = [1, width, width * 2, width * 4, width * 4]
+        blocks: list[nn.Module] = []
+        for cin, cout in zip(chans[:-1], chans[1:]):
+            blocks += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                       nn.ReLU(inplace=True), nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+                       nn.BatchNorm2d(cout), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+        self.features = nn.Sequential(*blocks)
+        self.head = nn.Linear(chans[-1], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).mean(dim=(2, 3)))
+
+
+def build_predictor(name: str = "resnet50") -> nn.Module:
+    """A regressor mapping (N, 1, H, W) images to (N, 1) scaled ages."""
+    if name == "small":
+        return SmallRegressor()
+    if name in ("resnet50", "resnet18"):
+        return _torchvision_resnet(name)
+    raise ValueError(f"predictor must be one of {PREDICTORS}, got {name!r}")

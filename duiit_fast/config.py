@@ -1,0 +1,175 @@
+"""Training configuration. Defaults are the paper's (appendix A.1) and CycleGAN's."""
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from .errors import DuiitConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SOURCE_MODALITIES = ("mri", "pet")
+SETTINGS = ("PURE-CT", "MIX-CT-MRI", "MIX-CT-PET", "MIX-CT-MRI-PET",
+            "ORACLE-CT-MRI", "ORACLE-CT-PET", "ORACLE-CT-MRI-PET")
+BACKENDS = ("reference", "cpp", "auto")
+PREDICTORS = ("resnet50", "resnet18", "small")
+
+
+@dataclass
+class PhantomConfig:
+    """The embedded phantom cohort used when no dataset folders are given."""
+    ct_train_patients: int = 12
+    ct_val_patients: int = 8
+    ct_test_patients: int = 40
+    source_patients: int = 50      # per source modality, distinct people from the CT patients
+    slices_per_patient: int = 30
+    ct_size: int = 650             # native resolutions (the loader resizes to image_size)
+    mri_size: int = 256
+    pet_size: int = 128
+    seed: int = 0
+
+
+@dataclass
+class TrainConfig:
+    # Paper, appendix A.1
+    lr_translator: float = 2e-4
+    lr_predictor: float = 1e-3
+    lambda_cyc: float = 10.0
+    lambda_pred: float = 1e-3
+    batch_size: int = 16
+    epochs: int = 200
+    decay_start_epoch: int = 100
+    beta1: float = 0.5
+    pool_size: int = 50
+    # What to train, on what
+    setting: str = "MIX-CT-MRI"
+    image_size: int = 256
+    backend: str = "auto"
+    device: str = "auto"
+    seed: int = 0
+    ct: Optional[str] = None       # dataset folders holding labels.csv; none → the phantom
+    mri: Optional[str] = None
+    pet: Optional[str] = None
+    phantom: PhantomConfig = field(default_factory=PhantomConfig)
+    # Models: CycleGAN's generator uses 9 residual blocks at 256² and 6 below
+    ngf: int = 64
+    ndf: int = 64
+    n_blocks: Optional[int] = None
+    predictor: str = "resnet50"
+    # Loop details
+    predictor_batch_size: int = 64   # predictor-only settings (PURE-CT, ORACLE)
+    steps_per_epoch: Optional[int] = None  # default: one pass over the largest training set
+    val_fraction: float = 0.1        # CT patients held out when training from folders
+    test_fraction: float = 0.2
+    split_seed: int = 0
+    ct_window: tuple = (40.0, 400.0)  # level, width in HU → [-1, 1]
+    mri_percentiles: tuple = (1.0, 99.0)
+    augment_flip: bool = True
+    out_dir: str = "runs/duiit"
+    num_threads: Optional[int] = None
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Source modalities of the setting, e.g. ("mri", "pet") for MIX-CT-MRI-PET."""
+        return tuple(m.lower() for m in self.setting.split("-")[2:])
+
+    @property
+    def kind(self) -> str:
+        """PURE, MIX (joint DUIIT) or ORACLE (sources rendered as CT, phantom only)."""
+        return self.setting.split("-")[0]
+
+    @property
+    def resolved_n_blocks(self) -> int:
+        return self.n_blocks if self.n_blocks is not None else (9 if self.image_size >= 256 else 6)
+
+    def validate(self) -> "TrainConfig":
+        _check(self.setting in SETTINGS, "setting", f"must be one of {', '.join(SETTINGS)}, got {self.setting!r}")
+        _check(self.backend in BACKENDS, "backend", f"must be one of {BACKENDS}, got {self.backend!r}")
+        _check(self.predictor in PREDICTORS, "predictor", f"must be one of {PREDICTORS}, got {self.predictor!r}")
+        _check(bool(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device)), "device",
+               f"must be auto, cpu or cuda[:N], got {self.device!r}")
+        _check(self.image_size >= 16 and self.image_size % 4 == 0, "image_size",
+               f"must be a positive multiple of 4 of at least 16, got {self.image_size}")
+        for name in ("batch_size", "epochs", "predictor_batch_size", "ngf", "ndf"):
+            _check(getattr(self, name) >= 1, name, f"must be at least 1, got {getattr(self, name)}")
+        _check(0 <= self.decay_start_epoch <= self.epochs, "decay_start_epoch",
+               f"must lie in [0, epochs={self.epochs}], got {self.decay_start_epoch}")
+        for name in ("lr_translator", "lr_predictor", "lambda_cyc", "lambda_pred", "pool_size"):
+            _check(getattr(self, name) >= 0, name, f"must not be negative, got {getattr(self, name)}")
+        _check(self.n_blocks is None or self.n_blocks >= 0, "n_blocks", f"must not be negative, got {self.n_blocks}")
+        _check(self.steps_per_epoch is None or self.steps_per_epoch >= 1, "steps_per_epoch",
+               f"must be at least 1, got {self.steps_per_epoch}")
+        _check(0 < self.val_fraction + self.test_fraction < 1, "val_fraction/test_fraction",
+               "must be positive and sum to less than 1")
+        _check(len(self.ct_window) == 2 and self.ct_window[1] > 0, "ct_window", "must be (level, width>0)")
+        for name in ("ct", "mri", "pet"):
+            folder = getattr(self, name)
+            _check(folder is None or Path(folder).is_dir(), name, f"data folder {folder} does not exist")
+        if self.ct is None:
+            _check(all(getattr(self, m) is None for m in SOURCE_MODALITIES), "ct",
+                   "source folders were given without a CT folder")
+            p = self.phantom
+            for name in ("ct_train_patients", "ct_val_patients", "ct_test_patients",
+                         "slices_per_patient", "source_patients"):
+                _check(getattr(p, name) >= 1, f"phantom.{name}", f"must be at least 1, got {getattr(p, name)}")
+            for name in ("ct_size", "mri_size", "pet_size"):
+                _check(getattr(p, name) >= 8, f"phantom.{name}", f"must be at least 8, got {getattr(p, name)}")
+        else:
+            _check(self.kind != "ORACLE", "setting", "ORACLE needs the phantom (sources rendered as CT)")
+            for m in self.sources:
+                _check(getattr(self, m) is not None, m, f"setting {self.setting} needs a {m} data folder")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        data = dict(data)
+        phantom = data.pop("phantom", {}) or {}
+        _reject_unknown(cls, data, "")
+        _reject_unknown(PhantomConfig, phantom, "phantom.")
+        for key in ("ct_window", "mri_percentiles"):
+            if key in data:
+                data[key] = tuple(data[key])
+        try:
+            return cls(**data, phantom=PhantomConfig(**phantom))
+        except TypeError as exc:
+            raise DuiitConfigError(f"bad configuration: {exc}") from None
+
+    @classmethod
+    def from_toml(cls, path) -> "TrainConfig":
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise DuiitConfigError(f"{path}: config file not found") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise DuiitConfigError(f"{path}: not valid TOML ({exc})") from None
+        # Relative data folders are relative to the config file, not to the working directory.
+        for key in ("ct", "mri", "pet"):
+            if isinstance(data.get(key), str):
+                data[key] = str((path.parent / data[key]).resolve())
+        return cls.from_dict(data).validate()
+
+
+def _check(ok: bool, name: str, problem: str) -> None:
+    if not ok:
+        raise DuiitConfigError(f"config {name}: {problem}")
+
+
+def _reject_unknown(cls, data: dict, prefix: str) -> None:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise DuiitConfigError(f"config: unknown field(s) {', '.join(prefix + u for u in unknown)}")
+    for f in dataclasses.fields(cls):
+        if f.name in data and f.type in ("int", "float") and not isinstance(data[f.name], (int, float)):
+            raise DuiitConfigError(f"config {prefix}{f.name}: must be a number, got {data[f.name]!r}")

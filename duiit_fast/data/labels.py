@@ -1,0 +1,74 @@
+"""labels.csv: one row per image file (or volume, or series folder) with the patient and age.
+
+Required columns: patient_id, age, path (relative to the CSV's folder). Optional columns
+rescale_slope and rescale_intercept map stored values to native units (value·slope + intercept),
+as DICOM does; 16-bit PNG CT is usually stored as HU + 1024 (intercept -1024).
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DuiitDataError
+
+REQUIRED_COLUMNS = ("patient_id", "age", "path")
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    patient_id: str
+    age: float
+    path: Path
+    rescale_slope: float = 1.0
+    rescale_intercept: float = 0.0
+
+
+def read_labels(root) -> list[LabelRow]:
+    """Parse root/labels.csv; every problem is a DuiitDataError naming the file and row."""
+    root = Path(root)
+    csv_path = root / "labels.csv"
+    if not root.is_dir():
+        raise DuiitDataError(root, "data folder not found")
+    if not csv_path.is_file():
+        raise DuiitDataError(csv_path, "labels file not found (need patient_id,age,path columns)")
+    try:
+        with open(csv_path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise DuiitDataError(csv_path, f"missing column(s) {', '.join(missing)}")
+            rows = [_parse_row(csv_path, root, line, rec) for line, rec in enumerate(reader, start=2)]
+    except UnicodeDecodeError:
+        raise DuiitDataError(csv_path, "not a text CSV file") from None
+    if not rows:
+        raise DuiitDataError(csv_path, "no labelled rows")
+    return rows
+
+
+def _parse_row(csv_path: Path, root: Path, line: int, rec: dict) -> LabelRow:
+    where = f"{csv_path} line {line}"
+    patient = (rec.get("patient_id") or "").strip()
+    if not patient:
+        raise DuiitDataError(where, "empty patient_id")
+    age = _number(where, "age", rec.get("age"))
+    rel = (rec.get("path") or "").strip()
+    if not rel:
+        raise DuiitDataError(where, "empty path")
+    path = root / rel
+    if not path.exists():
+        raise DuiitDataError(path, f"labelled in {csv_path.name} line {line} but the file is missing")
+    slope = _number(where, "rescale_slope", rec.get("rescale_slope") or "1")
+    intercept = _number(where, "rescale_intercept", rec.get("rescale_intercept") or "0")
+    return LabelRow(patient, age, path, slope, intercept)
+
+
+def _number(where: str, column: str, text) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise DuiitDataError(where, f"{column} {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise DuiitDataError(where, f"{column} {text!r} is not finite")
+    return value

@@ -1,0 +1,85 @@
+"""Assemble a run's data from its config: CT train/val/test by patient plus source sets."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..data.datasets import (SliceSet, build_slice_set, load_folder, native_size, phantom_cohorts,
+                             phantom_volumes, split_patients)
+
+
+@dataclass
+class TrainingData:
+    ct_train: SliceSet
+    ct_val: SliceSet
+    ct_test: SliceSet
+    sources: dict = field(default_factory=dict)   # modality → SliceSet (labelled, other patients)
+
+    def split(self, name: str) -> SliceSet:
+        try:
+            return {"train": self.ct_train, "val": self.ct_val, "test": self.ct_test}[name]
+        except KeyError:
+            raise ValueError(f"split must be train, val or test, got {name!r}") from None
+
+
+def load_training_data(cfg, progress=None) -> TrainingData:
+    if cfg.ct is None:
+        return _phantom_data(cfg, progress)
+    ct = load_folder(cfg.ct, "ct", cfg.image_size, cfg.ct_window, cfg.mri_percentiles)
+    train_p, val_p, test_p = split_patients(ct.patients, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+    sources = {m: load_folder(getattr(cfg, m), m, cfg.image_size, cfg.ct_window, cfg.mri_percentiles)
+               for m in cfg.sources}
+    return TrainingData(ct.select_patients(train_p), ct.select_patients(val_p),
+                        ct.select_patients(test_p), sources)
+
+
+def _phantom_data(cfg, progress=None) -> TrainingData:
+    pc = cfg.phantom
+    cohorts = phantom_cohorts(pc)
+
+    def render(cohort, modality, as_modality=None):
+        as_modality = as_modality or modality
+        vols = phantom_volumes(cohort, as_modality, native_size(pc, as_modality), pc.slices_per_patient, pc.seed)
+        if progress is not None:
+            vols = progress(vols, total=len(cohort), desc=f"phantom {modality}"
+                            + (f" as {as_modality}" if as_modality != modality else ""))
+        return build_slice_set(vols, as_modality, cfg.image_size, cfg.ct_window, cfg.mri_percentiles)
+
+    ct_train = render(cohorts["ct_train"], "ct")
+    sources = {}
+    if cfg.kind == "ORACLE":
+        # The source patients rendered directly as CT: what a perfect translator would produce.
+        ct_train = SliceSet.concat([ct_train] + [render(cohorts[m], m, "ct") for m in cfg.sources])
+    elif cfg.kind == "MIX":
+        sources = {m: render(cohorts[m], m) for m in cfg.sources}
+    return TrainingData(ct_train, render(cohorts["ct_val"], "ct"), render(cohorts["ct_test"], "ct"), sources)
+
+
+class BatchSampler:
+    """Endless shuffled batches over a slice set; reshuffles after each pass. Seeded by a torch
+    Generator so a resumed run continues the same sequence."""
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator):
+        self.n, self.batch_size, self.generator = n, batch_size, generator
+        self.order = torch.randperm(n, generator=generator)
+        self.pos = 0
+
+    def next(self) -> torch.Tensor:
+        picks = []
+        need = self.batch_size
+        while need > 0:
+            if self.pos >= self.n:
+                self.order = torch.randperm(self.n, generator=self.generator)
+                self.pos = 0
+            take = self.order[self.pos:self.pos + need]
+            picks.append(take)
+            self.pos += len(take)
+            need -= len(take)
+        return torch.cat(picks)
+
+    def state_dict(self) -> dict:
+        return {"order": self.order, "pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.order, self.pos = state["order"], state["pos"]

@@ -95,8 +95,8 @@ class TrainConfig:
         _check(self.predictor in PREDICTORS, "predictor", f"must be one of {PREDICTORS}, got {self.predictor!r}")
         _check(bool(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device)), "device",
                f"must be auto, cpu or cuda[:N], got {self.device!r}")
-        _check(self.image_size >= 16 and self.image_size % 4 == 0, "image_size",
-               f"must be a positive multiple of 4 of at least 16, got {self.image_size}")
+        _check(self.image_size >= 32 and self.image_size % 4 == 0, "image_size",
+               f"must be a multiple of 4 of at least 32 (the PatchGAN needs it), got {self.image_size}")
         for name in ("batch_size", "epochs", "predictor_batch_size", "ngf", "ndf"):
             _check(getattr(self, name) >= 1, name, f"must be at least 1, got {getattr(self, name)}")
         _check(0 <= self.decay_start_epoch <= self.epochs, "decay_start_epoch",

@@ -3,6 +3,7 @@ translates, and saves/loads checkpoints (atomically, every epoch)."""
 from __future__ import annotations
 
 import math
+import pickle
 import time
 from pathlib import Path
 from typing import Optional
@@ -30,6 +31,20 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DuiitConfigError(f"config device: {name} requested but CUDA is not available")
     return device
+
+
+def read_checkpoint(path) -> dict:
+    """Load a checkpoint written by Trainer.save; anything else is one clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise DuiitError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(state, dict) or not {"config", "nets", "epoch"} <= state.keys():
+            raise KeyError("config/nets/epoch")
+    except (RuntimeError, KeyError, TypeError, EOFError, OSError, pickle.UnpicklingError) as exc:
+        raise DuiitError(f"{path}: not a duiit_fast checkpoint ({exc.__class__.__name__})") from None
+    return state
 
 
 class Trainer:
@@ -137,7 +152,7 @@ class Trainer:
         checkpoint in cfg.out_dir is loaded first and the run continues from it."""
         ckpt = Path(self.cfg.out_dir) / CHECKPOINT_NAME
         if resume and ckpt.exists():
-            self._load_state(torch.load(ckpt, map_location="cpu", weights_only=False))
+            self._load_state(read_checkpoint(ckpt))
         if not self.samplers:
             ct = self.data.ct_train
             self.age_mean, self.age_std = float(ct.ages.mean()), max(float(ct.ages.std()), 1.0)
@@ -252,12 +267,12 @@ class Trainer:
             for k, pool in pools.items():
                 pool.load_state_dict(state["pools"][side][k], self.device)
                 pool.generator.set_state(state["pool_rng"][side][k])
-        self.generator.set_state(state["rng"]["generator"])
-        torch.set_rng_state(state["rng"]["torch"])
         if state["samplers"]:
-            self._init_samplers()
+            self._init_samplers()  # draws from self.generator: restore its state afterwards
             for k, s in state["samplers"].items():
                 self.samplers[k].load_state_dict(s)
+        self.generator.set_state(state["rng"]["generator"])
+        torch.set_rng_state(state["rng"]["torch"])
 
     def save(self, path) -> Path:
         """Write a complete checkpoint atomically (temporary file, then rename)."""
@@ -269,13 +284,8 @@ class Trainer:
     @classmethod
     def load(cls, path, data: Optional[TrainingData] = None, progress: bool = False) -> "Trainer":
         path = Path(path)
-        if not path.is_file():
-            raise DuiitError(f"{path}: checkpoint not found")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-            cfg = TrainConfig.from_dict(state["config"])
-        except (RuntimeError, KeyError, EOFError, OSError) as exc:
-            raise DuiitError(f"{path}: not a duiit_fast checkpoint ({exc.__class__.__name__})") from None
+        state = read_checkpoint(path)
+        cfg = TrainConfig.from_dict(state["config"])
         trainer = cls(cfg, data=data, progress=progress)
         trainer._load_state(state)
         return trainer

@@ -1,0 +1,112 @@
+"""The `duiit` command. User errors print one line on stderr and exit with status 2."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+    run_demo(args.out, quick=args.quick, progress=not args.no_progress)
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from .config import TrainConfig
+    from .io import write_json
+    from .train.trainer import Trainer
+    cfg = TrainConfig.from_toml(args.config)
+    if args.out:
+        cfg.out_dir = args.out
+    trainer = Trainer(cfg, progress=not args.no_progress)
+    trainer.fit(resume=args.resume)
+    metrics = {split: trainer.evaluate(split) for split in ("val", "test")}
+    write_json(Path(cfg.out_dir) / "metrics.json", {"setting": cfg.setting, **metrics})
+    print(f"{cfg.setting}: val MSE {metrics['val']['mse']:.2f}, test MSE {metrics['test']['mse']:.2f} "
+          f"years²; checkpoint and metrics.json in {cfg.out_dir}")
+    return 0
+
+
+def _cmd_phantoms(args) -> int:
+    from .config import PhantomConfig
+    from .data.writer import write_phantom_dataset
+    pc = PhantomConfig(ct_train_patients=args.ct_patients, ct_val_patients=0, ct_test_patients=0,
+                       source_patients=args.source_patients, slices_per_patient=args.slices,
+                       ct_size=args.ct_size, mri_size=args.mri_size, pet_size=args.pet_size, seed=args.seed)
+    written = write_phantom_dataset(args.out, pc, args.modalities, fmt=args.format,
+                                    progress=not args.no_progress)
+    for modality, (folder, n_patients, n_files) in written.items():
+        print(f"{modality}: {n_patients} patients, {n_files} files → {folder}")
+    return 0
+
+
+def _cmd_doctor(args) -> int:
+    from .doctor import report
+    print(report())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="duiit",
+        description="DUIIT: translate MRI/PET slices into CT style with a translator trained jointly "
+                    "with the CT predictor, and measure what it buys.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    d = sub.add_parser("demo", help="PURE-CT vs DUIIT vs ORACLE on the embedded head phantom",
+                       description="Render a phantom cohort, train PURE-CT, MIX-CT-MRI (DUIIT) and the ORACLE "
+                                   "bound, evaluate on held-out CT patients and write metrics.json, report.md, "
+                                   "translations.png and loss_curves.png.")
+    d.add_argument("--quick", action="store_true", help="smoke-test sizes (about a minute on 2 cores)")
+    d.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    d.add_argument("--no-progress", action="store_true", help="no progress bars")
+    d.set_defaults(func=_cmd_demo)
+
+    t = sub.add_parser("train", help="train one setting from a TOML config",
+                       description="Train the setting of a TOML config (fields of duiit_fast.TrainConfig; "
+                                   "a [phantom] table for the embedded data, or ct/mri/pet dataset folders). "
+                                   "Checkpoints are written atomically every epoch.")
+    t.add_argument("--config", required=True, help="TOML file")
+    t.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
+    t.add_argument("--out", help="output folder (overrides out_dir of the config)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t.set_defaults(func=_cmd_train)
+
+    ph = sub.add_parser("phantoms", help="write the head phantom to disk as a labelled dataset",
+                        description="Write CT/MRI/PET phantom patients as dataset folders (images + labels.csv "
+                                    "with patient_id,age,path) that `duiit train` reads back.")
+    ph.add_argument("--out", required=True, help="output folder (one subfolder per modality)")
+    ph.add_argument("--modalities", nargs="+", default=["ct", "mri", "pet"], choices=["ct", "mri", "pet"])
+    ph.add_argument("--ct-patients", type=int, default=82, help="CT patients (default 82, as the paper's set)")
+    ph.add_argument("--source-patients", type=int, default=110, help="patients per source modality (default 110)")
+    ph.add_argument("--slices", type=int, default=30, help="axial slices per patient (default 30)")
+    ph.add_argument("--ct-size", type=int, default=650)
+    ph.add_argument("--mri-size", type=int, default=256)
+    ph.add_argument("--pet-size", type=int, default=128)
+    ph.add_argument("--format", choices=["png", "npy"], default="png",
+                    help="png: one 16-bit PNG per slice; npy: one float32 volume per patient")
+    ph.add_argument("--seed", type=int, default=0)
+    ph.add_argument("--no-progress", action="store_true", help="no progress bars")
+    ph.set_defaults(func=_cmd_phantoms)
+
+    doc = sub.add_parser("doctor", help="what is installed and usable: torch, CUDA, Triton, DALI, the extension")
+    doc.set_defaults(func=_cmd_doctor)
+    return p
+
+
+def main(argv=None) -> int:
+    from .errors import DuiitError
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DuiitError as exc:
+        print(f"duiit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("duiit: interrupted (completed checkpoints are kept)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

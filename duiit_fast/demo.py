@@ -1,0 +1,200 @@
+"""The main job: PURE-CT vs DUIIT (MIX-CT-MRI) vs ORACLE on the embedded head phantom.
+
+All three settings share one rendered cohort: the same CT training patients, the same MRI
+source patients (ORACLE sees those same people rendered directly as CT) and the same held-out
+CT test patients, so their errors can be compared patient by patient.
+"""
+from __future__ import annotations
+
+import dataclasses
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import PhantomConfig, TrainConfig
+from .data.datasets import SliceSet, build_slice_set, native_size, phantom_cohorts, phantom_volumes
+from .eval.metrics import gap_closed, paired_bootstrap_mse_difference
+from .eval.plots import loss_curves, translation_grid
+from .io import write_json, write_text
+from .train.data import TrainingData, load_training_data
+from .train.trainer import Trainer
+
+SETTINGS = ("PURE-CT", "MIX-CT-MRI", "ORACLE-CT-MRI")
+
+
+def demo_config(quick: bool, out_dir: str) -> TrainConfig:
+    """A CPU-sized version of the paper's experiment. Sizes are far below the paper's (256², 9-block
+    generator, ResNet50, 200 epochs) so that it fits in minutes on two cores; the optimiser,
+    losses, λ's, pool and schedule are the paper's."""
+    phantom = PhantomConfig(
+        ct_train_patients=12, ct_val_patients=4, ct_test_patients=16 if quick else 40,
+        source_patients=12 if quick else 50, slices_per_patient=12 if quick else 24,
+        ct_size=96, mri_size=64, pet_size=32, seed=0)  # mixed native resolutions, all → image_size
+    return TrainConfig(
+        setting="MIX-CT-MRI", image_size=32, ngf=16, ndf=16, n_blocks=3, predictor="small",
+        batch_size=8, predictor_batch_size=16,  # P sees 8 real + 8 translated per joint step
+        epochs=8 if quick else 20, decay_start_epoch=4 if quick else 10,
+        steps_per_epoch=12 if quick else 25, phantom=phantom, out_dir=out_dir, seed=0)
+
+
+def _shared_data(cfg: TrainConfig, progress) -> dict[str, TrainingData]:
+    mix = load_training_data(cfg, progress=progress)
+    pc = cfg.phantom
+    mri_patients = phantom_cohorts(pc)["mri"]
+    vols = phantom_volumes(mri_patients, "ct", native_size(pc, "ct"), pc.slices_per_patient, pc.seed)
+    if progress is not None:
+        vols = progress(vols, total=len(mri_patients), desc="phantom mri as ct (oracle)")
+    oracle_ct = build_slice_set(vols, "ct", cfg.image_size, cfg.ct_window, cfg.mri_percentiles)
+    return {
+        "PURE-CT": TrainingData(mix.ct_train, mix.ct_val, mix.ct_test),
+        "MIX-CT-MRI": mix,
+        "ORACLE-CT-MRI": TrainingData(SliceSet.concat([mix.ct_train, oracle_ct]), mix.ct_val, mix.ct_test),
+        "_oracle_mri_as_ct": TrainingData(oracle_ct, mix.ct_val, mix.ct_test),
+    }
+
+
+def run_demo(out_dir="demo_out", quick: bool = False, progress: bool = True, log=print) -> dict:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    base = demo_config(quick, str(out / "runs"))
+    start = time.perf_counter()
+    bar = _progress if progress else None
+    data = _shared_data(base, bar)
+    log(f"rendered phantom cohort in {time.perf_counter() - start:.0f} s: "
+        f"{len(data['MIX-CT-MRI'].ct_train)} CT train slices, {len(data['MIX-CT-MRI'].sources['mri'])} MRI slices, "
+        f"{len(data['PURE-CT'].ct_test)} CT test slices")
+    trainers, metrics, seconds = {}, {}, {}
+    for setting in SETTINGS:
+        cfg = dataclasses.replace(base, setting=setting, out_dir=str(out / "runs" / setting))
+        t0 = time.perf_counter()
+        trainer = Trainer(cfg, data=data[setting], progress=progress)
+        trainer.fit()
+        seconds[setting] = time.perf_counter() - t0
+        trainers[setting] = trainer
+        metrics[setting] = {**trainer.evaluate("test"), "val_mse": trainer.evaluate("val")["mse"],
+                            "train_seconds": round(seconds[setting], 1)}
+        log(f"{setting:>14}: test MSE {metrics[setting]['mse']:7.1f} years²  ({seconds[setting]:.0f} s)")
+    summary = _summarise(trainers, data, metrics)
+    result = {**metrics, "comparison": summary, "config": base.to_dict(), "quick": quick,
+              "total_seconds": round(time.perf_counter() - start, 1),
+              "machine": f"{platform.machine()} {platform.processor() or ''} torch {torch.__version__} "
+                         f"threads {torch.get_num_threads()}".strip()}
+    write_json(out / "metrics.json", result)
+    _figures(trainers, data, out)
+    write_text(out / "report.md", _report(result))
+    log(_table(metrics, summary))
+    log(f"wrote {out / 'metrics.json'}, {out / 'report.md'}, {out / 'translations.png'}, {out / 'loss_curves.png'}")
+    return result
+
+
+def _progress(iterable, **kwargs):
+    from tqdm.auto import tqdm
+    return tqdm(iterable, leave=False, **kwargs)
+
+
+def _summarise(trainers, data, metrics) -> dict:
+    test = data["PURE-CT"].ct_test
+    errors = {s: (trainers[s].predict(test.images) - test.ages).numpy() for s in SETTINGS}
+    pure, mix, oracle = (metrics[s]["mse"] for s in SETTINGS)
+    return {
+        "gap_closed": gap_closed(pure, mix, oracle),
+        "mix_minus_pure": paired_bootstrap_mse_difference(errors["MIX-CT-MRI"], errors["PURE-CT"], test.patient_ids),
+        "oracle_minus_pure": paired_bootstrap_mse_difference(errors["ORACLE-CT-MRI"], errors["PURE-CT"], test.patient_ids),
+        "age_variance": float(test.ages.var(unbiased=False)),
+    }
+
+
+def _figures(trainers, data, out: Path) -> None:
+    loss_curves({s: t.history for s, t in trainers.items()}, out / "loss_curves.png")
+    mri = data["MIX-CT-MRI"].sources["mri"]
+    oracle = data["_oracle_mri_as_ct"].ct_train  # same patients, same slice order, rendered as CT
+    patients = mri.patients
+    picks = [patients[i] for i in np.linspace(0, len(patients) - 1, min(6, len(patients))).astype(int)]
+    idx = []
+    for pid in picks:
+        rows = np.nonzero(mri.patient_ids == pid)[0]
+        idx.append(int(rows[len(rows) // 2]))
+    translated = trainers["MIX-CT-MRI"].translate(mri.images[idx], source="mri")
+    translation_grid(
+        [("source MRI", mri.images[idx, 0].numpy()), ("translated G(MRI)", translated[:, 0].numpy()),
+         ("same patient as CT", oracle.images[idx, 0].numpy())],
+        [f"{pid}, age {float(mri.ages[i]):.0f}" for pid, i in zip(picks, idx)], out / "translations.png")
+
+
+def _table(metrics: dict, summary: dict) -> str:
+    lines = ["| setting | test MSE (years²) | MAE (years) | patient-mean MSE | train s |",
+             "|---|---|---|---|---|"]
+    for s in SETTINGS:
+        m = metrics[s]
+        lines.append(f"| {s} | {m['mse']:.1f} | {m['mae']:.2f} | {m['patient_mse']:.1f} | {m['train_seconds']:.0f} |")
+    g = summary["gap_closed"]
+    lines.append("")
+    lines.append(f"Share of the PURE-CT → ORACLE gap closed by DUIIT translation: "
+                 f"{'n/a (ORACLE did not beat PURE-CT)' if np.isnan(g) else f'{100 * g:.0f}%'}")
+    return "\n".join(lines)
+
+
+def _report(result: dict) -> str:
+    s = result["comparison"]
+    mix, orc = s["mix_minus_pure"], s["oracle_minus_pure"]
+    cfg = result["config"]
+    pc = cfg["phantom"]
+
+    def verdict(b):
+        lo, hi = b["ci95"]
+        if hi < 0:
+            return "better than PURE-CT (95% interval below zero)"
+        if lo > 0:
+            return "worse than PURE-CT (95% interval above zero)"
+        return "not distinguishable from PURE-CT at this size (95% interval spans zero)"
+
+    return f"""# duiit demo report
+
+{"Quick run (smoke-test sizes: read the numbers as a check that everything runs, not as a result)." if result["quick"] else "Full demo run."}
+Machine: {result["machine"]}. Total wall time {result["total_seconds"]:.0f} s.
+
+## What was run
+Head phantom, one cohort shared by all settings: {pc["ct_train_patients"]} CT training patients,
+{pc["source_patients"]} MRI patients (other people, labelled with their ages),
+{pc["ct_test_patients"]} held-out CT test patients, {pc["slices_per_patient"]} slices each; native
+sizes CT {pc["ct_size"]}², MRI {pc["mri_size"]}², PET {pc["pet_size"]}², all resized to {cfg["image_size"]}².
+
+- **PURE-CT**: the predictor on the CT training patients only.
+- **MIX-CT-MRI (DUIIT)**: translators G: MRI→CT and F: CT→MRI, critics and predictor trained jointly
+  (L_trans + λ·L_pred, λ = {cfg["lambda_pred"]}, λcyc = {cfg["lambda_cyc"]}, image pool {cfg["pool_size"]});
+  the predictor learns from real CT and translated MRI.
+- **ORACLE-CT-MRI**: the MRI patients rendered directly as CT — what a perfect translator would give.
+
+Models are shrunk to fit a CPU: ResNet generator ngf={cfg["ngf"]} with {cfg["n_blocks"]} residual
+blocks, PatchGAN ndf={cfg["ndf"]}, a small CNN predictor instead of ResNet50; {cfg["epochs"]} epochs of
+{cfg["steps_per_epoch"]} steps (linear decay from epoch {cfg["decay_start_epoch"]}).
+
+## Results (held-out CT patients)
+{_table({k: result[k] for k in SETTINGS}, s)}
+
+Predicting the mean age would score about {s["age_variance"]:.0f} years².
+
+Paired patient bootstrap (2000 resamples over test patients):
+- DUIIT − PURE-CT: {mix["difference"]:+.1f} years², 95% interval [{mix["ci95"][0]:.1f}, {mix["ci95"][1]:.1f}];
+  DUIIT is {verdict(mix)}.
+- ORACLE − PURE-CT: {orc["difference"]:+.1f} years², 95% interval [{orc["ci95"][0]:.1f}, {orc["ci95"][1]:.1f}];
+  ORACLE is {verdict(orc)}.
+
+## How far to trust it
+- One seed and one split. The interval above covers the choice of test patients, not training
+  noise; the prototype phantom measured a spread of ±26 years² for PURE-CT across splits, so a
+  difference smaller than that needs the ten-split protocol before it means anything.
+- The translator is trained for {cfg["epochs"] * cfg["steps_per_epoch"]} steps; CycleGAN-style translators usually need
+  tens of thousands. `translations.png` shows how far G got: compare its middle row to the
+  bottom row (the same patients rendered as CT).
+- ORACLE vs PURE-CT tells whether the phantom poses the paper's question at this size at all:
+  only if ORACLE is clearly better can translation help.
+- Phantom anatomy is procedural; nothing here says how DUIIT does on real scans.
+
+Files: `metrics.json` (all numbers), `translations.png` (source MRI | translated | same patient as
+CT), `loss_curves.png`, checkpoints under `runs/`.
+"""

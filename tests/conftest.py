@@ -1,0 +1,26 @@
+import pytest
+import torch
+
+from duiit_fast.config import PhantomConfig, TrainConfig
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def tiny_phantom() -> PhantomConfig:
+    return PhantomConfig(ct_train_patients=3, ct_val_patients=2, ct_test_patients=2, source_patients=3,
+                         slices_per_patient=4, ct_size=48, mri_size=32, pet_size=16, seed=1)
+
+
+@pytest.fixture
+def tiny_config(tiny_phantom, tmp_path):
+    def make(setting="MIX-CT-MRI", **overrides):
+        fields = dict(setting=setting, image_size=32, ngf=4, ndf=4, n_blocks=1, predictor="small",
+                      batch_size=2, predictor_batch_size=4, epochs=2, decay_start_epoch=1,
+                      steps_per_epoch=2, phantom=tiny_phantom, out_dir=str(tmp_path / setting), seed=0)
+        fields.update(overrides)
+        return TrainConfig(**fields)
+    return make

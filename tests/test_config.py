@@ -1,0 +1,69 @@
+"""TrainConfig: the paper's defaults, TOML loading, and one clear line for every bad value."""
+import pytest
+
+from duiit_fast import TrainConfig
+from duiit_fast.cli import main
+from duiit_fast.errors import DuiitConfigError
+
+
+def test_defaults_are_the_papers():
+    cfg = TrainConfig()
+    assert (cfg.lr_translator, cfg.lr_predictor, cfg.lambda_cyc, cfg.lambda_pred) == (2e-4, 1e-3, 10.0, 1e-3)
+    assert (cfg.batch_size, cfg.epochs, cfg.decay_start_epoch, cfg.beta1, cfg.pool_size) == (16, 200, 100, 0.5, 50)
+    assert cfg.predictor == "resnet50" and cfg.resolved_n_blocks == 9
+    assert TrainConfig(image_size=128).resolved_n_blocks == 6
+
+
+def test_settings_parse_sources():
+    assert TrainConfig(setting="MIX-CT-MRI-PET").sources == ("mri", "pet")
+    assert TrainConfig(setting="PURE-CT").sources == ()
+    assert TrainConfig(setting="ORACLE-CT-PET").kind == "ORACLE"
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("setting", "MIX-CT-XRAY", "config setting: must be one of"),
+    ("image_size", -64, "config image_size"),
+    ("image_size", 30, "config image_size"),
+    ("batch_size", 0, "config batch_size"),
+    ("decay_start_epoch", 300, "config decay_start_epoch"),
+    ("lambda_pred", -1.0, "config lambda_pred"),
+    ("ct", "/no/such/folder", "data folder /no/such/folder does not exist"),
+    ("backend", "gpu", "config backend"),
+    ("device", "tpu", "config device"),
+])
+def test_bad_values_raise_one_clear_error(field, value, message):
+    with pytest.raises(DuiitConfigError, match=message):
+        TrainConfig(**{field: value}).validate()
+
+
+def test_toml_loading_and_unknown_fields(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text('setting = "PURE-CT"\nimage_size = 64\n[phantom]\nct_train_patients = 5\n')
+    cfg = TrainConfig.from_toml(good)
+    assert cfg.setting == "PURE-CT" and cfg.image_size == 64 and cfg.phantom.ct_train_patients == 5
+    bad = tmp_path / "bad.toml"
+    bad.write_text('setting = "PURE-CT"\nlearning_rate = 1\n')
+    with pytest.raises(DuiitConfigError, match="unknown field.*learning_rate"):
+        TrainConfig.from_toml(bad)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("setting = \n")
+    with pytest.raises(DuiitConfigError, match="not valid TOML"):
+        TrainConfig.from_toml(broken)
+    typed = tmp_path / "typed.toml"
+    typed.write_text('epochs = "many"\n')
+    with pytest.raises(DuiitConfigError, match="epochs: must be a number"):
+        TrainConfig.from_toml(typed)
+
+
+@pytest.mark.parametrize("toml,expected", [
+    ('setting = "MIX-CT-FOO"\n', "config setting"),
+    ("image_size = -8\n", "config image_size"),
+    ('ct = "missing_folder"\n', "does not exist"),
+])
+def test_cli_prints_one_line_and_exits_2(tmp_path, capsys, toml, expected):
+    path = tmp_path / "c.toml"
+    path.write_text(toml)
+    assert main(["train", "--config", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err and "Traceback" not in err
+    assert main(["train", "--config", str(tmp_path / "nope.toml")]) == 2

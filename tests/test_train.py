@@ -1,0 +1,144 @@
+"""The joint trainer: gradient paths, image pool, schedule, checkpoints, settings."""
+import math
+
+import pytest
+import torch
+
+from duiit_fast import Trainer
+from duiit_fast.train.pool import ImagePool
+from duiit_fast.train.schedule import linear_decay_factor
+from duiit_fast.train.step import SourceBatch, generator_predictor_loss, joint_step
+
+
+def _one_batch(trainer):
+    trainer._init_samplers()
+    x, r_x = trainer._batch(trainer.data.ct_train, "ct")
+    sources = {k: SourceBatch(*trainer._batch(trainer.data.sources[k], k)) for k in trainer.cfg.sources}
+    return x, r_x, sources
+
+
+@pytest.mark.parametrize("lam", [0.0, 1e-3])
+def test_predictor_loss_reaches_generator_only_when_lambda_positive(tiny_config, lam):
+    trainer = Trainer(tiny_config(lambda_pred=lam), progress=False)
+    x, r_x, sources = _one_batch(trainer)
+    total, trans, pred, _ = generator_predictor_loss(trainer.nets, x, r_x, sources, 10.0, lam)
+    assert torch.allclose(total, trans + lam * pred)
+    G = list(trainer.nets["G"]["mri"].parameters())
+    # The part of the joint loss that comes from the predictor, λ·L_pred, differentiated w.r.t. G.
+    from_pred = torch.autograd.grad(lam * pred, G, retain_graph=True, allow_unused=True)
+    norm = sum(float(g.abs().sum()) for g in from_pred if g is not None)
+    assert (norm == 0.0) if lam == 0 else (norm > 0.0)
+    # In the total, λ = 0 leaves G with the translator's gradient alone.
+    g_total = torch.autograd.grad(total, G, retain_graph=True)
+    g_trans = torch.autograd.grad(trans, G, retain_graph=True)
+    same = all(torch.equal(a, b) for a, b in zip(g_total, g_trans))
+    assert same if lam == 0 else not same
+
+
+def test_predictor_gets_full_lr_group_and_translator_its_own(tiny_config):
+    trainer = Trainer(tiny_config(), progress=False)
+    groups = trainer.optimizers["gen"].param_groups
+    assert [g["lr"] for g in groups] == [2e-4, 1e-3]
+    assert all(g["betas"] == (0.5, 0.999) for g in groups)
+    pred_params = {id(p) for p in trainer.nets["P"].parameters()}
+    assert {id(p) for p in groups[1]["params"]} == pred_params
+
+
+def test_discriminators_see_pooled_fakes(tiny_config):
+    trainer = Trainer(tiny_config(pool_size=4), progress=False)
+    x, r_x, sources = _one_batch(trainer)
+    pool = trainer.pools["ct"]["mri"]
+    returned = []
+    original = pool.query
+    pool.query = lambda images: returned.append(original(images)) or returned[-1]
+    seen = []
+    trainer.nets["D_t"].register_forward_pre_hook(lambda m, inp: seen.append(inp[0]))
+    joint_step(trainer.nets, trainer.optimizers, trainer.pools, x, r_x, sources, trainer.cfg)
+    assert len(returned) == 1 and not returned[0].requires_grad
+    assert any(s is returned[0] for s in seen)
+    assert len(pool.images) == x.shape[0]  # the pool kept the batch's fakes
+
+
+def test_image_pool_fills_then_swaps_half_and_is_seedable():
+    def run(seed):
+        pool = ImagePool(4, torch.Generator().manual_seed(seed))
+        first = pool.query(torch.arange(4.0).reshape(4, 1, 1, 1))
+        assert torch.equal(first.flatten(), torch.arange(4.0))  # filling: returned as given
+        outs = [pool.query(torch.full((1, 1, 1, 1), 100.0 + i)) for i in range(400)]
+        return torch.cat(outs).flatten()
+    a, b = run(0), run(0)
+    assert torch.equal(a, b)
+    fresh = sum(float(v) == 100.0 + i for i, v in enumerate(a)) / 400
+    assert 0.4 < fresh < 0.6
+    assert not torch.equal(a, run(1))
+
+
+def test_schedule_learning_rates_at_paper_epochs(tiny_config):
+    trainer = Trainer(tiny_config(epochs=200, decay_start_epoch=100), progress=False)
+    sched, opt = trainer.schedulers["gen"], trainer.optimizers["gen"]
+    lrs = {}
+    for epoch in range(200):
+        if epoch in (0, 100, 150, 199):
+            lrs[epoch] = [g["lr"] for g in opt.param_groups]
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx([2e-4, 1e-3])
+    assert lrs[100] == pytest.approx([2e-4, 1e-3])
+    assert lrs[150] == pytest.approx([1e-4, 5e-4])
+    assert lrs[199] == pytest.approx([2e-6, 1e-5])
+    assert linear_decay_factor(200, 200, 100) == 0.0
+
+
+def test_mix_trains_and_saves_each_epoch(tiny_config):
+    cfg = tiny_config("MIX-CT-MRI-PET")
+    trainer = Trainer(cfg, progress=False)
+    history = trainer.fit()
+    assert [h["epoch"] for h in history] == [0, 1]
+    assert set(trainer.nets["G"]) == {"mri", "pet"}
+    assert all(math.isfinite(h["loss"]) for h in history)
+    metrics = trainer.evaluate("test")
+    assert metrics["n_patients"] == cfg.phantom.ct_test_patients and metrics["mse"] > 0
+    assert (trainer.cfg.out_dir and (__import__("pathlib").Path(cfg.out_dir) / "checkpoint.pt").exists())
+
+
+@pytest.mark.parametrize("setting", ["PURE-CT", "ORACLE-CT-PET"])
+def test_predictor_only_settings(tiny_config, setting):
+    trainer = Trainer(tiny_config(setting), progress=False)
+    trainer.fit()
+    assert set(trainer.nets) == {"P"}
+    extra = trainer.cfg.phantom.source_patients if setting.startswith("ORACLE") else 0
+    assert len(trainer.data.ct_train.patients) == trainer.cfg.phantom.ct_train_patients + extra
+
+
+def test_resume_continues_exactly(tiny_config):
+    straight = Trainer(tiny_config(epochs=3, out_dir=tiny_config().out_dir + "-a"), progress=False)
+    straight.fit()
+    interrupted = Trainer(tiny_config(epochs=3, out_dir=tiny_config().out_dir + "-b"), progress=False)
+    interrupted.cfg.epochs = 2  # stop after two epochs, as a killed run would
+    interrupted.fit()
+    resumed = Trainer(tiny_config(epochs=3, out_dir=tiny_config().out_dir + "-b"), progress=False)
+    resumed.fit(resume=True)
+    assert resumed.epoch == 3 and len(resumed.history) == 3
+    for a, b in zip(straight.nets["P"].parameters(), resumed.nets["P"].parameters()):
+        torch.testing.assert_close(a, b)
+
+
+def test_save_load_translate(tiny_config, tmp_path):
+    trainer = Trainer(tiny_config(), progress=False)
+    trainer.fit()
+    path = trainer.save(tmp_path / "model.pt")
+    loaded = Trainer.load(path)
+    images = trainer.data.sources["mri"].images[:3]
+    torch.testing.assert_close(loaded.translate(images, "mri"), trainer.translate(images, "mri"))
+    assert loaded.translate(images[:, 0].numpy(), "mri").shape == (3, 1, 32, 32)
+    with pytest.raises(Exception, match="no translator for source 'pet'"):
+        loaded.translate(images, "pet")
+
+
+def test_reference_and_cpp_backends_give_matching_losses(tiny_config):
+    losses = {}
+    for backend in ("reference", "cpp"):
+        trainer = Trainer(tiny_config(backend=backend, epochs=1, steps_per_epoch=3), progress=False)
+        losses[backend] = trainer.fit()[0]
+    for key in ("loss", "trans", "pred", "d_t", "d_s"):
+        assert losses["cpp"][key] == pytest.approx(losses["reference"][key], rel=1e-3, abs=1e-5)

@@ -18,7 +18,7 @@ else:  # pragma: no cover
 SOURCE_MODALITIES = ("mri", "pet")
 SETTINGS = ("PURE-CT", "MIX-CT-MRI", "MIX-CT-PET", "MIX-CT-MRI-PET",
             "ORACLE-CT-MRI", "ORACLE-CT-PET", "ORACLE-CT-MRI-PET")
-BACKENDS = ("reference", "cpp", "auto")
+BACKENDS = ("reference", "triton", "cpp", "auto")
 PREDICTORS = ("resnet50", "resnet18", "small")
 
 
@@ -69,9 +69,10 @@ class TrainConfig:
     val_fraction: float = 0.1        # CT patients held out when training from folders
     test_fraction: float = 0.2
     split_seed: int = 0
-    ct_window: tuple = (40.0, 400.0)  # level, width in HU → [-1, 1]
+    ct_window: tuple = (40.0, 80.0)   # level, width in HU → [-1, 1]: the clinical brain window
     mri_percentiles: tuple = (1.0, 99.0)
     augment_flip: bool = True
+    augment_shift: int = 0           # random translations of up to this many pixels (air-padded)
     out_dir: str = "runs/duiit"
     num_threads: Optional[int] = None
 
@@ -97,6 +98,8 @@ class TrainConfig:
                f"must be auto, cpu or cuda[:N], got {self.device!r}")
         _check(self.image_size >= 32 and self.image_size % 4 == 0, "image_size",
                f"must be a multiple of 4 of at least 32 (the PatchGAN needs it), got {self.image_size}")
+        _check(0 <= self.augment_shift < self.image_size // 4, "augment_shift",
+               f"must lie in [0, image_size/4), got {self.augment_shift}")
         for name in ("batch_size", "epochs", "predictor_batch_size", "ngf", "ndf"):
             _check(getattr(self, name) >= 1, name, f"must be at least 1, got {getattr(self, name)}")
         _check(0 <= self.decay_start_epoch <= self.epochs, "decay_start_epoch",

@@ -50,7 +50,7 @@ def resize_slices(volume: np.ndarray, size: int) -> torch.Tensor:
     return F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=shrinking)
 
 
-def build_slice_set(volumes, modality: str, size: int, ct_window=(40.0, 400.0),
+def build_slice_set(volumes, modality: str, size: int, ct_window=(40.0, 80.0),
                     mri_percentiles=(1.0, 99.0)) -> SliceSet:
     """volumes: iterable of (patient_id, age, (S, H, W) native-unit array), one per volume."""
     images, ages, ids = [], [], []
@@ -64,7 +64,7 @@ def build_slice_set(volumes, modality: str, size: int, ct_window=(40.0, 400.0),
     return SliceSet(modality, torch.cat(images), torch.tensor(ages, dtype=torch.float32), np.array(ids))
 
 
-def load_folder(root, modality: str, size: int, ct_window=(40.0, 400.0),
+def load_folder(root, modality: str, size: int, ct_window=(40.0, 80.0),
                 mri_percentiles=(1.0, 99.0)) -> SliceSet:
     """A dataset folder (labels.csv + images) as a SliceSet; slices of one patient form a volume
     for the per-volume intensity mapping (MRI percentiles, PET maximum)."""

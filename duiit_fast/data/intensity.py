@@ -22,7 +22,7 @@ def pet_max(volume: np.ndarray) -> np.ndarray:
     return np.clip(volume / peak, 0.0, 1.0) * 2.0 - 1.0
 
 
-def normalize_volume(volume: np.ndarray, modality: str, ct_window_lw=(40.0, 400.0),
+def normalize_volume(volume: np.ndarray, modality: str, ct_window_lw=(40.0, 80.0),
                      mri_pct=(1.0, 99.0)) -> np.ndarray:
     if modality == "ct":
         out = ct_window(volume, *ct_window_lw)

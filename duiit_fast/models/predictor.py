@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
-PREDICTORS = ("resnet50", "resnet18", "small")
+from ..config import PREDICTORS
 
 
 def _torchvision_resnet(name: str) -> nn.Module:

@@ -33,6 +33,14 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Translate each image by up to max_shift pixels in x and y; uncovered pixels become air (-1)."""
+    n, _, h, w = images.shape
+    padded = F.pad(images, (max_shift,) * 4, value=-1.0)
+    offsets = torch.randint(0, 2 * max_shift + 1, (n, 2), generator=generator).tolist()
+    return torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offsets)])
+
+
 def read_checkpoint(path) -> dict:
     """Load a checkpoint written by Trainer.save; anything else is one clear error."""
     path = Path(path)
@@ -143,6 +151,8 @@ class Trainer:
         if self.cfg.augment_flip:
             flip = torch.rand(len(idx), generator=self.generator) < 0.5
             images = torch.where(flip.to(self.device)[:, None, None, None], images.flip(-1), images)
+        if self.cfg.augment_shift:
+            images = random_shift(images, self.cfg.augment_shift, self.generator)
         return images, self._scale(slices.ages[idx]).to(self.device)
 
     # -- training -----------------------------------------------------------------------------

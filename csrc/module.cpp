@@ -8,6 +8,7 @@
 #include <string>
 
 #include "instance_norm.h"
+#include "losses.h"
 
 #ifdef DUIIT_HAVE_OPENMP
 #include <omp.h>
@@ -132,6 +133,53 @@ void backward(const py::array& grad_y, const py::array& x, const py::array& mean
   throw std::invalid_argument("instance_norm_act_backward: x must be float32 or float64");
 }
 
+template <typename T>
+double loss_forward_typed(const py::array& a, const py::object& b, double target, int loss) {
+  require_contiguous(a, "a");
+  const T* bp = optional_ptr<T>(b, a.size(), "b");
+  const T* ap = static_cast<const T*>(a.data());
+  const int64_t n = a.size();
+  py::gil_scoped_release release;
+  return duiit::loss_forward<T>(ap, bp, target, n, static_cast<duiit::Loss>(loss));
+}
+
+template <typename T>
+void loss_backward_typed(const py::array& a, const py::object& b, double target, int loss,
+                         double grad_out, py::array& grad_a, const py::object& grad_b) {
+  require_contiguous(a, "a");
+  const int64_t n = a.size();
+  const T* bp = optional_ptr<T>(b, n, "b");
+  T* ga = output_ptr<T>(grad_a, n, "grad_a");
+  T* gb = nullptr;
+  if (!grad_b.is_none()) {
+    auto arr = grad_b.cast<py::array>();
+    gb = output_ptr<T>(arr, n, "grad_b");
+  }
+  const T* ap = static_cast<const T*>(a.data());
+  py::gil_scoped_release release;
+  duiit::loss_backward<T>(ap, bp, target, n, static_cast<duiit::Loss>(loss), grad_out, ga, gb);
+}
+
+void check_loss(int loss, const py::array& a) {
+  if (loss < 0 || loss > 1) throw std::invalid_argument("loss must be 0 (lsgan) or 1 (l1)");
+  if (a.size() == 0) throw std::invalid_argument("loss of an empty tensor");
+}
+
+double loss_forward(const py::array& a, const py::object& b, double target, int loss) {
+  check_loss(loss, a);
+  if (is_dtype<float>(a)) return loss_forward_typed<float>(a, b, target, loss);
+  if (is_dtype<double>(a)) return loss_forward_typed<double>(a, b, target, loss);
+  throw std::invalid_argument("loss_forward: inputs must be float32 or float64");
+}
+
+void loss_backward(const py::array& a, const py::object& b, double target, int loss,
+                   double grad_out, py::array& grad_a, const py::object& grad_b) {
+  check_loss(loss, a);
+  if (is_dtype<float>(a)) return loss_backward_typed<float>(a, b, target, loss, grad_out, grad_a, grad_b);
+  if (is_dtype<double>(a)) return loss_backward_typed<double>(a, b, target, loss, grad_out, grad_a, grad_b);
+  throw std::invalid_argument("loss_backward: inputs must be float32 or float64");
+}
+
 int max_threads() {
 #ifdef DUIIT_HAVE_OPENMP
   return omp_get_max_threads();
@@ -150,6 +198,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("instance_norm_act_backward", &backward, py::arg("grad_y"), py::arg("x"), py::arg("mean"),
         py::arg("rstd"), py::arg("weight"), py::arg("bias"), py::arg("grad_x"),
         py::arg("grad_weight"), py::arg("grad_bias"), py::arg("act"), py::arg("slope"));
+  m.def("loss_forward", &loss_forward, py::arg("a"), py::arg("b"), py::arg("target"), py::arg("loss"),
+        "mean((a-b)^2) (loss=0) or mean(|a-b|) (loss=1); b=None uses the scalar target");
+  m.def("loss_backward", &loss_backward, py::arg("a"), py::arg("b"), py::arg("target"),
+        py::arg("loss"), py::arg("grad_out"), py::arg("grad_a"), py::arg("grad_b"));
   m.def("openmp_threads", &max_threads, "OpenMP's maximum thread count (1 without OpenMP)");
 #ifdef DUIIT_HAVE_OPENMP
   m.attr("has_openmp") = true;

@@ -1,0 +1,155 @@
+"""The Triton backend as torch.library ops.
+
+Each op is registered twice over one implementation:
+  * `torch.library.triton_op` for CUDA tensors: its kernels are launched through `wrap_triton`,
+    so torch.compile/inductor sees them and the fake implementation comes from tracing;
+  * an opaque `custom_op` for CPU tensors under TRITON_INTERPRET=1 (the interpreter cannot run
+    inside a compiled graph: fake tensors have no data pointer), used by the CI tests.
+The kernel modules are imported on first use: `@triton.jit` must not run before
+TRITON_INTERPRET is set, and never on a machine that only uses the other backends.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+from torch.library import triton_op, wrap_triton
+
+from ._cpp_ops import ACT_CODES, LOSS_CODES
+
+
+def _identity(kernel):
+    return kernel
+
+
+def _kernels():
+    from .kernels import instance_norm, losses
+    return instance_norm, losses
+
+
+def _contiguous(t: Optional[Tensor]) -> Optional[Tensor]:
+    return None if t is None else t.contiguous()
+
+
+def _stats(x: Tensor) -> Tensor:
+    # Statistics in fp32 (fp64 for fp64 inputs) whatever the input precision.
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    return torch.empty(x.shape[:2], dtype=dtype, device=x.device)
+
+
+def _in_forward(x, weight, bias, residual, act, slope, eps, launch):
+    instance_norm, _ = _kernels()
+    x = x.contiguous()
+    y, mean, rstd = torch.empty_like(x), _stats(x), _stats(x)
+    instance_norm.instance_norm_act_forward(x, _contiguous(weight), _contiguous(bias), _contiguous(residual),
+                                            ACT_CODES[act], slope, eps, y, mean, rstd, launch=launch)
+    return y, mean, rstd
+
+
+def _in_backward(grad_y, x, mean, rstd, weight, bias, act, slope, launch):
+    instance_norm, _ = _kernels()
+    x, grad_y = x.contiguous(), grad_y.contiguous()
+    grad_x, sum_g, sum_gx = torch.empty_like(x), torch.empty_like(mean), torch.empty_like(mean)
+    instance_norm.instance_norm_act_backward(grad_y, x, mean, rstd, _contiguous(weight), _contiguous(bias),
+                                             ACT_CODES[act], slope, grad_x, sum_g, sum_gx, launch=launch)
+    param_dtype = weight.dtype if weight is not None else x.dtype
+    # Per-plane sums → per-channel gradients: a fixed-order reduction over the batch.
+    return grad_x, sum_gx.sum(0).to(param_dtype), sum_g.sum(0).to(param_dtype)
+
+
+def _loss_forward(a, b, target, kind, launch):
+    _, losses = _kernels()
+    a = a.contiguous()
+    acc = torch.float64 if a.dtype == torch.float64 else torch.float32
+    partials = torch.empty(losses.num_partials(a.numel()), dtype=acc, device=a.device)
+    losses.loss_forward_partials(a, _contiguous(b), target, LOSS_CODES[kind], partials, launch=launch)
+    return (partials.sum() / a.numel()).to(a.dtype)
+
+
+def _loss_backward(grad_out, a, b, target, kind, launch):
+    _, losses = _kernels()
+    a = a.contiguous()
+    grad_a = torch.empty_like(a)
+    grad_b = torch.empty_like(a) if b is not None else a.new_empty(0)
+    losses.loss_backward(a, _contiguous(b), target, LOSS_CODES[kind], grad_out.contiguous(), grad_a,
+                         grad_b if b is not None else None, launch=launch)
+    return grad_a, grad_b
+
+
+# --- CUDA: triton_op ---------------------------------------------------------------------------
+
+@triton_op("duiit_fast::instance_norm_act_triton", mutates_args=())
+def instance_norm_act_cuda(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
+                           residual: Optional[Tensor], act: str, slope: float,
+                           eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    return _in_forward(x, weight, bias, residual, act, slope, eps, wrap_triton)
+
+
+@triton_op("duiit_fast::instance_norm_act_triton_backward", mutates_args=())
+def instance_norm_act_backward_cuda(grad_y: Tensor, x: Tensor, mean: Tensor, rstd: Tensor,
+                                    weight: Optional[Tensor], bias: Optional[Tensor], act: str,
+                                    slope: float, need_weight_grads: bool) -> tuple[Tensor, Tensor, Tensor]:
+    return _in_backward(grad_y, x, mean, rstd, weight, bias, act, slope, wrap_triton)
+
+
+@triton_op("duiit_fast::loss_triton", mutates_args=())
+def loss_cuda(a: Tensor, b: Optional[Tensor], target: float, kind: str) -> Tensor:
+    return _loss_forward(a, b, target, kind, wrap_triton)
+
+
+@triton_op("duiit_fast::loss_triton_backward", mutates_args=())
+def loss_backward_cuda(grad_out: Tensor, a: Tensor, b: Optional[Tensor], target: float,
+                       kind: str) -> tuple[Tensor, Tensor]:
+    return _loss_backward(grad_out, a, b, target, kind, wrap_triton)
+
+
+# --- CPU under TRITON_INTERPRET=1: opaque custom ops --------------------------------------------
+
+@torch.library.custom_op("duiit_fast::instance_norm_act_triton_interpret", mutates_args=())
+def instance_norm_act_interpret(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
+                                residual: Optional[Tensor], act: str, slope: float,
+                                eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    return _in_forward(x, weight, bias, residual, act, slope, eps, _identity)
+
+
+@instance_norm_act_interpret.register_fake
+def _(x, weight, bias, residual, act, slope, eps):
+    return torch.empty_like(x, memory_format=torch.contiguous_format), _stats(x), _stats(x)
+
+
+@torch.library.custom_op("duiit_fast::instance_norm_act_triton_interpret_backward", mutates_args=())
+def instance_norm_act_backward_interpret(grad_y: Tensor, x: Tensor, mean: Tensor, rstd: Tensor,
+                                         weight: Optional[Tensor], bias: Optional[Tensor], act: str,
+                                         slope: float, need_weight_grads: bool) -> tuple[Tensor, Tensor, Tensor]:
+    return _in_backward(grad_y, x, mean, rstd, weight, bias, act, slope, _identity)
+
+
+@instance_norm_act_backward_interpret.register_fake
+def _(grad_y, x, mean, rstd, weight, bias, act, slope, need_weight_grads):
+    dtype = weight.dtype if weight is not None else x.dtype
+    c = x.shape[1]
+    return (torch.empty_like(x, memory_format=torch.contiguous_format),
+            x.new_empty(c, dtype=dtype), x.new_empty(c, dtype=dtype))
+
+
+@torch.library.custom_op("duiit_fast::loss_triton_interpret", mutates_args=())
+def loss_interpret(a: Tensor, b: Optional[Tensor], target: float, kind: str) -> Tensor:
+    return _loss_forward(a, b, target, kind, _identity)
+
+
+@loss_interpret.register_fake
+def _(a, b, target, kind):
+    return a.new_empty(())
+
+
+@torch.library.custom_op("duiit_fast::loss_triton_interpret_backward", mutates_args=())
+def loss_backward_interpret(grad_out: Tensor, a: Tensor, b: Optional[Tensor], target: float,
+                            kind: str) -> tuple[Tensor, Tensor]:
+    return _loss_backward(grad_out, a, b, target, kind, _identity)
+
+
+@loss_backward_interpret.register_fake
+def _(grad_out, a, b, target, kind):
+    grad_a = torch.empty_like(a, memory_format=torch.contiguous_format)
+    return grad_a, (torch.empty_like(grad_a) if b is not None else a.new_empty(0))

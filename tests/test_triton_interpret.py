@@ -1,0 +1,109 @@
+"""Triton kernels on the CPU under TRITON_INTERPRET=1 (marker `interpret`, own process in CI).
+
+The interpreter costs milliseconds per program: shapes stay small, but cover a plane larger than
+one block, 1×1 planes, every fusion flag, fp32 and fp64 (gradcheck).
+"""
+import os
+
+import pytest
+import torch
+
+from duiit_fast import ops, reference
+
+pytestmark = [
+    pytest.mark.interpret,
+    pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1" or not ops.triton_available(),
+                       reason="needs triton and TRITON_INTERPRET=1 set before the process starts"),
+]
+TOL = {torch.float32: dict(atol=3e-5, rtol=1e-4), torch.float64: dict(atol=1e-10, rtol=1e-9)}
+CASES = [("relu", False), ("leaky_relu", False), ("none", False), ("none", True)]
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 2, 1, 1), (1, 1, 70, 70)])  # 4900 > one 4096 block
+@pytest.mark.parametrize("act,residual", CASES)
+@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_triton_instance_norm_matches_reference(shape, act, residual, affine, dtype):
+    x = (torch.randn(shape, dtype=dtype) * 2 + 1).requires_grad_()
+    w = torch.randn(shape[1], dtype=dtype, requires_grad=True) if affine else None
+    b = torch.randn(shape[1], dtype=dtype, requires_grad=True) if affine else None
+    r = torch.randn(shape, dtype=dtype, requires_grad=True) if residual else None
+    y = ops.instance_norm_act(x, w, b, r, act=act, backend="triton")
+    y_ref = reference.instance_norm_act(x, w, b, r, act=act)
+    torch.testing.assert_close(y, y_ref, **TOL[dtype])
+    leaves = [t for t in (x, w, b, r) if t is not None]
+    g = torch.randn_like(y)
+    for got, want in zip(torch.autograd.grad(y, leaves, g), torch.autograd.grad(y_ref, leaves, g)):
+        torch.testing.assert_close(got, want, **TOL[dtype])
+
+
+@pytest.mark.parametrize("act,residual", CASES)
+def test_triton_instance_norm_gradcheck_fp64(act, residual):
+    x = torch.randn(1, 2, 3, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, dtype=torch.float64, requires_grad=True)
+    args = (x, w, b) + ((torch.randn_like(x).requires_grad_(),) if residual else ())
+    assert torch.autograd.gradcheck(lambda *a: ops.instance_norm_act(*a, act=act, backend="triton"), args)
+
+
+def test_triton_channels_last_input():
+    x = torch.randn(2, 3, 6, 5).to(memory_format=torch.channels_last)
+    torch.testing.assert_close(ops.instance_norm_act(x, act="leaky_relu", backend="triton"),
+                               reference.instance_norm_act(x, act="leaky_relu"), **TOL[torch.float32])
+
+
+@pytest.mark.parametrize("n", [1, 37, 5000])  # 5000 spans two blocks
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_triton_losses_match_reference(n, dtype):
+    a = torch.randn(n, dtype=dtype)
+    b = torch.randn(n, dtype=dtype)
+    b[::4] = a[::4]  # ties
+    a.requires_grad_(), b.requires_grad_()
+    for target in (0.0, 1.0):
+        out, ref = ops.lsgan_loss(a, target, backend="triton"), reference.lsgan_loss(a, target)
+        torch.testing.assert_close(out, ref, **TOL[dtype])
+        torch.testing.assert_close(torch.autograd.grad(out, a)[0], torch.autograd.grad(ref, a)[0], **TOL[dtype])
+    out, ref = ops.l1_loss(a, b, backend="triton"), reference.l1_loss(a, b)
+    torch.testing.assert_close(out, ref, **TOL[dtype])
+    for got, want in zip(torch.autograd.grad(out, (a, b)), torch.autograd.grad(ref, (a, b))):
+        torch.testing.assert_close(got, want, **TOL[dtype])
+
+
+def test_triton_losses_gradcheck_fp64():
+    p = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: ops.lsgan_loss(t, 0.0, backend="triton"), (p,))
+    a = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    b = (a.detach() + 0.5).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x, y: ops.l1_loss(x, y, backend="triton"), (a, b))
+
+
+def test_triton_interpret_ops_pass_opcheck():
+    from duiit_fast import _triton_ops
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    torch.library.opcheck(_triton_ops.instance_norm_act_interpret, (x, w, None, None, "relu", 0.2, 1e-5))
+    a = torch.randn(7, dtype=torch.float64, requires_grad=True)
+    torch.library.opcheck(_triton_ops.loss_interpret, (a, a.detach() * 2, 0.0, "l1"))
+
+
+def test_triton_ops_compile_fullgraph():
+    x = torch.randn(1, 2, 4, 4, requires_grad=True)
+    fn = torch.compile(lambda t: ops.lsgan_loss(ops.instance_norm_act(t, backend="triton"), 1.0, backend="triton"),
+                       fullgraph=True, backend="aot_eager")
+    out = fn(x)
+    out.backward()
+    x2 = x.detach().clone().requires_grad_()
+    ref = reference.lsgan_loss(reference.instance_norm_act(x2), 1.0)
+    ref.backward()
+    torch.testing.assert_close(out, ref, **TOL[torch.float32])
+    torch.testing.assert_close(x.grad, x2.grad, **TOL[torch.float32])
+
+
+def test_short_training_run_matches_reference(tiny_config):
+    from duiit_fast import Trainer
+    losses = {}
+    for backend in ("reference", "triton"):
+        cfg = tiny_config(backend=backend, epochs=1, steps_per_epoch=2, ngf=2, ndf=2)
+        losses[backend] = Trainer(cfg, progress=False).fit()[0]
+    for key in ("loss", "trans", "pred", "d_t", "d_s"):
+        assert losses["triton"][key] == pytest.approx(losses["reference"][key], rel=1e-3, abs=1e-5)

@@ -37,7 +37,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -x
 
 bench: $(STAMP)
-	$(BIN)/python -m pytest bench -q -m "not gpu" --benchmark-only -p no:cacheprovider -o addopts=""
+	cd bench && ../$(BIN)/python -m pytest -q --benchmark-only --benchmark-json=../.benchmarks/latest.json -p no:cacheprovider $(BENCH_ARGS)
 
 clean:
 	rm -rf build $(VENV) $(DEMO_OUT) .pytest_cache .benchmarks

@@ -1,6 +1,7 @@
 // Instance norm + activation (+ residual) on contiguous (N*C, L) planes, CPU.
-// Contract: duiit_fast/reference.py::instance_norm_act. Statistics are accumulated in double
-// (fp32 and fp64 inputs alike) with two passes: mean first, then sum((x - mean)^2).
+// Contract: duiit_fast/reference.py::instance_norm_act. Statistics take two passes (mean, then
+// sum((x - mean)^2)), accumulated in the input type within 2048-element chunks and in double
+// across chunks.
 #pragma once
 #include <cstdint>
 

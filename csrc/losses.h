@@ -1,8 +1,8 @@
 // LSGAN and L1 losses on contiguous CPU buffers. Contract: duiit_fast/reference.py.
 //   lsgan: mean((a - target)^2)          grad_a = 2 (a - target) g / n
 //   l1:    mean(|a - b|)                 grad_a = sign(a - b) g / n, sign(0) = 0; grad_b = -grad_a
-// Sums are accumulated in double in fixed-size chunks, then the chunk sums are added in order,
-// so the result does not depend on the thread count.
+// Sums run in the input type within fixed-size chunks and in double across chunks, in chunk
+// order, so the result does not depend on the thread count.
 #pragma once
 #include <cstdint>
 

@@ -62,17 +62,16 @@ def _in_act_fwd_kernel(x_ptr, w_ptr, b_ptr, r_ptr, y_ptr, mean_ptr, rstd_ptr,
     tl.store(rstd_ptr + plane, rstd)
     c = plane % C
     scale = rstd
-    shift = -mean * rstd
+    shift = 0.0
     if HAS_WEIGHT:
-        w = tl.load(w_ptr + c).to(acc_t)
-        scale = scale * w
-        shift = shift * w
+        scale = scale * tl.load(w_ptr + c).to(acc_t)
     if HAS_BIAS:
-        shift = shift + tl.load(b_ptr + c).to(acc_t)
+        shift = tl.load(b_ptr + c).to(acc_t)
     for start in range(0, L, BLOCK):
         idx = start + offs
         mask = idx < L
-        z = tl.load(x_ptr + base + idx, mask=mask, other=0.0).to(acc_t) * scale + shift
+        # Subtract the mean before scaling: a folded x*scale + shift cancels on flat planes.
+        z = (tl.load(x_ptr + base + idx, mask=mask, other=0.0).to(acc_t) - mean) * scale + shift
         if HAS_RESIDUAL:
             z += tl.load(r_ptr + base + idx, mask=mask, other=0.0).to(acc_t)
         else:

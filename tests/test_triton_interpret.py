@@ -46,6 +46,14 @@ def test_triton_instance_norm_gradcheck_fp64(act, residual):
     assert torch.autograd.gradcheck(lambda *a: ops.instance_norm_act(*a, act=act, backend="triton"), args)
 
 
+def test_triton_constant_plane_is_finite_and_zero():
+    x = torch.full((1, 2, 4, 4), 3.0, requires_grad=True)
+    y = ops.instance_norm_act(x, act="none", backend="triton")
+    assert torch.equal(y, torch.zeros_like(y))
+    y.sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
 def test_triton_channels_last_input():
     x = torch.randn(2, 3, 6, 5).to(memory_format=torch.channels_last)
     torch.testing.assert_close(ops.instance_norm_act(x, act="leaky_relu", backend="triton"),

@@ -117,3 +117,13 @@ def test_losses_match_torch():
     z = torch.zeros(4, requires_grad=True)
     ops.l1_loss(z, torch.zeros(4)).backward()
     assert torch.equal(z.grad, torch.zeros(4))  # sign(0) = 0
+
+
+@pytest.mark.parametrize("act,residual", CASES)
+def test_reference_gradcheck_fp64(act, residual):
+    x, w, b, r = _inputs((2, 3, 4, 5), torch.float64, True, residual)
+    args = tuple(t for t in (x, w, b, r) if t is not None)
+    assert torch.autograd.gradcheck(lambda *a: reference.instance_norm_act(*a, act=act), args)
+    p = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: reference.lsgan_loss(t, 1.0), (p,))
+    assert torch.autograd.gradcheck(lambda t: reference.l1_loss(t, torch.zeros_like(t) + 0.1), (p,))

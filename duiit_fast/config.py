@@ -16,6 +16,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 SOURCE_MODALITIES = ("mri", "pet")
+TEN_SPLIT_SEEDS = tuple(range(10))
+# The paper's image-level CT split: 1887 / 271 / 280 of 2438 slices (train / val / test).
+PAPER_IMAGE_SPLIT = (1887 / 2438, 271 / 2438, 280 / 2438)
 SETTINGS = ("PURE-CT", "MIX-CT-MRI", "MIX-CT-PET", "MIX-CT-MRI-PET",
             "ORACLE-CT-MRI", "ORACLE-CT-PET", "ORACLE-CT-MRI-PET")
 BACKENDS = ("reference", "triton", "cpp", "auto")
@@ -68,7 +71,10 @@ class TrainConfig:
     steps_per_epoch: Optional[int] = None  # default: one pass over the largest training set
     val_fraction: float = 0.1        # CT patients held out when training from folders
     test_fraction: float = 0.2
-    split_seed: int = 0
+    split_seed: int = 0              # the ten-split protocol runs seeds 0..9 (TEN_SPLIT_SEEDS)
+    split: str = "patient"           # "patient", or "image": the paper's slice-level split (leaky)
+    on_bad_file: str = "error"       # "skip": leave unreadable / unlabelled files out, and count them
+    cache_dir: Optional[str] = None  # decoded DICOM / NIfTI volumes kept here as .npy
     ct_window: tuple = (40.0, 80.0)   # level, width in HU → [-1, 1]: the clinical brain window
     mri_percentiles: tuple = (1.0, 99.0)
     augment_flip: bool = True
@@ -112,6 +118,9 @@ class TrainConfig:
         _check(0 < self.val_fraction + self.test_fraction < 1, "val_fraction/test_fraction",
                "must be positive and sum to less than 1")
         _check(len(self.ct_window) == 2 and self.ct_window[1] > 0, "ct_window", "must be (level, width>0)")
+        _check(self.split in ("patient", "image"), "split", f"must be 'patient' or 'image', got {self.split!r}")
+        _check(self.on_bad_file in ("error", "skip"), "on_bad_file",
+               f"must be 'error' or 'skip', got {self.on_bad_file!r}")
         for name in ("ct", "mri", "pet"):
             folder = getattr(self, name)
             _check(folder is None or Path(folder).is_dir(), name, f"data folder {folder} does not exist")
@@ -157,7 +166,7 @@ class TrainConfig:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise DuiitConfigError(f"{path}: not valid TOML ({exc})") from None
         # Relative data folders are relative to the config file, not to the working directory.
-        for key in ("ct", "mri", "pet"):
+        for key in ("ct", "mri", "pet", "cache_dir"):
             if isinstance(data.get(key), str):
                 data[key] = str((path.parent / data[key]).resolve())
         return cls.from_dict(data).validate()

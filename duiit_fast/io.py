@@ -13,7 +13,9 @@ def atomic_path(path):
     """Yield a temporary path beside `path`; on success rename it over `path` (os.replace)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # The temporary keeps the final suffixes (.tmp.nii.gz): some writers pick the format from them.
+    stem = path.name[: len(path.name) - len("".join(path.suffixes))] or path.name
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp" + "".join(path.suffixes), dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)

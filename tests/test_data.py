@@ -107,7 +107,7 @@ def test_missing_folder_and_labels(tmp_path):
 
 
 def test_truncated_png_is_a_data_error(tmp_path):
-    from duiit_fast.data.readers import write_png16
+    from duiit_fast.data.writer import write_png16
     path = tmp_path / "img.png"
     write_png16(path, (np.arange(64 * 64) % 65535).astype(np.uint16).reshape(64, 64))
     path.write_bytes(path.read_bytes()[:60])

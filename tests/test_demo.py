@@ -24,4 +24,4 @@ def test_demo_writes_metrics_report_and_figures(tmp_path, monkeypatch):
     assert "How far to trust it" in report and f"{metrics['PURE-CT']['mse']:.1f}" in report
     for name in ("translations.png", "loss_curves.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporaries
+    assert not list(tmp_path.rglob(".*.tmp*"))  # atomic writes leave no temporaries

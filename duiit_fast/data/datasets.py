@@ -1,18 +1,21 @@
 """In-memory labelled slice sets: the phantom cohort or dataset folders, resized and normalised."""
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..errors import DuiitDataError
+from ..io import atomic_path
 from . import phantoms
 from .intensity import normalize_volume
 from .labels import read_labels
-from .readers import read_slices
+from .readers import file_kind, read_slices
 
 
 @dataclass
@@ -34,6 +37,10 @@ class SliceSet:
         mask = np.isin(self.patient_ids, list(patients))
         idx = torch.from_numpy(np.nonzero(mask)[0])
         return SliceSet(self.modality, self.images[idx], self.ages[idx], self.patient_ids[mask])
+
+    def select_indices(self, indices) -> "SliceSet":
+        idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+        return SliceSet(self.modality, self.images[idx], self.ages[idx], self.patient_ids[idx.numpy()])
 
     @staticmethod
     def concat(sets: list["SliceSet"], modality: str | None = None) -> "SliceSet":
@@ -64,23 +71,97 @@ def build_slice_set(volumes, modality: str, size: int, ct_window=(40.0, 80.0),
     return SliceSet(modality, torch.cat(images), torch.tensor(ages, dtype=torch.float32), np.array(ids))
 
 
-def load_folder(root, modality: str, size: int, ct_window=(40.0, 80.0),
-                mri_percentiles=(1.0, 99.0)) -> SliceSet:
-    """A dataset folder (labels.csv + images) as a SliceSet; slices of one patient form a volume
-    for the per-volume intensity mapping (MRI percentiles, PET maximum)."""
-    rows = read_labels(root)
+@dataclass
+class FolderVolumes:
+    """What a dataset folder held: one (patient_id, age, (S, H, W) native-unit volume) per patient,
+    and the files left out under on_bad_file="skip" as (path, problem)."""
+    root: str
+    volumes: list
+    skipped: list
+
+
+def read_folder(root, on_bad_file: str = "error", cache_dir=None) -> FolderVolumes:
+    """Read a dataset folder (labels.csv + images, volumes or series folders).
+
+    on_bad_file="error" stops at the first bad file with a DuiitDataError naming it; "skip" leaves
+    the file (or row) out and records it. Slices of one patient form a volume (for the per-volume
+    intensity mapping). DICOM and NIfTI decodes are cached as .npy under cache_dir when given."""
+    if on_bad_file not in ("error", "skip"):
+        raise ValueError(f"on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
+    skipped: list = [] if on_bad_file == "skip" else None
+    root = Path(root)
+    rows = read_labels(root, skipped)
+    _check_unlabelled_files(root, rows, skipped)
     by_patient: "OrderedDict[str, list]" = OrderedDict()
     ages: dict[str, float] = {}
     for row in rows:
-        slices = read_slices(row.path) * row.rescale_slope + row.rescale_intercept
-        if by_patient.get(row.patient_id) and slices.shape[1:] != by_patient[row.patient_id][0].shape[1:]:
-            raise DuiitDataError(row.path, f"slice size {slices.shape[1:]} differs from the other "
-                                           f"slices of patient {row.patient_id}")
-        if ages.setdefault(row.patient_id, row.age) != row.age:
-            raise DuiitDataError(row.path, f"patient {row.patient_id} is labelled with two ages")
+        try:
+            slices = read_cached(row.path, cache_dir) * row.rescale_slope + row.rescale_intercept
+            parts = by_patient.get(row.patient_id)
+            if parts and slices.shape[1:] != parts[0].shape[1:]:
+                raise DuiitDataError(row.path, f"slice size {slices.shape[1:]} differs from the other "
+                                               f"slices of patient {row.patient_id}")
+            if ages.setdefault(row.patient_id, row.age) != row.age:
+                raise DuiitDataError(row.path, f"patient {row.patient_id} is labelled with two ages")
+        except DuiitDataError as exc:
+            if skipped is None:
+                raise
+            skipped.append((exc.path, exc.problem))
+            continue
         by_patient.setdefault(row.patient_id, []).append(slices)
-    volumes = ((pid, ages[pid], np.concatenate(parts)) for pid, parts in by_patient.items())
-    return build_slice_set(volumes, modality, size, ct_window, mri_percentiles)
+    if not by_patient:
+        raise DuiitDataError(root, "no readable labelled images")
+    volumes = [(pid, ages[pid], np.concatenate(parts)) for pid, parts in by_patient.items()]
+    return FolderVolumes(str(root), volumes, skipped or [])
+
+
+def _check_unlabelled_files(root: Path, rows, skipped) -> None:
+    """An image file in the folder that no label row covers is an error (or a skip)."""
+    covered = {r.path.resolve() for r in rows}
+    covered_dirs = {p for p in covered if p.is_dir()}
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or path.name.startswith(".") or file_kind(path) is None:
+            continue
+        resolved = path.resolve()
+        if resolved in covered or any(d in resolved.parents for d in covered_dirs):
+            continue
+        if skipped is None:
+            raise DuiitDataError(path, "image file has no label in labels.csv")
+        skipped.append((str(path), "image file has no label in labels.csv"))
+
+
+def read_cached(path: Path, cache_dir=None) -> np.ndarray:
+    """read_slices, with DICOM / NIfTI / series decodes kept as .npy under cache_dir, keyed by
+    path, size and modification time (a changed file is decoded again)."""
+    path = Path(path)
+    if cache_dir is None or not (path.is_dir() or file_kind(path) in ("dicom", "nifti")):
+        return read_slices(path)
+    members = sorted(path.iterdir()) if path.is_dir() else [path]
+    stamp = [(str(path.resolve()))] + [(m.name, m.stat().st_size, m.stat().st_mtime_ns) for m in members]
+    key = hashlib.sha1(repr(stamp).encode()).hexdigest()
+    cached = Path(cache_dir) / f"{key}.npy"
+    if cached.is_file():
+        try:
+            return np.load(cached, allow_pickle=False)
+        except (ValueError, OSError, EOFError):
+            pass  # a damaged cache entry is decoded again and rewritten
+    slices = read_slices(path)
+    with atomic_path(cached) as tmp:
+        np.save(tmp, slices)
+    return slices
+
+
+def load_folder(root, modality: str, size: int, ct_window=(40.0, 80.0),
+                mri_percentiles=(1.0, 99.0), on_bad_file: str = "error", cache_dir=None,
+                log=None) -> SliceSet:
+    """A dataset folder as a SliceSet at the training size (see read_folder)."""
+    folder = read_folder(root, on_bad_file, cache_dir)
+    for path, problem in folder.skipped:
+        if log is not None:
+            log(f"skipped {path}: {problem}")
+    if folder.skipped and log is not None:
+        log(f"{root}: skipped {len(folder.skipped)} bad file(s)")
+    return build_slice_set(folder.volumes, modality, size, ct_window, mri_percentiles)
 
 
 def split_patients(patients, val_fraction: float, test_fraction: float, seed: int):
@@ -93,6 +174,16 @@ def split_patients(patients, val_fraction: float, test_fraction: float, seed: in
     n_test = max(1, round(test_fraction * len(patients)))
     shuffled = [patients[i] for i in order]
     return shuffled[n_val + n_test:], shuffled[:n_val], shuffled[n_val:n_val + n_test]
+
+
+def split_images(n: int, val_fraction: float, test_fraction: float, seed: int):
+    """Slice-level split (the paper's protocol): indices of train, val, test. Leaky: slices of one
+    patient can fall on both sides."""
+    if n < 3:
+        raise DuiitDataError("CT dataset", f"needs at least 3 slices for train/val/test, has {n}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_val, n_test = max(1, round(val_fraction * n)), max(1, round(test_fraction * n))
+    return order[n_val + n_test:], order[:n_val], order[n_val:n_val + n_test]
 
 
 # ---------------------------------------------------------------------------------------------

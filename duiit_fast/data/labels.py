@@ -25,8 +25,11 @@ class LabelRow:
     rescale_intercept: float = 0.0
 
 
-def read_labels(root) -> list[LabelRow]:
-    """Parse root/labels.csv; every problem is a DuiitDataError naming the file and row."""
+def read_labels(root, skipped: list | None = None) -> list[LabelRow]:
+    """Parse root/labels.csv; every problem is a DuiitDataError naming the file and row.
+
+    With a `skipped` list, a bad row (bad age, missing file, ...) is appended to it as
+    (where, problem) and left out instead of stopping; problems with the CSV itself still raise."""
     root = Path(root)
     csv_path = root / "labels.csv"
     if not root.is_dir():
@@ -39,7 +42,14 @@ def read_labels(root) -> list[LabelRow]:
             missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
                 raise DuiitDataError(csv_path, f"missing column(s) {', '.join(missing)}")
-            rows = [_parse_row(csv_path, root, line, rec) for line, rec in enumerate(reader, start=2)]
+            rows = []
+            for line, rec in enumerate(reader, start=2):
+                try:
+                    rows.append(_parse_row(csv_path, root, line, rec))
+                except DuiitDataError as exc:
+                    if skipped is None:
+                        raise
+                    skipped.append((exc.path, exc.problem))
     except UnicodeDecodeError:
         raise DuiitDataError(csv_path, "not a text CSV file") from None
     if not rows:

@@ -1,4 +1,15 @@
-"""Image readers: every reader returns (S, H, W) float32 in the file's native units."""
+"""Image readers: `read_slices(path)` returns (S, H, W) float32 in the file's native units.
+
+Formats: PNG / TIFF (8- and 16-bit, multi-page TIFF as a stack) and JPEG through Pillow; .npy
+(2D slice or 3D stack); NIfTI .nii / .nii.gz through nibabel (3D volumes, reoriented to RAS+ and
+sliced axially, so the affine decides which way is up); DICOM through pydicom: single files,
+multi-frame files and series folders (slices sorted along the slice normal, RescaleSlope and
+RescaleIntercept applied, so CT comes out in Hounsfield units).
+
+Axial slices from NIfTI and DICOM are returned with rows running anterior → posterior and
+columns running from the patient's right to left (radiological display).
+Every problem is a DuiitDataError naming the file.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,44 +18,71 @@ import numpy as np
 
 from ..errors import DuiitDataError
 
-IMAGE_SUFFIXES = (".png",)
+PIL_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 ARRAY_SUFFIXES = (".npy",)
-SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + ARRAY_SUFFIXES
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+DICOM_SUFFIXES = (".dcm", ".dicom")
+SUPPORTED_SUFFIXES = PIL_SUFFIXES + ARRAY_SUFFIXES + NIFTI_SUFFIXES + DICOM_SUFFIXES
+
+
+def file_kind(path: Path) -> str | None:
+    name = path.name.lower()
+    if name.endswith(NIFTI_SUFFIXES):
+        return "nifti"
+    suffix = path.suffix.lower()
+    if suffix in PIL_SUFFIXES:
+        return "image"
+    if suffix in ARRAY_SUFFIXES:
+        return "npy"
+    if suffix in DICOM_SUFFIXES:
+        return "dicom"
+    return None
 
 
 def read_slices(path) -> np.ndarray:
-    """Read a 2D image or a stack of slices as (S, H, W) float32, checked for finite values."""
+    """Read an image, stack, volume or DICOM series folder as (S, H, W) float32."""
     path = Path(path)
     if not path.exists():
         raise DuiitDataError(path, "file not found")
-    suffix = path.suffix.lower()
-    if suffix in IMAGE_SUFFIXES:
-        slices = _read_png(path)
-    elif suffix in ARRAY_SUFFIXES:
-        slices = _read_npy(path)
+    if path.is_dir():
+        slices = read_dicom_series(path)
     else:
-        raise DuiitDataError(path, f"unsupported file type {suffix or '(none)'}; "
-                                   f"supported: {', '.join(SUPPORTED_SUFFIXES)}")
+        kind = file_kind(path)
+        if kind is None:
+            raise DuiitDataError(path, f"unsupported file type {''.join(path.suffixes) or '(none)'}; "
+                                       f"supported: {', '.join(SUPPORTED_SUFFIXES)} and DICOM series folders")
+        slices = {"image": _read_pil, "npy": _read_npy, "nifti": _read_nifti, "dicom": read_dicom_file}[kind](path)
+    if slices.ndim != 3 or min(slices.shape) == 0:
+        raise DuiitDataError(path, f"no image data (shape {slices.shape})")
     if not np.isfinite(slices).all():
         raise DuiitDataError(path, "contains NaN or Inf values")
-    return slices
+    return np.ascontiguousarray(slices, dtype=np.float32)
 
 
-def _read_png(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+# --- Pillow: PNG, TIFF, JPEG --------------------------------------------------------------------
+
+def _read_pil(path: Path) -> np.ndarray:
+    from PIL import Image, ImageSequence, UnidentifiedImageError
     try:
         with Image.open(path) as img:
-            img.load()
-            if img.mode in ("I;16", "I;16B", "I;16L", "I", "L", "F"):
-                arr = np.asarray(img)
-            elif img.mode in ("RGB", "RGBA", "LA", "P"):
-                arr = np.asarray(img.convert("L"))
-            else:
-                raise DuiitDataError(path, f"unsupported PNG mode {img.mode}")
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            frames = [_pil_frame(path, frame) for frame in ImageSequence.Iterator(img)]
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DuiitDataError(path, f"not a readable image ({exc.__class__.__name__}: {exc})") from None
-    return arr.astype(np.float32)[None]
+    if len({f.shape for f in frames}) != 1:
+        raise DuiitDataError(path, "pages of different sizes")
+    return np.stack(frames)
 
+
+def _pil_frame(path: Path, frame) -> np.ndarray:
+    frame.load()
+    if frame.mode in ("I;16", "I;16B", "I;16L", "I", "L", "F"):
+        return np.asarray(frame).astype(np.float32)
+    if frame.mode in ("RGB", "RGBA", "LA", "P", "1"):
+        return np.asarray(frame.convert("L")).astype(np.float32)
+    raise DuiitDataError(path, f"unsupported image mode {frame.mode}")
+
+
+# --- numpy --------------------------------------------------------------------------------------
 
 def _read_npy(path: Path) -> np.ndarray:
     try:
@@ -62,11 +100,110 @@ def _read_npy(path: Path) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def write_png16(path, image: np.ndarray) -> None:
-    """Write a (H, W) uint16 image as a 16-bit greyscale PNG, atomically."""
-    from PIL import Image
-    from ..io import atomic_path
-    if image.dtype != np.uint16 or image.ndim != 2:
-        raise ValueError("write_png16 takes a 2D uint16 array")
-    with atomic_path(path) as tmp:
-        Image.fromarray(image).save(tmp, format="PNG")
+# --- NIfTI --------------------------------------------------------------------------------------
+
+def _read_nifti(path: Path) -> np.ndarray:
+    import nibabel as nib
+    try:
+        img = nib.load(str(path))
+        shape = img.shape
+        if len(shape) == 4 and shape[3] == 1:
+            img = img.slicer[..., 0]
+        elif len(shape) != 3:
+            raise DuiitDataError(path, f"expected a 3D volume, got {len(shape)}D shape {shape} "
+                                       "(split 4D series into one volume per file)")
+        canonical = nib.as_closest_canonical(img)  # voxel axes → Right, Anterior, Superior
+        data = np.asarray(canonical.dataobj, dtype=np.float32)  # scl_slope/inter applied
+    except DuiitDataError:
+        raise
+    except Exception as exc:  # nibabel raises many types for damaged files
+        raise DuiitDataError(path, f"not a readable NIfTI file ({exc.__class__.__name__}: {exc})") from None
+    return ras_volume_to_slices(data)
+
+
+def ras_volume_to_slices(data: np.ndarray) -> np.ndarray:
+    """(R, A, S) voxel array → (S, H, W) axial slices, rows anterior→posterior, columns
+    patient right→left (radiological view: the patient's right on the viewer's left)."""
+    # In RAS+ voxel order +x points to the patient's Right, +y Anterior, +z Superior: rows take
+    # y descending (anterior first), columns x descending (patient's right first).
+    return np.ascontiguousarray(np.transpose(data, (2, 1, 0))[:, ::-1, ::-1])
+
+
+def slices_to_ras_volume(slices: np.ndarray) -> np.ndarray:
+    """Inverse of ras_volume_to_slices (for writers)."""
+    return np.ascontiguousarray(np.transpose(slices[:, ::-1, ::-1], (2, 1, 0)))
+
+
+# --- DICOM --------------------------------------------------------------------------------------
+
+def _dcmread(path: Path, stop_before_pixels: bool = False):
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+    try:
+        return pydicom.dcmread(str(path), stop_before_pixels=stop_before_pixels)
+    except InvalidDicomError:
+        raise DuiitDataError(path, "not a DICOM file") from None
+    except Exception as exc:
+        raise DuiitDataError(path, f"unreadable DICOM ({exc.__class__.__name__}: {exc})") from None
+
+
+def _pixels(path: Path, ds) -> np.ndarray:
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise DuiitDataError(path, "DICOM without pixel data")
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        name = getattr(syntax, "name", str(syntax))
+        if syntax is not None and getattr(syntax, "is_compressed", False):
+            raise DuiitDataError(path, f"compressed DICOM ({name}) cannot be decoded here: install "
+                                       "pylibjpeg with pylibjpeg-libjpeg / pylibjpeg-openjpeg, or gdcm") from None
+        raise DuiitDataError(path, f"DICOM pixel data unreadable ({exc.__class__.__name__}: {exc})") from None
+    arr = np.asarray(arr, dtype=np.float32)
+    slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
+    intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
+    return arr * slope + intercept
+
+
+def read_dicom_file(path: Path) -> np.ndarray:
+    """A single-frame or multi-frame DICOM file as (S, H, W) in native units (HU for CT)."""
+    return _frames(path, _dcmread(path))
+
+
+def _frames(path: Path, ds) -> np.ndarray:
+    arr = _pixels(path, ds)
+    if arr.ndim == 2:
+        return arr[None]
+    if arr.ndim == 3 and int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
+        return arr
+    raise DuiitDataError(path, f"unsupported DICOM pixel layout {arr.shape} (colour or multi-sample)")
+
+
+def _slice_position(ds) -> float | None:
+    """Position along the slice normal (ImageOrientationPatient × ImagePositionPatient)."""
+    try:
+        row, col = np.asarray(ds.ImageOrientationPatient[:3], float), np.asarray(ds.ImageOrientationPatient[3:], float)
+        return float(np.dot(np.cross(row, col), np.asarray(ds.ImagePositionPatient, float)))
+    except (AttributeError, ValueError, TypeError, IndexError):
+        return None
+
+
+def read_dicom_series(folder: Path) -> np.ndarray:
+    """All DICOM files of a folder as one series, sorted by position along the slice normal
+    (InstanceNumber where positions are missing). In-plane orientation is taken as stored: the
+    usual axial ImageOrientationPatient (1,0,0 / 0,1,0) is already radiological."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise DuiitDataError(folder, "empty folder (expected a DICOM series)")
+    entries = []
+    for f in files:
+        ds = _dcmread(f)
+        entries.append((_slice_position(ds), int(getattr(ds, "InstanceNumber", 0) or 0), f, _frames(f, ds)))
+    if len({e[3].shape[1:] for e in entries}) != 1:
+        raise DuiitDataError(folder, "DICOM series with slices of different sizes")
+    if all(e[0] is not None for e in entries):
+        entries.sort(key=lambda e: e[0])
+    else:
+        entries.sort(key=lambda e: e[1])
+    # Ascending position along the normal is inferior → superior for axial series.
+    return np.concatenate([e[3] for e in entries])

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..data.datasets import (SliceSet, build_slice_set, load_folder, native_size, phantom_cohorts,
-                             phantom_volumes, split_patients)
+                             phantom_volumes, split_images, split_patients)
 
 
 @dataclass
@@ -23,13 +23,21 @@ class TrainingData:
             raise ValueError(f"split must be train, val or test, got {name!r}") from None
 
 
-def load_training_data(cfg, progress=None) -> TrainingData:
+def load_training_data(cfg, progress=None, log=print) -> TrainingData:
     if cfg.ct is None:
         return _phantom_data(cfg, progress)
-    ct = load_folder(cfg.ct, "ct", cfg.image_size, cfg.ct_window, cfg.mri_percentiles)
+
+    def load(modality):
+        return load_folder(getattr(cfg, modality), modality, cfg.image_size, cfg.ct_window,
+                           cfg.mri_percentiles, cfg.on_bad_file, cfg.cache_dir, log)
+    ct = load("ct")
+    sources = {m: load(m) for m in cfg.sources}
+    if cfg.split == "image":
+        # The paper's protocol: slices drawn at random, so one patient's slices can sit in train
+        # and test. Reports label it leaky.
+        train, val, test = split_images(len(ct), cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+        return TrainingData(ct.select_indices(train), ct.select_indices(val), ct.select_indices(test), sources)
     train_p, val_p, test_p = split_patients(ct.patients, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
-    sources = {m: load_folder(getattr(cfg, m), m, cfg.image_size, cfg.ct_window, cfg.mri_percentiles)
-               for m in cfg.sources}
     return TrainingData(ct.select_patients(train_p), ct.select_patients(val_p),
                         ct.select_patients(test_p), sources)
 

@@ -229,7 +229,13 @@ class Trainer:
             per_patient.append(float(pred[mask].mean() - slices.ages[mask][0]))
         return {"mse": float(err.square().mean()), "mae": float(err.abs().mean()),
                 "patient_mse": float(np.mean(np.square(per_patient))),
-                "n_slices": len(slices), "n_patients": len(per_patient)}
+                "n_slices": len(slices), "n_patients": len(per_patient), "split": self.split_protocol}
+
+    @property
+    def split_protocol(self) -> str:
+        if self.cfg.ct is not None and self.cfg.split == "image":
+            return "image-level (leaky: slices of one patient can be in train and test)"
+        return "patient-level"
 
     @torch.no_grad()
     def translate(self, images, source: str = "mri", batch_size: int = 32) -> torch.Tensor:

@@ -79,6 +79,9 @@ class TrainConfig:
     mri_percentiles: tuple = (1.0, 99.0)
     augment_flip: bool = True
     augment_shift: int = 0           # random translations of up to this many pixels (air-padded)
+    loader: str = "memory"           # memory: slices resized once at load; torch / dali / auto:
+                                     # native slices resized per batch (data/loaders.py)
+    augment_crop_min: float = 1.0    # torch/dali loaders: random square crops of U[min, 1] of the side
     out_dir: str = "runs/duiit"
     num_threads: Optional[int] = None
 
@@ -118,6 +121,10 @@ class TrainConfig:
         _check(0 < self.val_fraction + self.test_fraction < 1, "val_fraction/test_fraction",
                "must be positive and sum to less than 1")
         _check(len(self.ct_window) == 2 and self.ct_window[1] > 0, "ct_window", "must be (level, width>0)")
+        _check(self.loader in ("memory", "torch", "dali", "auto"), "loader",
+               f"must be memory, torch, dali or auto, got {self.loader!r}")
+        _check(0.1 <= self.augment_crop_min <= 1.0, "augment_crop_min",
+               f"must lie in [0.1, 1], got {self.augment_crop_min}")
         _check(self.split in ("patient", "image"), "split", f"must be 'patient' or 'image', got {self.split!r}")
         _check(self.on_bad_file in ("error", "skip"), "on_bad_file",
                f"must be 'error' or 'skip', got {self.on_bad_file!r}")

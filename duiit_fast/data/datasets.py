@@ -25,6 +25,7 @@ class SliceSet:
     images: torch.Tensor        # (N, 1, S, S) float32
     ages: torch.Tensor          # (N,) float32, years
     patient_ids: np.ndarray     # (N,) str
+    native: list | None = None  # N (H, W) slices in [-1, 1] at native resolution, for the loaders
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -34,18 +35,19 @@ class SliceSet:
         return list(OrderedDict.fromkeys(self.patient_ids.tolist()))
 
     def select_patients(self, patients) -> "SliceSet":
-        mask = np.isin(self.patient_ids, list(patients))
-        idx = torch.from_numpy(np.nonzero(mask)[0])
-        return SliceSet(self.modality, self.images[idx], self.ages[idx], self.patient_ids[mask])
+        return self.select_indices(np.nonzero(np.isin(self.patient_ids, list(patients)))[0])
 
     def select_indices(self, indices) -> "SliceSet":
-        idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
-        return SliceSet(self.modality, self.images[idx], self.ages[idx], self.patient_ids[idx.numpy()])
+        idx = np.asarray(indices, dtype=np.int64)
+        native = None if self.native is None else [self.native[i] for i in idx]
+        t = torch.from_numpy(idx)
+        return SliceSet(self.modality, self.images[t], self.ages[t], self.patient_ids[idx], native)
 
     @staticmethod
     def concat(sets: list["SliceSet"], modality: str | None = None) -> "SliceSet":
+        native = None if any(s.native is None for s in sets) else [x for s in sets for x in s.native]
         return SliceSet(modality or sets[0].modality, torch.cat([s.images for s in sets]),
-                        torch.cat([s.ages for s in sets]), np.concatenate([s.patient_ids for s in sets]))
+                        torch.cat([s.ages for s in sets]), np.concatenate([s.patient_ids for s in sets]), native)
 
 
 def resize_slices(volume: np.ndarray, size: int) -> torch.Tensor:
@@ -60,15 +62,16 @@ def resize_slices(volume: np.ndarray, size: int) -> torch.Tensor:
 def build_slice_set(volumes, modality: str, size: int, ct_window=(40.0, 80.0),
                     mri_percentiles=(1.0, 99.0)) -> SliceSet:
     """volumes: iterable of (patient_id, age, (S, H, W) native-unit array), one per volume."""
-    images, ages, ids = [], [], []
+    images, ages, ids, native = [], [], [], []
     for patient_id, age, volume in volumes:
         norm = normalize_volume(volume, modality, ct_window, mri_percentiles)
         images.append(resize_slices(norm, size))
+        native += list(norm)
         ages += [float(age)] * len(norm)
         ids += [patient_id] * len(norm)
     if not images:
         raise ValueError(f"no {modality} volumes to build a slice set from")
-    return SliceSet(modality, torch.cat(images), torch.tensor(ages, dtype=torch.float32), np.array(ids))
+    return SliceSet(modality, torch.cat(images), torch.tensor(ages, dtype=torch.float32), np.array(ids), native)
 
 
 @dataclass

@@ -78,6 +78,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.pools = make_pools(cfg.sources if cfg.kind == "MIX" else (), cfg.pool_size, cfg.seed, self.device)
         self.samplers: dict[str, BatchSampler] = {}
+        self.loaders: dict = {}
 
     # -- construction -------------------------------------------------------------------------
 
@@ -134,6 +135,23 @@ class Trainer:
         self.samplers = {"ct": BatchSampler(len(data.ct_train), bs, self.generator)}
         for k in cfg.sources if cfg.kind == "MIX" else ():
             self.samplers[k] = BatchSampler(len(data.sources[k]), bs, self.generator)
+        if cfg.loader != "memory":
+            self._init_loaders(bs)
+
+    def _init_loaders(self, batch_size: int) -> None:
+        """Per-batch resizing from native resolution (DALI or torch), sharded by rank under
+        torch.distributed. Their sample order restarts from the seed on resume."""
+        from ..data.loaders import Augment, SliceLoader
+        cfg = self.cfg
+        rank, world = 0, 1
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        sets = {"ct": self.data.ct_train, **(self.data.sources if cfg.kind == "MIX" else {})}
+        augment = Augment(flip=cfg.augment_flip, crop_min=cfg.augment_crop_min)
+        self.loaders = {
+            name: SliceLoader(s.native, s.ages, cfg.image_size, batch_size, augment, seed=cfg.seed + 7 * i,
+                              backend=cfg.loader, device=str(self.device), rank=rank, world_size=world)
+            for i, (name, s) in enumerate(sets.items())}
 
     def steps_per_epoch(self) -> int:
         if self.cfg.steps_per_epoch:
@@ -146,6 +164,9 @@ class Trainer:
         return (ages - self.age_mean) / self.age_std
 
     def _batch(self, slices, name: str):
+        if self.loaders:
+            batch = self.loaders[name].next_batch()
+            return batch.images, self._scale(batch.ages)
         idx = self.samplers[name].next()
         images = slices.images[idx].to(self.device, non_blocking=True)
         if self.cfg.augment_flip:

@@ -1,0 +1,181 @@
+"""Mixed-resolution batch loaders: DALI where installed (GPU operators on CUDA, CPU otherwise),
+and a torch fallback with the same preprocessing.
+
+Both take native-resolution slices already mapped to [-1, 1] (CT 650², MRI 256², PET 128² may
+share a batch), and per sample apply one augmentation drawn on the host from a seeded torch
+Generator: an integer-pixel square crop (a random fraction of the side, at a random offset) and a
+horizontal flip; the crop is then resized to the training size with an antialiased linear filter.
+Drawing the augmentation once on the host is what makes the two paths comparable batch for batch
+(DALI reads a reversed ROI as a flip). Sharding: rank r of w takes every w-th slice of each
+epoch's permutation.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def dali_available() -> bool:
+    try:
+        import nvidia.dali  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Augment:
+    flip: bool = True           # horizontal flip with probability 1/2
+    crop_min: float = 1.0       # the kept square side is U[crop_min, 1] of the native side
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor        # (B, 1, S, S) float32 in [-1, 1]
+    ages: torch.Tensor          # (B,)
+    indices: torch.Tensor       # (B,) positions in the slice list
+
+
+def sample_boxes(shapes, augment: Augment, generator: torch.Generator) -> np.ndarray:
+    """Per sample [y0, x0, y1, x1] in pixels; x0 > x1 encodes a horizontal flip."""
+    boxes = np.zeros((len(shapes), 4), dtype=np.int64)
+    u = torch.rand(len(shapes), 4, generator=generator).numpy()
+    for i, (h, w) in enumerate(shapes):
+        frac = augment.crop_min + (1.0 - augment.crop_min) * u[i, 0]
+        ch, cw = max(1, int(round(h * frac))), max(1, int(round(w * frac)))
+        y0, x0 = int(u[i, 1] * (h - ch + 1)), int(u[i, 2] * (w - cw + 1))
+        y0, x0 = min(y0, h - ch), min(x0, w - cw)
+        x_start, x_end = (x0 + cw, x0) if augment.flip and u[i, 3] < 0.5 else (x0, x0 + cw)
+        boxes[i] = (y0, x_start, y0 + ch, x_end)
+    return boxes
+
+
+def resize_box_torch(image: np.ndarray, box, size: int) -> torch.Tensor:
+    """Crop one (H, W) slice to its box (flipping when x0 > x1) and resize to (1, size, size)."""
+    y0, xa, y1, xb = (int(v) for v in box)
+    t = torch.from_numpy(image[y0:y1, min(xa, xb):max(xa, xb)])[None, None]
+    if xa > xb:
+        t = t.flip(-1)
+    shrinking = t.shape[-1] > size or t.shape[-2] > size
+    return F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=shrinking)[0]
+
+
+class _Sampler:
+    """Seeded epoch permutations, sharded by rank."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int, world_size: int):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world size {world_size}")
+        self.n, self.batch_size, self.rank, self.world_size = n, batch_size, rank, world_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.pending = np.zeros(0, dtype=np.int64)
+
+    def next_indices(self) -> np.ndarray:
+        while len(self.pending) < self.batch_size:
+            perm = torch.randperm(self.n, generator=self.generator).numpy()
+            self.pending = np.concatenate([self.pending, perm[self.rank::self.world_size]])
+        take, self.pending = self.pending[:self.batch_size], self.pending[self.batch_size:]
+        return take
+
+
+class SliceLoader:
+    """Endless augmented batches from native-resolution slices; `backend` "dali" or "torch"."""
+
+    def __init__(self, slices: list, ages, size: int, batch_size: int, augment: Augment = Augment(),
+                 seed: int = 0, backend: str = "auto", device: str = "cpu", rank: int = 0,
+                 world_size: int = 1, prefetch: int = 2, num_threads: int = 2):
+        if backend == "auto":
+            backend = "dali" if dali_available() else "torch"
+        if backend == "dali" and not dali_available():
+            raise RuntimeError("backend 'dali' needs nvidia-dali (pip install nvidia-dali-cuda130)")
+        if backend not in ("dali", "torch"):
+            raise ValueError(f"backend must be dali, torch or auto, got {backend!r}")
+        self.slices = [np.ascontiguousarray(s, dtype=np.float32) for s in slices]
+        self.ages = torch.as_tensor(np.asarray(ages, dtype=np.float32))
+        self.size, self.batch_size, self.augment = size, batch_size, augment
+        self.backend, self.device = backend, torch.device(device)
+        self.sampler = _Sampler(len(self.slices), batch_size, seed, rank, world_size)
+        self.box_generator = torch.Generator().manual_seed(seed + 1)
+        self._dali = _DaliResize(size, batch_size, self.device, num_threads) if backend == "dali" else None
+        self._queue: "queue.Queue" = queue.Queue(maxsize=max(1, prefetch))
+        self._thread: Optional[threading.Thread] = None
+
+    def _plan(self):
+        idx = self.sampler.next_indices()
+        boxes = sample_boxes([self.slices[i].shape for i in idx], self.augment, self.box_generator)
+        return idx, boxes
+
+    def _make(self, idx, boxes) -> Batch:
+        if self._dali is not None:
+            images = self._dali.run([self.slices[i] for i in idx], boxes)
+        else:
+            images = torch.stack([resize_box_torch(self.slices[i], b, self.size) for i, b in zip(idx, boxes)])
+            images = images.to(self.device)
+        return Batch(images, self.ages[idx].to(self.device), torch.as_tensor(idx))
+
+    def next_batch(self) -> Batch:
+        """The next batch, made in this thread (no prefetch)."""
+        return self._make(*self._plan())
+
+    def __iter__(self) -> Iterator[Batch]:
+        # A producer thread keeps `prefetch` batches ready (torch and DALI release the GIL).
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._produce, daemon=True)
+            self._thread.start()
+        while True:
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def _produce(self) -> None:
+        try:
+            while True:
+                self._queue.put(self.next_batch())
+        except BaseException as exc:  # surfaced in the consumer
+            self._queue.put(exc)
+
+
+class _DaliResize:
+    """A DALI pipeline: external slices and ROIs in, (B, 1, S, S) float32 out."""
+
+    def __init__(self, size: int, batch_size: int, device: torch.device, num_threads: int):
+        from nvidia.dali import fn, pipeline_def
+        self.device = device
+        self.pending = None
+        on_gpu = device.type == "cuda"
+
+        @pipeline_def(batch_size=batch_size, num_threads=num_threads,
+                      device_id=(device.index or 0) if on_gpu else None, prefetch_queue_depth=1)
+        def pipeline():
+            images, starts, ends = fn.external_source(source=self._feed, num_outputs=3, batch=True,
+                                                      layout=["CHW", None, None], dtype=None)
+            if on_gpu:
+                images = images.gpu()
+            # A ROI with start > end flips that axis: the host-drawn flip rides on the ROI.
+            return fn.resize(images, size=[size, size], roi_start=starts, roi_end=ends,
+                             roi_relative=False, antialias=True)
+
+        self.pipe = pipeline()
+        self.pipe.build()
+
+    def _feed(self):
+        return self.pending
+
+    def run(self, slices, boxes) -> torch.Tensor:
+        boxes = np.asarray(boxes, dtype=np.float32)
+        self.pending = ([s[None] for s in slices], [b[:2].copy() for b in boxes], [b[2:].copy() for b in boxes])
+        (out,) = self.pipe.run()
+        if self.device.type == "cuda":
+            from nvidia.dali.plugin.pytorch import feed_ndarray
+            tensor = out.as_tensor()
+            result = torch.empty(tensor.shape(), dtype=torch.float32, device=self.device)
+            feed_ndarray(tensor, result, cuda_stream=torch.cuda.current_stream(self.device))
+            return result
+        return torch.from_numpy(np.array(out.as_tensor()))

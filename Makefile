@@ -17,6 +17,9 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml CMakeLists.txt $(wildcard csrc/*.cpp csrc/*.h)
 	$(BIN)/pip install -q "torch>=2.6" torchvision "scikit-build-core>=0.10" "pybind11>=2.12" cmake ninja
 	$(BIN)/pip install -q --no-build-isolation -e ".[test]"
+	# DALI (optional, Linux x86-64 wheels only): the torch loader is used where it is missing.
+	if [ "$$(uname -s)-$$(uname -m)" = "Linux-x86_64" ]; then \
+	  $(BIN)/pip install -q "nvidia-dali-cuda130" || echo "DALI not installed: the torch loader will be used"; fi
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -81,8 +81,8 @@ def run_demo(out_dir="demo_out", quick: bool = False, progress: bool = True, log
     summary = _summarise(trainers, data, metrics)
     result = {**metrics, "comparison": summary, "config": base.to_dict(), "quick": quick,
               "total_seconds": round(time.perf_counter() - start, 1),
-              "machine": f"{platform.machine()} {platform.processor() or ''} torch {torch.__version__} "
-                         f"threads {torch.get_num_threads()}".strip()}
+              "machine": " ".join(filter(None, [platform.machine(), platform.processor(),
+                                                 f"torch {torch.__version__}, {torch.get_num_threads()} threads"]))}
     write_json(out / "metrics.json", result)
     _figures(trainers, data, out)
     write_text(out / "report.md", _report(result))

@@ -16,7 +16,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 SOURCE_MODALITIES = ("mri", "pet")
-TEN_SPLIT_SEEDS = tuple(range(10))
 # The paper's image-level CT split: 1887 / 271 / 280 of 2438 slices (train / val / test).
 PAPER_IMAGE_SPLIT = (1887 / 2438, 271 / 2438, 280 / 2438)
 SETTINGS = ("PURE-CT", "MIX-CT-MRI", "MIX-CT-PET", "MIX-CT-MRI-PET",
@@ -69,14 +68,16 @@ class TrainConfig:
     # Loop details
     predictor_batch_size: int = 64   # predictor-only settings (PURE-CT, ORACLE)
     steps_per_epoch: Optional[int] = None  # default: one pass over the largest training set
-    val_fraction: float = 0.1        # CT patients held out when training from folders
+    val_fraction: float = 0.1        # CT patients held out when training from folders (split="patient")
     test_fraction: float = 0.2
-    split_seed: int = 0              # the ten-split protocol runs seeds 0..9 (TEN_SPLIT_SEEDS)
-    split: str = "patient"           # "patient", or "image": the paper's slice-level split (leaky)
+    split_seed: int = 0              # `duiit train --splits 10` runs seeds 0..9 (the paper's protocol)
+    split: str = "patient"           # "patient", or "image": the paper's slice-level split in its
+                                     # proportions 1887/271/280 of 2438 (leaky)
     on_bad_file: str = "error"       # "skip": leave unreadable / unlabelled files out, and count them
     cache_dir: Optional[str] = None  # decoded DICOM / NIfTI volumes kept here as .npy
     ct_window: tuple = (40.0, 80.0)   # level, width in HU → [-1, 1]: the clinical brain window
     mri_percentiles: tuple = (1.0, 99.0)
+    pet_percentile: float = 100.0    # per-volume PET scaling: 100 = the maximum
     augment_flip: bool = True
     augment_shift: int = 0           # random translations of up to this many pixels (air-padded)
     loader: str = "memory"           # memory: slices resized once at load; torch / dali / auto:
@@ -94,6 +95,11 @@ class TrainConfig:
     def kind(self) -> str:
         """PURE, MIX (joint DUIIT) or ORACLE (sources rendered as CT, phantom only)."""
         return self.setting.split("-")[0]
+
+    @property
+    def intensity(self):
+        from .data.intensity import Intensity
+        return Intensity(tuple(self.ct_window), tuple(self.mri_percentiles), self.pet_percentile)
 
     @property
     def resolved_n_blocks(self) -> int:
@@ -121,6 +127,10 @@ class TrainConfig:
         _check(0 < self.val_fraction + self.test_fraction < 1, "val_fraction/test_fraction",
                "must be positive and sum to less than 1")
         _check(len(self.ct_window) == 2 and self.ct_window[1] > 0, "ct_window", "must be (level, width>0)")
+        lo, hi = (tuple(self.mri_percentiles) + (None, None))[:2]
+        _check(len(self.mri_percentiles) == 2 and 0 <= lo < hi <= 100, "mri_percentiles",
+               f"must be (low, high) with 0 <= low < high <= 100, got {self.mri_percentiles}")
+        _check(0 < self.pet_percentile <= 100, "pet_percentile", f"must lie in (0, 100], got {self.pet_percentile}")
         _check(self.loader in ("memory", "torch", "dali", "auto"), "loader",
                f"must be memory, torch, dali or auto, got {self.loader!r}")
         _check(0.1 <= self.augment_crop_min <= 1.0, "augment_crop_min",

@@ -47,7 +47,7 @@ def _shared_data(cfg: TrainConfig, progress) -> dict[str, TrainingData]:
     vols = phantom_volumes(mri_patients, "ct", native_size(pc, "ct"), pc.slices_per_patient, pc.seed)
     if progress is not None:
         vols = progress(vols, total=len(mri_patients), desc="phantom mri as ct (oracle)")
-    oracle_ct = build_slice_set(vols, "ct", cfg.image_size, cfg.ct_window, cfg.mri_percentiles)
+    oracle_ct = build_slice_set(vols, "ct", cfg.image_size, cfg.intensity)
     return {
         "PURE-CT": TrainingData(mix.ct_train, mix.ct_val, mix.ct_test),
         "MIX-CT-MRI": mix,

@@ -179,3 +179,31 @@ out_dir = "{tmp_path / 'run'}"
     assert main(["train", "--config", str(config), "--no-progress"]) == 0
     assert "image-level (leaky" in capsys.readouterr().out
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 5 + 3  # 5 CT series, 3 MRI volumes
+
+
+def test_intensity_mappings_are_configurable():
+    from duiit_fast.data.intensity import Intensity, normalize_volume
+    hu = np.array([[[-1000.0, 0.0, 40.0, 80.0, 1000.0]]], np.float32)
+    np.testing.assert_allclose(normalize_volume(hu, "ct")[0, 0], [-1, -1, 0, 1, 1])
+    np.testing.assert_allclose(normalize_volume(hu, "ct", Intensity(ct_window=(0.0, 2000.0)))[0, 0],
+                               [-1, 0, 0.04, 0.08, 1], atol=1e-6)
+    mri = np.arange(101, dtype=np.float32).reshape(1, 1, 101)
+    out = normalize_volume(mri, "mri", Intensity(mri_percentiles=(10.0, 90.0)))
+    assert out.min() == -1 and out.max() == 1 and out[0, 0, 50] == pytest.approx(0.0)
+    pet = np.array([[[0.0, 1.0, 2.0, 100.0]]], np.float32)
+    assert normalize_volume(pet, "pet")[0, 0, 2] == pytest.approx(-0.96)
+    assert normalize_volume(pet, "pet", Intensity(pet_percentile=50.0))[0, 0, 2] == pytest.approx(1.0)
+
+
+def test_image_split_uses_the_papers_proportions(tmp_path):
+    from duiit_fast import TrainConfig
+    from duiit_fast.train.data import load_training_data
+    root = tmp_path / "ct"
+    root.mkdir()
+    rows = ["patient_id,age,path"]
+    for p in range(10):
+        np.save(root / f"p{p}.npy", np.random.default_rng(p).normal(30, 5, (20, 32, 32)).astype(np.float32))
+        rows.append(f"p{p},{30 + p},p{p}.npy")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    data = load_training_data(TrainConfig(setting="PURE-CT", ct=str(root), image_size=32, split="image"), log=None)
+    assert (len(data.ct_train), len(data.ct_val), len(data.ct_test)) == (155, 22, 23)  # 200 · 1887|271|280 / 2438

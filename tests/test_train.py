@@ -142,3 +142,14 @@ def test_reference_and_cpp_backends_give_matching_losses(tiny_config):
         losses[backend] = trainer.fit()[0]
     for key in ("loss", "trans", "pred", "d_t", "d_s"):
         assert losses["cpp"][key] == pytest.approx(losses["reference"][key], rel=1e-3, abs=1e-5)
+
+
+def test_split_protocol_reports_mean_and_std(tiny_config, tmp_path):
+    import json
+    from duiit_fast.train.protocol import run_splits
+    summary = run_splits(tiny_config("PURE-CT", epochs=1, out_dir=str(tmp_path / "p")), 2, progress=False)
+    saved = json.loads((tmp_path / "p" / "splits.json").read_text())
+    assert [r["split_seed"] for r in saved["runs"]] == [0, 1]
+    mses = [r["mse"] for r in saved["runs"]]
+    assert saved["mse_mean"] == pytest.approx(sum(mses) / 2) and saved["mse_std"] > 0
+    assert "± " in summary["table"] and (tmp_path / "p" / "split-1" / "checkpoint.pt").exists()

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from ..errors import DuiitDataError
 from ..io import atomic_path
 from . import phantoms
-from .intensity import normalize_volume
+from .intensity import Intensity, normalize_volume
 from .labels import read_labels
 from .readers import file_kind, read_slices
 
@@ -59,12 +59,11 @@ def resize_slices(volume: np.ndarray, size: int) -> torch.Tensor:
     return F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=shrinking)
 
 
-def build_slice_set(volumes, modality: str, size: int, ct_window=(40.0, 80.0),
-                    mri_percentiles=(1.0, 99.0)) -> SliceSet:
+def build_slice_set(volumes, modality: str, size: int, intensity: Intensity = Intensity()) -> SliceSet:
     """volumes: iterable of (patient_id, age, (S, H, W) native-unit array), one per volume."""
     images, ages, ids, native = [], [], [], []
     for patient_id, age, volume in volumes:
-        norm = normalize_volume(volume, modality, ct_window, mri_percentiles)
+        norm = normalize_volume(volume, modality, intensity)
         images.append(resize_slices(norm, size))
         native += list(norm)
         ages += [float(age)] * len(norm)
@@ -154,9 +153,8 @@ def read_cached(path: Path, cache_dir=None) -> np.ndarray:
     return slices
 
 
-def load_folder(root, modality: str, size: int, ct_window=(40.0, 80.0),
-                mri_percentiles=(1.0, 99.0), on_bad_file: str = "error", cache_dir=None,
-                log=None) -> SliceSet:
+def load_folder(root, modality: str, size: int, intensity: Intensity = Intensity(),
+                on_bad_file: str = "error", cache_dir=None, log=None) -> SliceSet:
     """A dataset folder as a SliceSet at the training size (see read_folder)."""
     folder = read_folder(root, on_bad_file, cache_dir)
     for path, problem in folder.skipped:
@@ -164,7 +162,7 @@ def load_folder(root, modality: str, size: int, ct_window=(40.0, 80.0),
             log(f"skipped {path}: {problem}")
     if folder.skipped and log is not None:
         log(f"{root}: skipped {len(folder.skipped)} bad file(s)")
-    return build_slice_set(folder.volumes, modality, size, ct_window, mri_percentiles)
+    return build_slice_set(folder.volumes, modality, size, intensity)
 
 
 def split_patients(patients, val_fraction: float, test_fraction: float, seed: int):

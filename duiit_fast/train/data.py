@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..config import PAPER_IMAGE_SPLIT
 from ..data.datasets import (SliceSet, build_slice_set, load_folder, native_size, phantom_cohorts,
                              phantom_volumes, split_images, split_patients)
 
@@ -28,14 +29,15 @@ def load_training_data(cfg, progress=None, log=print) -> TrainingData:
         return _phantom_data(cfg, progress)
 
     def load(modality):
-        return load_folder(getattr(cfg, modality), modality, cfg.image_size, cfg.ct_window,
-                           cfg.mri_percentiles, cfg.on_bad_file, cfg.cache_dir, log)
+        return load_folder(getattr(cfg, modality), modality, cfg.image_size, cfg.intensity,
+                           cfg.on_bad_file, cfg.cache_dir, log)
     ct = load("ct")
     sources = {m: load(m) for m in cfg.sources}
     if cfg.split == "image":
         # The paper's protocol: slices drawn at random, so one patient's slices can sit in train
         # and test. Reports label it leaky.
-        train, val, test = split_images(len(ct), cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+        _, val_share, test_share = PAPER_IMAGE_SPLIT
+        train, val, test = split_images(len(ct), val_share, test_share, cfg.split_seed)
         return TrainingData(ct.select_indices(train), ct.select_indices(val), ct.select_indices(test), sources)
     train_p, val_p, test_p = split_patients(ct.patients, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
     return TrainingData(ct.select_patients(train_p), ct.select_patients(val_p),
@@ -52,7 +54,7 @@ def _phantom_data(cfg, progress=None) -> TrainingData:
         if progress is not None:
             vols = progress(vols, total=len(cohort), desc=f"phantom {modality}"
                             + (f" as {as_modality}" if as_modality != modality else ""))
-        return build_slice_set(vols, as_modality, cfg.image_size, cfg.ct_window, cfg.mri_percentiles)
+        return build_slice_set(vols, as_modality, cfg.image_size, cfg.intensity)
 
     ct_train = render(cohorts["ct_train"], "ct")
     sources = {}

@@ -149,8 +149,8 @@ class Trainer:
         sets = {"ct": self.data.ct_train, **(self.data.sources if cfg.kind == "MIX" else {})}
         augment = Augment(flip=cfg.augment_flip, crop_min=cfg.augment_crop_min)
         self.loaders = {
-            name: SliceLoader(s.native, s.ages, cfg.image_size, batch_size, augment, seed=cfg.seed + 7 * i,
-                              backend=cfg.loader, device=str(self.device), rank=rank, world_size=world)
+            name: iter(SliceLoader(s.native, s.ages, cfg.image_size, batch_size, augment, seed=cfg.seed + 7 * i,
+                                   backend=cfg.loader, device=str(self.device), rank=rank, world_size=world))
             for i, (name, s) in enumerate(sets.items())}
 
     def steps_per_epoch(self) -> int:
@@ -165,7 +165,7 @@ class Trainer:
 
     def _batch(self, slices, name: str):
         if self.loaders:
-            batch = self.loaders[name].next_batch()
+            batch = next(self.loaders[name])  # made ahead by the loader's prefetch thread
             return batch.images, self._scale(batch.ages)
         idx = self.samplers[name].next()
         images = slices.images[idx].to(self.device, non_blocking=True)

@@ -40,7 +40,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -x
 
 bench: $(STAMP)
-	cd bench && ../$(BIN)/python -m pytest -q --benchmark-only --benchmark-json=../.benchmarks/latest.json -p no:cacheprovider $(BENCH_ARGS)
+	mkdir -p .benchmarks && cd bench && ../$(BIN)/python -m pytest -q --benchmark-only --benchmark-json=../.benchmarks/latest.json -p no:cacheprovider $(BENCH_ARGS)
 
 clean:
 	rm -rf build $(VENV) $(DEMO_OUT) .pytest_cache .benchmarks

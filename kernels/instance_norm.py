@@ -80,6 +80,16 @@ def _in_act_fwd_kernel(x_ptr, w_ptr, b_ptr, r_ptr, y_ptr, mean_ptr, rstd_ptr,
 
 
 @triton.jit
+def _xhat_and_grad(x_ptr, dy_ptr, offsets, mask, mean, rstd, w, b, ACT: tl.constexpr,
+                   SLOPE: tl.constexpr, acc_t: tl.constexpr):
+    """xhat and the upstream gradient through the activation, g = dy · act'(xhat·w + b): the
+    activation mask is recomputed from x instead of stored."""
+    xhat = (tl.load(x_ptr + offsets, mask=mask, other=0.0).to(acc_t) - mean) * rstd
+    g = tl.load(dy_ptr + offsets, mask=mask, other=0.0).to(acc_t)
+    return xhat, g * _activation_slope(xhat * w + b, ACT, SLOPE)
+
+
+@triton.jit
 def _in_act_bwd_kernel(dy_ptr, x_ptr, mean_ptr, rstd_ptr, w_ptr, b_ptr, dx_ptr,
                        sum_g_ptr, sum_gx_ptr, C, L,
                        HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr,
@@ -98,9 +108,7 @@ def _in_act_bwd_kernel(dy_ptr, x_ptr, mean_ptr, rstd_ptr, w_ptr, b_ptr, dx_ptr,
     for start in range(0, L, BLOCK):
         idx = start + offs
         mask = idx < L
-        xhat = (tl.load(x_ptr + base + idx, mask=mask, other=0.0).to(acc_t) - mean) * rstd
-        g = tl.load(dy_ptr + base + idx, mask=mask, other=0.0).to(acc_t)
-        g = g * _activation_slope(xhat * w + b, ACT, SLOPE)
+        xhat, g = _xhat_and_grad(x_ptr, dy_ptr, base + idx, mask, mean, rstd, w, b, ACT, SLOPE, acc_t)
         sg += g
         sgx += g * xhat
     sum_g = tl.sum(sg, axis=0)
@@ -114,9 +122,7 @@ def _in_act_bwd_kernel(dy_ptr, x_ptr, mean_ptr, rstd_ptr, w_ptr, b_ptr, dx_ptr,
     for start in range(0, L, BLOCK):
         idx = start + offs
         mask = idx < L
-        xhat = (tl.load(x_ptr + base + idx, mask=mask, other=0.0).to(acc_t) - mean) * rstd
-        g = tl.load(dy_ptr + base + idx, mask=mask, other=0.0).to(acc_t)
-        g = g * _activation_slope(xhat * w + b, ACT, SLOPE)
+        xhat, g = _xhat_and_grad(x_ptr, dy_ptr, base + idx, mask, mean, rstd, w, b, ACT, SLOPE, acc_t)
         dx = k * (g - mean_g - xhat * mean_gx)
         tl.store(dx_ptr + base + idx, dx.to(dx_ptr.dtype.element_ty), mask=mask)
 

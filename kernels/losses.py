@@ -14,17 +14,22 @@ BLOCK = 4096
 
 
 @triton.jit
+def _difference(a_ptr, b_ptr, idx, mask, target, HAS_B: tl.constexpr, acc_t: tl.constexpr):
+    """a - b, or a - target when there is no b, in the accumulation type."""
+    a = tl.load(a_ptr + idx, mask=mask, other=0.0).to(acc_t)
+    if HAS_B:
+        return a - tl.load(b_ptr + idx, mask=mask, other=0.0).to(acc_t)
+    return a - target
+
+
+@triton.jit
 def _loss_fwd_kernel(a_ptr, b_ptr, partial_ptr, n, target,
                      LOSS: tl.constexpr, HAS_B: tl.constexpr, ACC_FP64: tl.constexpr, BLOCK: tl.constexpr):
     pid = tl.program_id(0)
     acc_t = tl.float64 if ACC_FP64 else tl.float32
     idx = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = idx < n
-    a = tl.load(a_ptr + idx, mask=mask, other=0.0).to(acc_t)
-    if HAS_B:
-        d = a - tl.load(b_ptr + idx, mask=mask, other=0.0).to(acc_t)
-    else:
-        d = a - target
+    d = _difference(a_ptr, b_ptr, idx, mask, target, HAS_B, acc_t)
     if LOSS == 0:
         v = d * d
     else:
@@ -40,11 +45,7 @@ def _loss_bwd_kernel(a_ptr, b_ptr, grad_out_ptr, grad_a_ptr, grad_b_ptr, n, targ
     acc_t = tl.float64 if ACC_FP64 else tl.float32
     idx = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = idx < n
-    a = tl.load(a_ptr + idx, mask=mask, other=0.0).to(acc_t)
-    if HAS_B:
-        d = a - tl.load(b_ptr + idx, mask=mask, other=0.0).to(acc_t)
-    else:
-        d = a - target
+    d = _difference(a_ptr, b_ptr, idx, mask, target, HAS_B, acc_t)
     scale = tl.load(grad_out_ptr).to(acc_t) * inv_n
     if LOSS == 0:
         g = 2.0 * d * scale

@@ -15,6 +15,18 @@ def tiny_phantom() -> PhantomConfig:
                          slices_per_patient=4, ct_size=48, mri_size=32, pet_size=16, seed=1)
 
 
+TINY_MODEL_TOML = {"image_size": 32, "ngf": 4, "ndf": 4, "n_blocks": 1, "predictor": "small",
+                   "batch_size": 2, "epochs": 1, "decay_start_epoch": 0, "steps_per_epoch": 2}
+
+
+def write_train_toml(path, **fields):
+    """A `duiit train` config with the tiny model sizes plus `fields` (strings quoted)."""
+    merged = {**TINY_MODEL_TOML, **fields}
+    lines = [f'{k} = "{v}"' if isinstance(v, str) else f"{k} = {v}" for k, v in merged.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 @pytest.fixture
 def tiny_config(tiny_phantom, tmp_path):
     def make(setting="MIX-CT-MRI", **overrides):

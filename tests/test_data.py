@@ -12,6 +12,8 @@ from duiit_fast.data import phantoms
 from duiit_fast.data.writer import write_phantom_dataset
 from duiit_fast.errors import DuiitDataError
 
+from conftest import write_train_toml
+
 SMALL = PhantomConfig(ct_train_patients=3, ct_val_patients=1, ct_test_patients=1, source_patients=3,
                       slices_per_patient=3, ct_size=40, mri_size=32, pet_size=16, seed=2)
 
@@ -36,23 +38,8 @@ def test_cli_phantoms_then_train_from_folders(tmp_path, capsys):
     assert main(["phantoms", "--out", str(data), "--ct-patients", "5", "--source-patients", "3", "--slices", "3",
                  "--ct-size", "48", "--mri-size", "32", "--pet-size", "16", "--modalities", "ct", "mri",
                  "--no-progress"]) == 0
-    config = tmp_path / "run.toml"
-    config.write_text(f'''setting = "MIX-CT-MRI"
-ct = "data/ct"
-mri = "data/mri"
-image_size = 32
-ngf = 4
-ndf = 4
-n_blocks = 1
-predictor = "small"
-batch_size = 2
-epochs = 1
-decay_start_epoch = 0
-steps_per_epoch = 2
-val_fraction = 0.2
-test_fraction = 0.2
-out_dir = "{tmp_path / 'run'}"
-''')
+    config = write_train_toml(tmp_path / "run.toml", setting="MIX-CT-MRI", ct="data/ct", mri="data/mri",
+                              val_fraction=0.2, test_fraction=0.2, out_dir=str(tmp_path / "run"))
     assert main(["train", "--config", str(config), "--no-progress"]) == 0
     assert "test MSE" in capsys.readouterr().out
     assert (tmp_path / "run" / "checkpoint.pt").exists() and (tmp_path / "run" / "metrics.json").exists()

@@ -9,6 +9,8 @@ from duiit_fast.data import datasets, phantoms, read_folder, read_slices, split_
 from duiit_fast.data.writer import write_dicom_series, write_nifti
 from duiit_fast.errors import DuiitDataError
 
+from conftest import write_train_toml
+
 
 @pytest.fixture(scope="module")
 def ct_volume():
@@ -159,23 +161,8 @@ def test_train_on_dicom_ct_and_nifti_mri(tmp_path, capsys):
                  "--modalities", "ct", *common]) == 0
     assert main(["phantoms", "--out", str(data / "nii"), "--format", "nifti", "--ct-patients", "1",
                  "--modalities", "mri", *common]) == 0
-    config = tmp_path / "run.toml"
-    config.write_text(f'''setting = "MIX-CT-MRI"
-ct = "data/dcm/ct"
-mri = "data/nii/mri"
-cache_dir = "cache"
-split = "image"
-image_size = 32
-ngf = 4
-ndf = 4
-n_blocks = 1
-predictor = "small"
-batch_size = 2
-epochs = 1
-decay_start_epoch = 0
-steps_per_epoch = 2
-out_dir = "{tmp_path / 'run'}"
-''')
+    config = write_train_toml(tmp_path / "run.toml", setting="MIX-CT-MRI", ct="data/dcm/ct", mri="data/nii/mri",
+                              cache_dir="cache", split="image", out_dir=str(tmp_path / "run"))
     assert main(["train", "--config", str(config), "--no-progress"]) == 0
     assert "image-level (leaky" in capsys.readouterr().out
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 5 + 3  # 5 CT series, 3 MRI volumes

@@ -71,6 +71,8 @@ def test_prefetching_iterator(mixed_slices):
     loader = SliceLoader(slices, ages, 32, 4, seed=1, backend="torch", prefetch=2)
     batches = [b for _, b in zip(range(3), loader)]
     assert all(b.images.shape == (4, 1, 32, 32) for b in batches)
+    loader.close()
+    assert not loader._thread.is_alive()
 
 
 @pytest.mark.parametrize("loader", ["torch"] + (["dali"] if dali_available() else []))
@@ -78,4 +80,6 @@ def test_training_with_a_native_resolution_loader(tiny_config, loader):
     trainer = Trainer(tiny_config(loader=loader, augment_crop_min=0.9), progress=False)
     history = trainer.fit()
     assert len(history) == 2 and np.isfinite(history[-1]["loss"])
-    assert set(trainer.loaders) == {"ct", "mri"}
+    assert trainer.loaders == {}  # closed when training ended: no prefetch thread left behind
+    trainer.cfg.epochs = 3
+    assert len(trainer.fit()) == 3  # a further fit opens them again

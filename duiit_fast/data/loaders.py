@@ -105,6 +105,7 @@ class SliceLoader:
         self._dali = _DaliResize(size, batch_size, self.device, num_threads) if backend == "dali" else None
         self._queue: "queue.Queue" = queue.Queue(maxsize=max(1, prefetch))
         self._thread: Optional[threading.Thread] = None
+        self._stop = threading.Event()
 
     def _plan(self):
         idx = self.sampler.next_indices()
@@ -125,6 +126,8 @@ class SliceLoader:
 
     def __iter__(self) -> Iterator[Batch]:
         # A producer thread keeps `prefetch` batches ready (torch and DALI release the GIL).
+        if self._stop.is_set():
+            raise RuntimeError("this loader was closed")
         if self._thread is None:
             self._thread = threading.Thread(target=self._produce, daemon=True)
             self._thread.start()
@@ -136,10 +139,22 @@ class SliceLoader:
 
     def _produce(self) -> None:
         try:
-            while True:
-                self._queue.put(self.next_batch())
+            while not self._stop.is_set():
+                batch = self.next_batch()
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
         except BaseException as exc:  # surfaced in the consumer
             self._queue.put(exc)
+
+    def close(self) -> None:
+        """Stop the prefetch thread (it holds the slices); iterating again is an error."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
 
 class _DaliResize:

@@ -149,9 +149,16 @@ class Trainer:
         sets = {"ct": self.data.ct_train, **(self.data.sources if cfg.kind == "MIX" else {})}
         augment = Augment(flip=cfg.augment_flip, crop_min=cfg.augment_crop_min)
         self.loaders = {
-            name: iter(SliceLoader(s.native, s.ages, cfg.image_size, batch_size, augment, seed=cfg.seed + 7 * i,
-                                   backend=cfg.loader, device=str(self.device), rank=rank, world_size=world))
+            name: SliceLoader(s.native, s.ages, cfg.image_size, batch_size, augment, seed=cfg.seed + 7 * i,
+                              backend=cfg.loader, device=str(self.device), rank=rank, world_size=world)
             for i, (name, s) in enumerate(sets.items())}
+        self._loader_iters = {name: iter(loader) for name, loader in self.loaders.items()}
+
+    def close_loaders(self) -> None:
+        """Stop the loaders' prefetch threads; fit() calls it when training ends."""
+        for loader in self.loaders.values():
+            loader.close()
+        self.loaders, self._loader_iters = {}, {}
 
     def steps_per_epoch(self) -> int:
         if self.cfg.steps_per_epoch:
@@ -165,7 +172,7 @@ class Trainer:
 
     def _batch(self, slices, name: str):
         if self.loaders:
-            batch = next(self.loaders[name])  # made ahead by the loader's prefetch thread
+            batch = next(self._loader_iters[name])  # made ahead by the loader's prefetch thread
             return batch.images, self._scale(batch.ages)
         idx = self.samplers[name].next()
         images = slices.images[idx].to(self.device, non_blocking=True)
@@ -188,6 +195,8 @@ class Trainer:
             ct = self.data.ct_train
             self.age_mean, self.age_std = float(ct.ages.mean()), max(float(ct.ages.std()), 1.0)
             self._init_samplers()
+        elif self.cfg.loader != "memory" and not self.loaders:
+            self._init_loaders(self.samplers["ct"].batch_size)
         steps = self.steps_per_epoch()
         epochs = self._bar(range(self.epoch, self.cfg.epochs), desc=f"{self.cfg.setting} epochs",
                            initial=self.epoch, total=self.cfg.epochs)
@@ -198,6 +207,7 @@ class Trainer:
             for s in self.schedulers.values():
                 s.step()
             self.save(ckpt)
+        self.close_loaders()
         return self.history
 
     def _train_epoch(self, steps: int) -> dict:

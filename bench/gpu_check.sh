@@ -5,8 +5,8 @@
 # pytest-benchmark but no network: packages it lacks (scipy, tqdm, matplotlib, pydicom, nibabel)
 # must travel as wheels (see the device tool's README) for the tests that import them.
 set -euo pipefail
-OUT=${OUT:-out}
-mkdir -p "$OUT"
+mkdir -p "${OUT:-out}"
+OUT=$(cd "${OUT:-out}" && pwd)  # absolute: the benches run from bench/
 python3 -m pip install -q --no-build-isolation --no-deps -e . 2>&1 | tail -3
 nvidia-smi --query-gpu=name,memory.total,clocks.max.memory --format=csv | tee "$OUT/gpu.txt"
 python3 -m pytest -q -m gpu tests/test_gpu.py 2>&1 | tee "$OUT/gpu_tests.log"

@@ -5,7 +5,6 @@ Loader: slices/s delivered as (B, 1, 256, 256) batches from CT 650², MRI 256² 
 joint DUIIT step with the paper's models (9-block ngf-64 generators, 70×70 PatchGANs, ResNet50)
 eats batch CT + batch MRI slices; its slices/s is measured on the same device in the same run.
 """
-import time
 
 import numpy as np
 import pytest

@@ -59,7 +59,6 @@ def _shared_data(cfg: TrainConfig, progress) -> dict[str, TrainingData]:
 def run_demo(out_dir="demo_out", quick: bool = False, progress: bool = True, log=print) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     base = demo_config(quick, str(out / "runs"))
     start = time.perf_counter()
     bar = _progress if progress else None

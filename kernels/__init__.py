@@ -1,6 +1,7 @@
 """Triton kernels of duiit_fast, shipped in the wheel as `duiit_fast.kernels`.
 
-The kernels and their host launchers arrive with the fused-kernel work (one module per op,
-mirroring csrc/ and duiit_fast/reference.py). Until then duiit_fast.ops dispatches CUDA tensors
-to the eager reference.
+One module per op family, mirroring csrc/ and duiit_fast/reference.py: `instance_norm`
+(instance norm + activation + residual, forward and backward) and `losses` (LSGAN and L1).
+Import them only through duiit_fast.ops / duiit_fast._triton_ops, which do so lazily:
+`@triton.jit` must not run before TRITON_INTERPRET is set on a CPU-only machine.
 """

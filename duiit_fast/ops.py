@@ -13,6 +13,7 @@ Inputs of any layout (channels_last, strided views) are copied to contiguous NCH
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from typing import Optional
@@ -32,7 +33,9 @@ def cpp_available() -> bool:
     return _C is not None
 
 
+@functools.lru_cache(maxsize=None)
 def triton_available() -> bool:
+    # Cached: resolve_backend runs for every op call, once per layer per step.
     return importlib.util.find_spec("triton") is not None
 
 

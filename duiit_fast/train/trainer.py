@@ -65,6 +65,11 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, data: Optional[TrainingData] = None, progress: bool = True):
         self.cfg = cfg.validate()
         self.device = resolve_device(cfg.device)
+        if cfg.loader == "dali":
+            from ..data.loaders import dali_available
+            if not dali_available():
+                raise DuiitConfigError("config loader: 'dali' needs nvidia-dali (pip install nvidia-dali-cuda130); "
+                                       "use 'auto' or 'torch' without it")
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         self.progress = progress

@@ -13,7 +13,6 @@ Inputs of any layout (channels_last, strided views) are copied to contiguous NCH
 """
 from __future__ import annotations
 
-import functools
 import importlib.util
 import os
 from typing import Optional
@@ -33,10 +32,13 @@ def cpp_available() -> bool:
     return _C is not None
 
 
-@functools.lru_cache(maxsize=None)
+# Probed once at import (find_spec does not import triton): resolve_backend runs on every op
+# call, and a plain constant is also what torch.compile traces without complaint.
+_TRITON_AVAILABLE = importlib.util.find_spec("triton") is not None
+
+
 def triton_available() -> bool:
-    # Cached: resolve_backend runs for every op call, once per layer per step.
-    return importlib.util.find_spec("triton") is not None
+    return _TRITON_AVAILABLE
 
 
 def triton_interpreting() -> bool:

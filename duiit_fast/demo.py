@@ -184,9 +184,9 @@ Paired patient bootstrap (2000 resamples over test patients):
   ORACLE is {verdict(orc)}.
 
 ## How far to trust it
-- One seed and one split. The interval above covers the choice of test patients, not training
-  noise; the prototype phantom measured a spread of ±26 years² for PURE-CT across splits, so a
-  difference smaller than that needs the ten-split protocol before it means anything.
+- One seed and one cohort. The interval above covers the choice of test patients, not training
+  noise or the draw of the few CT training patients, and PURE-CT moves a lot with that draw:
+  `duiit train --splits 10` on each setting measures the spread before a difference means anything.
 - The translator is trained for {cfg["epochs"] * cfg["steps_per_epoch"]} steps; CycleGAN-style translators usually need
   tens of thousands. `translations.png` shows how far G got: compare its middle row to the
   bottom row (the same patients rendered as CT).

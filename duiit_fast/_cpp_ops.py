@@ -72,9 +72,11 @@ def loss(a: Tensor, b: Optional[Tensor], target: float, kind: str) -> Tensor:
     return torch.tensor(value, dtype=a.dtype)
 
 
-@loss.register_fake
-def _(a, b, target, kind):
+def fake_loss(a, b, target, kind):
     return a.new_empty(())
+
+
+loss.register_fake(fake_loss)
 
 
 @torch.library.custom_op("duiit_fast::loss_cpp_backward", mutates_args=())
@@ -89,7 +91,9 @@ def loss_backward(grad_out: Tensor, a: Tensor, b: Optional[Tensor], target: floa
     return grad_a, grad_b
 
 
-@loss_backward.register_fake
-def _(grad_out, a, b, target, kind):
+def fake_loss_backward(grad_out, a, b, target, kind):
     grad_a = torch.empty_like(a, memory_format=torch.contiguous_format)
     return grad_a, (torch.empty_like(grad_a) if b is not None else a.new_empty(0))
+
+
+loss_backward.register_fake(fake_loss_backward)

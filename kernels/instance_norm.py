@@ -2,6 +2,7 @@
 
 Contract: duiit_fast/reference.py::instance_norm_act. Constexpr flags select the fusion
 (HAS_WEIGHT, HAS_BIAS, HAS_RESIDUAL, ACT) so one kernel serves every layer of the models. The
+ACT codes are duiit_fast._cpp_ops.ACT_CODES (none 0, relu 1, leaky_relu 2), as in csrc/. The
 LeakyReLU slope is a constexpr too (the models use one value, 0.2), which keeps it exact in fp64.
 Statistics: two passes over the plane in BLOCK chunks (mean, then sum of squared deviations),
 accumulated in fp32 — fp64 for fp64 inputs. A plane may be larger than a block (the loops) or a
@@ -10,8 +11,6 @@ reads x and dy twice and writes dx.
 """
 import triton
 import triton.language as tl
-
-ACT_NONE, ACT_RELU, ACT_LEAKY = 0, 1, 2
 
 
 @triton.jit

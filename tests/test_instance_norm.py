@@ -127,3 +127,16 @@ def test_reference_gradcheck_fp64(act, residual):
     p = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: reference.lsgan_loss(t, 1.0), (p,))
     assert torch.autograd.gradcheck(lambda t: reference.l1_loss(t, torch.zeros_like(t) + 0.1), (p,))
+
+
+def test_default_backend_setting_is_used_and_validated():
+    x = torch.randn(1, 2, 3, 3)
+    try:
+        ops.set_default_backend("reference")
+        assert ops.resolve_backend(None, x.device) == "reference"
+        ops.set_default_backend(None)
+        assert ops.resolve_backend("cpp", x.device) == "cpp"
+        with pytest.raises(ValueError, match="backend must be one of"):
+            ops.set_default_backend("fast")
+    finally:
+        ops.set_default_backend(None)

@@ -18,8 +18,14 @@ else:  # pragma: no cover
 SOURCE_MODALITIES = ("mri", "pet")
 # The paper's image-level CT split: 1887 / 271 / 280 of 2438 slices (train / val / test).
 PAPER_IMAGE_SPLIT = (1887 / 2438, 271 / 2438, 280 / 2438)
-SETTINGS = ("PURE-CT", "MIX-CT-MRI", "MIX-CT-PET", "MIX-CT-MRI-PET",
-            "ORACLE-CT-MRI", "ORACLE-CT-PET", "ORACLE-CT-MRI-PET")
+# PURE: the predictor on CT alone. MIX: DUIIT, translators and predictor trained jointly.
+# ORACLE: source patients rendered directly as CT (phantom only: a perfect translator).
+# NAIVE: raw source slices mixed in as if they were CT. CYCLEGAN: two-stage, translators trained
+# without the predictor (λ = 0), then frozen; the predictor learns from real + translated.
+SETTING_KINDS = ("MIX", "ORACLE", "NAIVE", "CYCLEGAN")
+SOURCE_COMBINATIONS = ("MRI", "PET", "MRI-PET")
+SETTINGS = ("PURE-CT",) + tuple(f"{k}-CT-{s}" for k in SETTING_KINDS for s in SOURCE_COMBINATIONS)
+PRED_FEEDBACK = ("joint", "ct_reader")
 BACKENDS = ("reference", "triton", "cpp", "auto")
 PREDICTORS = ("resnet50", "resnet18", "small")
 
@@ -83,6 +89,17 @@ class TrainConfig:
     loader: str = "memory"           # memory: slices resized once at load; torch / dali / auto:
                                      # native slices resized per batch (data/loaders.py)
     augment_crop_min: float = 1.0    # torch/dali loaders: random square crops of U[min, 1] of the side
+    # DUIIT knobs (beyond the paper's recipe, each off or the paper's behaviour by default)
+    translator_warmup_steps: int = 0  # translator-only steps (λ = 0) before the predictor sees
+                                      # translations; CYCLEGAN's stage 1 is this plus the joint budget
+    translator_init: Optional[str] = None  # checkpoint whose translators/critics (after warm-up) start
+                                      # this run: lets the arms of one experiment share a warm-up
+    pred_feedback: str = "joint"     # joint: G's discriminative gradient from the co-trained P
+                                      # (the paper); ct_reader: from a reader trained on real CT only
+    select_on_val: bool = True       # keep the predictor of the epoch with the best validation MSE
+    label_cues: bool = True          # log the CT reader's MSE and slope on G(source) every epoch
+    reader_steps: int = 600          # training steps of the CT reader(s) (label cues, ct_reader)
+    reader_path: Optional[str] = None  # a saved CT reader to use instead of training one
     out_dir: str = "runs/duiit"
     num_threads: Optional[int] = None
 
@@ -93,8 +110,13 @@ class TrainConfig:
 
     @property
     def kind(self) -> str:
-        """PURE, MIX (joint DUIIT) or ORACLE (sources rendered as CT, phantom only)."""
+        """PURE, MIX (joint DUIIT), ORACLE (sources rendered as CT, phantom only), NAIVE (raw
+        sources as CT) or CYCLEGAN (two-stage translation)."""
         return self.setting.split("-")[0]
+
+    @property
+    def has_translators(self) -> bool:
+        return self.kind in ("MIX", "CYCLEGAN")
 
     @property
     def intensity(self):
@@ -135,6 +157,14 @@ class TrainConfig:
                f"must be memory, torch, dali or auto, got {self.loader!r}")
         _check(0.1 <= self.augment_crop_min <= 1.0, "augment_crop_min",
                f"must lie in [0.1, 1], got {self.augment_crop_min}")
+        _check(self.pred_feedback in PRED_FEEDBACK, "pred_feedback",
+               f"must be one of {PRED_FEEDBACK}, got {self.pred_feedback!r}")
+        for name in ("translator_warmup_steps", "reader_steps"):
+            _check(getattr(self, name) >= 0, name, f"must not be negative, got {getattr(self, name)}")
+        _check(self.translator_init is None or Path(self.translator_init).is_file(), "translator_init",
+               f"checkpoint {self.translator_init} does not exist")
+        _check(self.reader_path is None or Path(self.reader_path).is_file(), "reader_path",
+               f"reader {self.reader_path} does not exist")
         _check(self.split in ("patient", "image"), "split", f"must be 'patient' or 'image', got {self.split!r}")
         _check(self.on_bad_file in ("error", "skip"), "on_bad_file",
                f"must be 'error' or 'skip', got {self.on_bad_file!r}")
@@ -183,7 +213,7 @@ class TrainConfig:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise DuiitConfigError(f"{path}: not valid TOML ({exc})") from None
         # Relative data folders are relative to the config file, not to the working directory.
-        for key in ("ct", "mri", "pet", "cache_dir"):
+        for key in ("ct", "mri", "pet", "cache_dir", "translator_init", "reader_path"):
             if isinstance(data.get(key), str):
                 data[key] = str((path.parent / data[key]).resolve())
         return cls.from_dict(data).validate()

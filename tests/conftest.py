@@ -16,7 +16,7 @@ def tiny_phantom() -> PhantomConfig:
 
 
 TINY_MODEL_TOML = {"image_size": 32, "ngf": 4, "ndf": 4, "n_blocks": 1, "predictor": "small",
-                   "batch_size": 2, "epochs": 1, "decay_start_epoch": 0, "steps_per_epoch": 2}
+                   "batch_size": 2, "epochs": 1, "decay_start_epoch": 0, "steps_per_epoch": 2, "reader_steps": 3}
 
 
 def write_train_toml(path, **fields):
@@ -32,7 +32,8 @@ def tiny_config(tiny_phantom, tmp_path):
     def make(setting="MIX-CT-MRI", **overrides):
         fields = dict(setting=setting, image_size=32, ngf=4, ndf=4, n_blocks=1, predictor="small",
                       batch_size=2, predictor_batch_size=4, epochs=2, decay_start_epoch=1,
-                      steps_per_epoch=2, phantom=tiny_phantom, out_dir=str(tmp_path / setting), seed=0)
+                      steps_per_epoch=2, phantom=tiny_phantom, out_dir=str(tmp_path / setting), seed=0,
+                      reader_steps=3)
         fields.update(overrides)
         return TrainConfig(**fields)
     return make

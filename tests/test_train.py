@@ -21,7 +21,8 @@ def _one_batch(trainer):
 def test_predictor_loss_reaches_generator_only_when_lambda_positive(tiny_config, lam):
     trainer = Trainer(tiny_config(lambda_pred=lam), progress=False)
     x, r_x, sources = _one_batch(trainer)
-    total, trans, pred, _ = generator_predictor_loss(trainer.nets, x, r_x, sources, 10.0, lam)
+    losses = generator_predictor_loss(trainer.nets, x, r_x, sources, 10.0, lam)
+    total, trans, pred = losses.total, losses.trans, losses.pred
     assert torch.allclose(total, trans + lam * pred)
     G = list(trainer.nets["G"]["mri"].parameters())
     # The part of the joint loss that comes from the predictor, λ·L_pred, differentiated w.r.t. G.
@@ -35,13 +36,14 @@ def test_predictor_loss_reaches_generator_only_when_lambda_positive(tiny_config,
     assert same if lam == 0 else not same
 
 
-def test_predictor_gets_full_lr_group_and_translator_its_own(tiny_config):
+def test_predictor_gets_full_lr_and_translator_its_own(tiny_config):
     trainer = Trainer(tiny_config(), progress=False)
-    groups = trainer.optimizers["gen"].param_groups
-    assert [g["lr"] for g in groups] == [2e-4, 1e-3]
-    assert all(g["betas"] == (0.5, 0.999) for g in groups)
+    gen, pred = trainer.optimizers["gen"].param_groups, trainer.optimizers["pred"].param_groups
+    assert [g["lr"] for g in gen + pred] == [2e-4, 1e-3]
+    assert all(g["betas"] == (0.5, 0.999) for g in gen + pred)
     pred_params = {id(p) for p in trainer.nets["P"].parameters()}
-    assert {id(p) for p in groups[1]["params"]} == pred_params
+    assert {id(p) for g in pred for p in g["params"]} == pred_params
+    assert not pred_params & {id(p) for g in gen for p in g["params"]}
 
 
 def test_discriminators_see_pooled_fakes(tiny_config):
@@ -75,13 +77,13 @@ def test_image_pool_fills_then_swaps_half_and_is_seedable():
 
 def test_schedule_learning_rates_at_paper_epochs(tiny_config):
     trainer = Trainer(tiny_config(epochs=200, decay_start_epoch=100), progress=False)
-    sched, opt = trainer.schedulers["gen"], trainer.optimizers["gen"]
     lrs = {}
     for epoch in range(200):
         if epoch in (0, 100, 150, 199):
-            lrs[epoch] = [g["lr"] for g in opt.param_groups]
-        opt.step()
-        sched.step()
+            lrs[epoch] = [trainer.optimizers[k].param_groups[0]["lr"] for k in ("gen", "pred")]
+        for k in ("gen", "pred"):
+            trainer.optimizers[k].step()
+            trainer.schedulers[k].step()
     assert lrs[0] == pytest.approx([2e-4, 1e-3])
     assert lrs[100] == pytest.approx([2e-4, 1e-3])
     assert lrs[150] == pytest.approx([1e-4, 5e-4])
@@ -101,13 +103,23 @@ def test_mix_trains_and_saves_each_epoch(tiny_config):
     assert (trainer.cfg.out_dir and (__import__("pathlib").Path(cfg.out_dir) / "checkpoint.pt").exists())
 
 
-@pytest.mark.parametrize("setting", ["PURE-CT", "ORACLE-CT-PET"])
+@pytest.mark.parametrize("setting", ["PURE-CT", "ORACLE-CT-PET", "NAIVE-CT-MRI"])
 def test_predictor_only_settings(tiny_config, setting):
     trainer = Trainer(tiny_config(setting), progress=False)
+    seen = []
+    trainer.nets["P"].register_forward_pre_hook(lambda m, inp: seen.append(inp[0].shape[0]) if m.training else None)
     trainer.fit()
     assert set(trainer.nets) == {"P"}
-    extra = trainer.cfg.phantom.source_patients if setting.startswith("ORACLE") else 0
-    assert len(trainer.data.ct_train.patients) == trainer.cfg.phantom.ct_train_patients + extra
+    assert len(trainer.data.ct_train.patients) == trainer.cfg.phantom.ct_train_patients
+    extra = trainer.extra_sets()
+    if setting == "PURE-CT":
+        assert extra == {} and set(seen) == {4}
+    else:
+        # One call per step: the real-CT batch plus an equal batch of oracle CT / raw source slices.
+        (name, images), = extra.items()
+        assert set(seen) == {8} and len(images) == trainer.cfg.phantom.source_patients * 4
+        expected = trainer.data.sources_as_ct if setting.startswith("ORACLE") else trainer.data.sources
+        assert torch.equal(images.images, expected[name].images)
 
 
 def test_resume_continues_exactly(tiny_config):

@@ -16,6 +16,9 @@ class TrainingData:
     ct_val: SliceSet
     ct_test: SliceSet
     sources: dict = field(default_factory=dict)   # modality → SliceSet (labelled, other patients)
+    # Phantom only: the source patients rendered directly as CT, slice for slice (ORACLE's extra
+    # data, and the ground truth that translations are compared with).
+    sources_as_ct: dict = field(default_factory=dict)
 
     def split(self, name: str) -> SliceSet:
         try:
@@ -57,13 +60,12 @@ def _phantom_data(cfg, progress=None) -> TrainingData:
         return build_slice_set(vols, as_modality, cfg.image_size, cfg.intensity)
 
     ct_train = render(cohorts["ct_train"], "ct")
-    sources = {}
-    if cfg.kind == "ORACLE":
-        # The source patients rendered directly as CT: what a perfect translator would produce.
-        ct_train = SliceSet.concat([ct_train] + [render(cohorts[m], m, "ct") for m in cfg.sources])
-    elif cfg.kind == "MIX":
-        sources = {m: render(cohorts[m], m) for m in cfg.sources}
-    return TrainingData(ct_train, render(cohorts["ct_val"], "ct"), render(cohorts["ct_test"], "ct"), sources)
+    sources = {m: render(cohorts[m], m) for m in cfg.sources} if cfg.kind != "ORACLE" else {}
+    # The source patients rendered directly as CT: what a perfect translator would produce.
+    as_ct = ({m: render(cohorts[m], m, "ct") for m in cfg.sources}
+             if cfg.kind == "ORACLE" or cfg.has_translators else {})
+    return TrainingData(ct_train, render(cohorts["ct_val"], "ct"), render(cohorts["ct_test"], "ct"),
+                        sources, as_ct)
 
 
 class BatchSampler:

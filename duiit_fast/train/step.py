@@ -27,17 +27,27 @@ def set_requires_grad(modules, flag: bool) -> None:
             p.requires_grad_(flag)
 
 
-def generator_predictor_loss(nets, x, r_x, sources: dict, lambda_cyc: float, lambda_pred: float,
-                             backend=None):
-    """L = L_trans + λ·L_pred (eq. 3). Returns the total and the parts, plus each fake pair.
+@dataclass
+class GeneratorLosses:
+    total: torch.Tensor     # L_trans + λ·L_pred (eq. 3), what the G/F/P step minimises
+    trans: torch.Tensor     # L_trans (eq. 1), summed over sources
+    pred: torch.Tensor      # L_pred (eq. 2): P's summed squared error in years² (real + translated)
+    feedback: torch.Tensor  # the part of L_pred whose gradient reaches G (see pred_feedback)
+    fakes: dict             # source → (fake_x: G(y), fake_y: F(x))
 
-    L_trans (eq. 1) per source: LSGAN terms with real targets for both translators and
-    λcyc-weighted L1 cycle terms. L_pred (eq. 2): MSE on real CT and on translated sources; its
-    gradient flows through the translated images into G_k — the "discriminative" part of DUIIT.
-    """
+
+def squared_error_sum(pred: torch.Tensor, target: torch.Tensor, label_scale: float = 1.0) -> torch.Tensor:
+    """Σ (pred − target)² in label units. Eq. 2 is a sum over samples of l(P(·), r) with r in the
+    label's units (years for age), and the paper's λ = 1e-3 multiplies that sum: P predicts
+    standardised ages, so label_scale (the ages' std) converts its errors back to years."""
+    return (pred - target).square().sum() * (label_scale * label_scale)
+
+
+def translation_loss(nets, x, sources: dict, lambda_cyc: float, backend=None):
+    """L_trans (eq. 1) summed over sources: LSGAN terms with real targets for both translators and
+    λcyc-weighted L1 cycle terms. Returns the loss and each source's (fake_x, fake_y)."""
     trans = x.new_zeros(())
     fakes = {}
-    inputs, targets = [x], [r_x]
     for k, batch in sources.items():
         G, Fk = nets["G"][k], nets["F"][k]
         y = batch.images
@@ -49,13 +59,33 @@ def generator_predictor_loss(nets, x, r_x, sources: dict, lambda_cyc: float, lam
             + ops.lsgan_loss(nets["D_s"][k](fake_y), 1.0, backend) \
             + lambda_cyc * (ops.l1_loss(rec_y, y, backend) + ops.l1_loss(rec_x, x, backend))
         fakes[k] = (fake_x, fake_y)
-        inputs.append(fake_x)
-        targets.append(batch.ages)
+    return trans, fakes
+
+
+def generator_predictor_loss(nets, x, r_x, sources: dict, lambda_cyc: float, lambda_pred: float,
+                             label_scale: float = 1.0, reader=None, backend=None) -> GeneratorLosses:
+    """L = L_trans + λ·L_pred (eq. 3), L_pred in label units (years²) summed over the batch.
+
+    reader=None is the paper: P sees real CT and translated sources and its loss on the
+    translations sends the discriminative gradient into G. With a frozen `reader` (a CT predictor
+    trained on real CT only, predicting ages on P's standardised scale) P learns from detached translations and G's
+    discriminative gradient comes from the reader instead, so G cannot write the label as a
+    private code that only the co-trained P reads.
+    """
+    trans, fakes = translation_loss(nets, x, sources, lambda_cyc, backend)
+    translated = [fakes[k][0] if reader is None else fakes[k][0].detach() for k in sources]
+    targets = [r_x] + [batch.ages for batch in sources.values()]
     # One predictor call over real and translated images keeps BatchNorm statistics mixed.
-    pred = nets["P"](torch.cat(inputs)).squeeze(1)
-    sizes = [t.shape[0] for t in targets]
-    pred_loss = sum(F.mse_loss(p, t) for p, t in zip(pred.split(sizes), targets))
-    return trans + lambda_pred * pred_loss, trans, pred_loss, fakes
+    pred = nets["P"](torch.cat([x] + translated)).squeeze(1)
+    pred_loss = squared_error_sum(pred, torch.cat(targets), label_scale)
+    if reader is None:
+        feedback = pred_loss
+        total = trans + lambda_pred * pred_loss
+    else:
+        fake_xs = torch.cat([fakes[k][0] for k in sources])
+        feedback = squared_error_sum(reader(fake_xs).squeeze(1), torch.cat(targets[1:]), label_scale)
+        total = trans + lambda_pred * (pred_loss + feedback)
+    return GeneratorLosses(total, trans, pred_loss, feedback, fakes)
 
 
 def discriminator_loss(nets, x, sources: dict, fakes: dict, pools: dict, backend=None):
@@ -72,33 +102,77 @@ def discriminator_loss(nets, x, sources: dict, fakes: dict, pools: dict, backend
     return loss_t + loss_s, loss_t, loss_s
 
 
-def joint_step(nets, optimizers, pools, x, r_x, sources: dict, cfg, backend=None) -> dict:
-    """G/F/P update on the joint loss, then the discriminators on pooled fakes."""
+def _critic_step(nets, optimizers, pools, x, sources, fakes, backend) -> dict:
     discriminators = [nets["D_t"], *nets["D_s"].values()]
-    set_requires_grad(discriminators, False)  # the generator step must not move the critics
-    optimizers["gen"].zero_grad(set_to_none=True)
-    total, trans, pred, fakes = generator_predictor_loss(
-        nets, x, r_x, sources, cfg.lambda_cyc, cfg.lambda_pred, backend)
-    total.backward()
-    optimizers["gen"].step()
-
     set_requires_grad(discriminators, True)
     optimizers["disc"].zero_grad(set_to_none=True)
     d_total, d_t, d_s = discriminator_loss(nets, x, sources, fakes, pools, backend)
     d_total.backward()
     optimizers["disc"].step()
+    return {"d_t": d_t.item(), "d_s": d_s.item()}
+
+
+def _freeze_critics(nets) -> None:
+    set_requires_grad([nets["D_t"], *nets["D_s"].values()], False)  # the G step must not move them
+
+
+def gradient_share(losses: GeneratorLosses, nets, lambda_pred: float) -> float:
+    """‖∇_G λ·L_pred‖ / ‖∇_G L_trans‖ over every source→CT translator's parameters: how much of G's
+    update the discriminative term asks for (≈0 means DUIIT has degenerated to CycleGAN)."""
+    params = [p for G in nets["G"].values() for p in G.parameters()]
+
+    def norm(loss):
+        grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        return torch.sqrt(sum(g.square().sum() for g in grads if g is not None) + 0.0)
+    return float(norm(lambda_pred * losses.feedback) / norm(losses.trans).clamp_min(1e-30))
+
+
+def joint_step(nets, optimizers, pools, x, r_x, sources: dict, cfg, backend=None, label_scale: float = 1.0,
+               reader=None, measure_share: bool = False) -> dict:
+    """G/F/P update on the joint loss, then the discriminators on pooled fakes. The translators
+    and P have their own Adam optimisers (lr 2e-4 and 1e-3) stepped on the same joint gradient:
+    Adam is invariant to a constant loss scale, so λ in front of L_pred does not shrink P's steps."""
+    _freeze_critics(nets)
+    optimizers["gen"].zero_grad(set_to_none=True)
+    optimizers["pred"].zero_grad(set_to_none=True)
+    losses = generator_predictor_loss(nets, x, r_x, sources, cfg.lambda_cyc, cfg.lambda_pred,
+                                      label_scale, reader, backend)
+    share = gradient_share(losses, nets, cfg.lambda_pred) if measure_share else None
+    losses.total.backward()
+    optimizers["gen"].step()
+    optimizers["pred"].step()
+    parts = _critic_step(nets, optimizers, pools, x, sources, losses.fakes, backend)
+    n = x.shape[0] + sum(b.images.shape[0] for b in sources.values())
     # .item() synchronises with the device; once per step is the price of a readable log.
-    return {"loss": total.item(), "trans": trans.item(), "pred": pred.item(),
-            "d_t": d_t.item(), "d_s": d_s.item()}
+    parts.update({"loss": losses.total.item(), "trans": losses.trans.item(),
+                  "pred": losses.pred.item() / n})   # logged per sample: MSE in years²
+    if share is not None:
+        parts["grad_share"] = share
+    return parts
 
 
-def predictor_step(predictor: nn.Module, optimizer, x, r_x) -> dict:
-    """PURE-CT / ORACLE: the predictor alone on (real or oracle) CT."""
+def translator_step(nets, optimizers, pools, x, sources: dict, cfg, backend=None) -> dict:
+    """CycleGAN alone (λ = 0, no predictor): the warm-up, and stage 1 of the two-stage baseline."""
+    _freeze_critics(nets)
+    optimizers["gen"].zero_grad(set_to_none=True)
+    trans, fakes = translation_loss(nets, x, sources, cfg.lambda_cyc, backend)
+    trans.backward()
+    optimizers["gen"].step()
+    return {"trans": trans.item(), **_critic_step(nets, optimizers, pools, x, sources, fakes, backend)}
+
+
+def predictor_step(predictor: nn.Module, optimizer, x, r_x, extra=None, label_scale: float = 1.0) -> dict:
+    """PURE-CT, ORACLE, NAIVE and CycleGAN's stage 2: the predictor alone on real CT plus, where the
+    setting has them, extra (images, ages) batches (oracle CT, raw or translated sources), in one
+    call as in the joint step."""
     optimizer.zero_grad(set_to_none=True)
-    loss = F.mse_loss(predictor(x).squeeze(1), r_x)
+    images = torch.cat([x] + [e[0] for e in extra or ()])
+    targets = torch.cat([r_x] + [e[1] for e in extra or ()])
+    loss = squared_error_sum(predictor(images).squeeze(1), targets, label_scale)
     loss.backward()
     optimizer.step()
-    return {"loss": loss.item(), "pred": loss.item()}
+    mse = loss.item() / len(targets)
+    return {"loss": mse, "pred": mse}
 
 
 def make_pools(sources, pool_size: int, seed: int, device) -> dict:

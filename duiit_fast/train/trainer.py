@@ -2,7 +2,11 @@
 translates, and saves/loads checkpoints (atomically, every epoch)."""
 from __future__ import annotations
 
+import copy
+import hashlib
+import io
 import math
+import os
 import pickle
 import time
 from pathlib import Path
@@ -19,9 +23,15 @@ from ..io import atomic_path
 from ..models import PatchDiscriminator, ResnetGenerator, build_predictor
 from .data import BatchSampler, TrainingData, load_training_data
 from .schedule import linear_decay
-from .step import SourceBatch, joint_step, make_pools, predictor_step
+from ..eval.label_cues import AgeReader, OnScale, evenly_spaced, label_cue_metrics, train_reader
+from .step import SourceBatch, joint_step, make_pools, predictor_step, translator_step
 
 CHECKPOINT_NAME = "checkpoint.pt"
+# A checkpoint is this magic line, the SHA-256 of the payload in hex, a newline, and the payload:
+# torch.save of tensors and plain data only, read back with weights_only=True (no code runs).
+CHECKPOINT_MAGIC = b"DUIIT-CHECKPOINT-1\n"
+LABEL_CUE_PROBES = 240        # source slices translated for the label-cue metric
+WARMUP_CHECKPOINT_EVERY = 250  # translator-only steps between checkpoints during the warm-up
 
 
 def resolve_device(name: str) -> torch.device:
@@ -41,13 +51,34 @@ def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generato
     return torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offsets)])
 
 
+def write_checkpoint(state: dict, path) -> Path:
+    """Atomically write `state` (tensors and plain data) with a checksum; fsync before the rename."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(CHECKPOINT_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+            f.flush()
+            os.fsync(f.fileno())
+    return path
+
+
 def read_checkpoint(path) -> dict:
-    """Load a checkpoint written by Trainer.save; anything else is one clear error."""
+    """Load a checkpoint written by Trainer.save; anything else is one clear error. The checksum
+    refuses a damaged file and weights_only=True refuses any pickled code."""
     path = Path(path)
     if not path.is_file():
         raise DuiitError(f"{path}: checkpoint not found")
+    blob = path.read_bytes()
+    if not blob.startswith(CHECKPOINT_MAGIC):
+        raise DuiitError(f"{path}: not a duiit_fast checkpoint (no checkpoint header)")
+    digest, _, payload = blob[len(CHECKPOINT_MAGIC):].partition(b"\n")
+    if hashlib.sha256(payload).hexdigest().encode() != digest:
+        raise DuiitError(f"{path}: checkpoint is damaged (checksum mismatch)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or not {"config", "nets", "epoch"} <= state.keys():
             raise KeyError("config/nets/epoch")
     except (RuntimeError, KeyError, TypeError, EOFError, OSError, pickle.UnpicklingError) as exc:
@@ -56,7 +87,8 @@ def read_checkpoint(path) -> dict:
 
 
 class Trainer:
-    """DUIIT (MIX-*), predictor-only (PURE-CT) or the ORACLE bound, from one TrainConfig.
+    """DUIIT (MIX-*), predictor-only settings (PURE-CT, ORACLE, NAIVE) or the two-stage CycleGAN
+    baseline, from one TrainConfig.
 
     >>> trainer = Trainer(TrainConfig(setting="MIX-CT-MRI", epochs=2))
     >>> trainer.fit(); trainer.evaluate("test")["mse"]
@@ -75,13 +107,17 @@ class Trainer:
         self.progress = progress
         self._data = data
         self.epoch = 0                       # epochs completed
+        self.translator_steps = 0            # translator-only steps completed (warm-up / stage 1)
         self.history: list[dict] = []
+        self.best: Optional[dict] = None     # {"epoch", "val_mse", "P": state} of the best epoch on val
         self.age_mean, self.age_std = 55.0, 20.0   # replaced by the CT training set's stats in fit
+        self.readers: dict[str, AgeReader] = {}    # "cues": label-cue reader; "feedback": ct_reader
+        self._extra: dict = {}               # predictor-only extra sets (oracle CT, raw/translated sources)
         torch.manual_seed(cfg.seed)
         self.nets = self._build_models()
         self.optimizers, self.schedulers = self._build_optimizers()
         self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.pools = make_pools(cfg.sources if cfg.kind == "MIX" else (), cfg.pool_size, cfg.seed, self.device)
+        self.pools = make_pools(cfg.sources if cfg.has_translators else (), cfg.pool_size, cfg.seed, self.device)
         self.samplers: dict[str, BatchSampler] = {}
         self.loaders: dict = {}
 
@@ -90,7 +126,7 @@ class Trainer:
     def _build_models(self) -> dict:
         cfg, dev = self.cfg, self.device
         nets = {"P": build_predictor(cfg.predictor).to(dev)}
-        if cfg.kind == "MIX":
+        if cfg.has_translators:
             def gen():
                 return ResnetGenerator(1, 1, cfg.ngf, cfg.resolved_n_blocks, backend=cfg.backend).to(dev)
 
@@ -105,20 +141,15 @@ class Trainer:
     def _build_optimizers(self):
         cfg = self.cfg
         betas = (cfg.beta1, 0.999)
-        if cfg.kind != "MIX":
-            opt = torch.optim.Adam(self.nets["P"].parameters(), lr=cfg.lr_predictor, betas=betas)
-            optimizers = {"pred": opt}
-        else:
+        # P has its own Adam at lr_predictor. In DUIIT it steps on the gradient of the joint loss
+        # L_trans + λ·L_pred: Adam is invariant to a constant loss scale, so λ does not shrink
+        # P's steps (two optimisers on one loss = one optimiser with two parameter groups).
+        optimizers = {"pred": torch.optim.Adam(self.nets["P"].parameters(), lr=cfg.lr_predictor, betas=betas)}
+        if cfg.has_translators:
             translator = [p for k in ("G", "F") for p in self.nets[k].parameters()]
-            # One optimiser minimises L_trans + λ·L_pred over G, F and P; P has its own group.
-            # Adam is invariant to a constant loss scale, so the λ in front of L_pred does not
-            # shrink P's steps: P trains at lr_predictor (1e-3), the translator at 2e-4.
-            gen = torch.optim.Adam([{"params": translator, "lr": cfg.lr_translator},
-                                    {"params": self.nets["P"].parameters(), "lr": cfg.lr_predictor}],
-                                   betas=betas)
             critics = list(self.nets["D_t"].parameters()) + list(self.nets["D_s"].parameters())
-            disc = torch.optim.Adam(critics, lr=cfg.lr_translator, betas=betas)
-            optimizers = {"gen": gen, "disc": disc}
+            optimizers["gen"] = torch.optim.Adam(translator, lr=cfg.lr_translator, betas=betas)
+            optimizers["disc"] = torch.optim.Adam(critics, lr=cfg.lr_translator, betas=betas)
         schedulers = {k: linear_decay(o, cfg.epochs, cfg.decay_start_epoch) for k, o in optimizers.items()}
         return optimizers, schedulers
 
@@ -134,14 +165,45 @@ class Trainer:
         from tqdm.auto import tqdm
         return tqdm(iterable, leave=False, disable=not self.progress, **kwargs)
 
+    @property
+    def batch_size(self) -> int:
+        return self.cfg.batch_size if self.cfg.kind == "MIX" else self.cfg.predictor_batch_size
+
     def _init_samplers(self) -> None:
         cfg, data = self.cfg, self.data
-        bs = cfg.batch_size if cfg.kind == "MIX" else cfg.predictor_batch_size
-        self.samplers = {"ct": BatchSampler(len(data.ct_train), bs, self.generator)}
-        for k in cfg.sources if cfg.kind == "MIX" else ():
-            self.samplers[k] = BatchSampler(len(data.sources[k]), bs, self.generator)
+        self.samplers = {"ct": BatchSampler(len(data.ct_train), cfg.batch_size if cfg.has_translators
+                                            else self.batch_size, self.generator)}
+        for k in data.sources if cfg.has_translators else ():
+            self.samplers[k] = BatchSampler(len(data.sources[k]), cfg.batch_size, self.generator)
+        for k, n in self._extra_sizes().items():
+            self.samplers[f"extra:{k}"] = BatchSampler(n, self.batch_size, self.generator)
         if cfg.loader != "memory":
-            self._init_loaders(bs)
+            self._init_loaders(self.batch_size)
+
+    def extra_sets(self) -> dict:
+        """What predictor-only settings add to real CT, per source: ORACLE the source patients
+        rendered as CT, NAIVE the raw source slices, CYCLEGAN their translations by the frozen G."""
+        kind, data = self.cfg.kind, self.data
+        if kind == "ORACLE":
+            return data.sources_as_ct
+        if kind == "NAIVE":
+            return data.sources
+        if kind == "CYCLEGAN":
+            if not self._extra:
+                self._extra = {k: self._translated_set(k) for k in self.cfg.sources}
+            return self._extra
+        return {}
+
+    def _extra_sizes(self) -> dict:
+        """extra_sets()'s sizes, known before CycleGAN's translators are trained."""
+        if self.cfg.kind == "CYCLEGAN":
+            return {k: len(self.data.sources[k]) for k in self.cfg.sources}
+        return {k: len(s) for k, s in self.extra_sets().items()}
+
+    def _translated_set(self, source: str):
+        from ..data.datasets import SliceSet
+        s = self.data.sources[source]
+        return SliceSet("ct", self.translate(s.images, source), s.ages, s.patient_ids)
 
     def _init_loaders(self, batch_size: int) -> None:
         """Per-batch resizing from native resolution (DALI or torch), sharded by rank under
@@ -151,7 +213,9 @@ class Trainer:
         rank, world = 0, 1
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        sets = {"ct": self.data.ct_train, **(self.data.sources if cfg.kind == "MIX" else {})}
+        sets = {"ct": self.data.ct_train, **(self.data.sources if cfg.has_translators else {}),
+                **({f"extra:{k}": s for k, s in self.extra_sets().items() if s.native is not None}
+                   if cfg.kind in ("ORACLE", "NAIVE") else {})}
         augment = Augment(flip=cfg.augment_flip, crop_min=cfg.augment_crop_min)
         self.loaders = {
             name: SliceLoader(s.native, s.ages, cfg.image_size, batch_size, augment, seed=cfg.seed + 7 * i,
@@ -169,14 +233,20 @@ class Trainer:
         if self.cfg.steps_per_epoch:
             return self.cfg.steps_per_epoch
         sizes = [len(self.data.ct_train)] + [len(s) for s in self.data.sources.values()]
-        bs = self.cfg.batch_size if self.cfg.kind == "MIX" else self.cfg.predictor_batch_size
-        return max(1, math.ceil(max(sizes) / bs))
+        return max(1, math.ceil(max(sizes) / self.batch_size))
+
+    def translator_budget(self) -> int:
+        """Translator-only steps before the epochs: the warm-up; for the two-stage CycleGAN also the
+        joint phase's steps, so both arms' translators train for the same number of steps."""
+        if self.cfg.kind == "CYCLEGAN":
+            return self.cfg.translator_warmup_steps + self.cfg.epochs * self.steps_per_epoch()
+        return self.cfg.translator_warmup_steps if self.cfg.kind == "MIX" else 0
 
     def _scale(self, ages: torch.Tensor) -> torch.Tensor:
         return (ages - self.age_mean) / self.age_std
 
     def _batch(self, slices, name: str):
-        if self.loaders:
+        if name in self.loaders:
             batch = next(self._loader_iters[name])  # made ahead by the loader's prefetch thread
             return batch.images, self._scale(batch.ages)
         idx = self.samplers[name].next()
@@ -192,56 +262,154 @@ class Trainer:
 
     def fit(self, resume: bool = False) -> list[dict]:
         """Train until cfg.epochs, checkpointing atomically after every epoch. With resume=True a
-        checkpoint in cfg.out_dir is loaded first and the run continues from it."""
+        checkpoint in cfg.out_dir is loaded first and the run continues from it. Order: CT
+        readers (label cues / ct_reader feedback), translator-only steps, then the epochs."""
         ckpt = Path(self.cfg.out_dir) / CHECKPOINT_NAME
         if resume and ckpt.exists():
             self._load_state(read_checkpoint(ckpt))
-        if not self.samplers:
-            ct = self.data.ct_train
-            self.age_mean, self.age_std = float(ct.ages.mean()), max(float(ct.ages.std()), 1.0)
-            self._init_samplers()
-        elif self.cfg.loader != "memory" and not self.loaders:
-            self._init_loaders(self.samplers["ct"].batch_size)
+        self._prepare()
+        self.warm_up(ckpt)
         steps = self.steps_per_epoch()
         epochs = self._bar(range(self.epoch, self.cfg.epochs), desc=f"{self.cfg.setting} epochs",
                            initial=self.epoch, total=self.cfg.epochs)
         for _ in epochs:
             record = self._train_epoch(steps)
+            self._after_epoch(record)
             self.history.append(record)
             self.epoch += 1
             for s in self.schedulers.values():
                 s.step()
             self.save(ckpt)
         self.close_loaders()
+        self.use_selected_predictor()
         return self.history
 
+    def _prepare(self) -> None:
+        if not self.samplers:
+            ct = self.data.ct_train
+            self.age_mean, self.age_std = float(ct.ages.mean()), max(float(ct.ages.std()), 1.0)
+            self._init_samplers()
+        elif self.cfg.loader != "memory" and not self.loaders:
+            self._init_loaders(self.batch_size)
+        self._prepare_readers()
+
+    def _prepare_readers(self) -> None:
+        """The label-cue reader (real CT train, plus the source patients rendered as CT on the
+        phantom) and, for pred_feedback = "ct_reader", the feedback reader (real CT train only)."""
+        cfg, data = self.cfg, self.data
+        if not cfg.has_translators:
+            return
+        wanted = (["cues"] if cfg.label_cues else []) + (["feedback"] if cfg.pred_feedback == "ct_reader" else [])
+        for role in wanted:
+            if role in self.readers:
+                continue
+            if cfg.reader_path is not None:
+                self.readers[role] = load_reader(cfg.reader_path, role, self.device)
+                continue
+            sets = [data.ct_train] + (list(data.sources_as_ct.values()) if role == "cues" else [])
+            images, ages = torch.cat([s.images for s in sets]), torch.cat([s.ages for s in sets])
+            self.readers[role] = train_reader(images, ages, cfg.reader_steps, cfg.seed + 101, self.device)
+
+    def warm_up(self, ckpt=None) -> None:
+        """Translator-only steps (λ = 0, no predictor) up to translator_budget(); from
+        translator_init when given, checkpointed every WARMUP_CHECKPOINT_EVERY steps."""
+        budget = self.translator_budget()
+        if self.translator_steps >= budget:
+            return
+        if self.cfg.translator_init and self.translator_steps == 0:
+            self._load_translators(read_checkpoint(self.cfg.translator_init))
+        bar = self._bar(range(self.translator_steps, budget), desc=f"{self.cfg.setting} translator",
+                        initial=self.translator_steps, total=budget)
+        for _ in bar:
+            x, _ = self._batch(self.data.ct_train, "ct")
+            sources = {k: SourceBatch(*self._batch(self.data.sources[k], k)) for k in self.cfg.sources}
+            parts = translator_step(self.nets, self.optimizers, self.pools, x, sources, self.cfg, self.cfg.backend)
+            self.translator_steps += 1
+            if not math.isfinite(parts["trans"]):
+                raise DuiitError(f"translator diverged at warm-up step {self.translator_steps}: {parts}")
+            if ckpt is not None and (self.translator_steps % WARMUP_CHECKPOINT_EVERY == 0
+                                     or self.translator_steps == budget):
+                self.save(ckpt)
+
+    def _load_translators(self, state: dict) -> None:
+        """Start from another run's translators, critics, their optimisers and pools (an experiment's
+        shared warm-up); the predictor and the data order stay this run's own."""
+        theirs = TrainConfig.from_dict(state["config"])
+        keys = ("sources", "ngf", "ndf", "resolved_n_blocks", "image_size", "lambda_cyc", "lr_translator", "pool_size")
+        differ = [k for k in keys if getattr(theirs, k) != getattr(self.cfg, k)]
+        if differ:
+            raise DuiitConfigError(f"config translator_init: {self.cfg.translator_init} was trained with another "
+                                   f"{', '.join(differ)} than this run")
+        for k in ("G", "F", "D_s", "D_t"):
+            self.nets[k].load_state_dict(state["nets"][k])
+        for k in ("gen", "disc"):
+            self.optimizers[k].load_state_dict(state["optimizers"][k])
+        self._load_pools(state)
+        self.translator_steps = min(state.get("translator_steps", 0), self.translator_budget())
+
     def _train_epoch(self, steps: int) -> dict:
-        for net in self._modules():
+        for net in self.nets.values():
             net.train()
+        for k in ("G", "F") if self.cfg.kind == "CYCLEGAN" else ():
+            self.nets[k].eval()   # stage 2: the translators are frozen
         totals: dict[str, float] = {}
         start = time.perf_counter()
-        for _ in range(steps):
-            parts = self._train_step()
+        for i in range(steps):
+            parts = self._train_step(measure_share=(i == 0))
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0.0) + v
+            if not all(math.isfinite(v) for v in parts.values()):
+                raise DuiitError(f"training diverged at epoch {self.epoch}, step {i}: {parts}")
         seconds = time.perf_counter() - start
         record = {"epoch": self.epoch, "steps": steps, "seconds": seconds,
                   "lr": [g["lr"] for o in self.optimizers.values() for g in o.param_groups]}
-        record.update({k: v / steps for k, v in totals.items()})
-        if any(not math.isfinite(v) for k, v in record.items() if isinstance(v, float)):
-            raise DuiitError(f"training diverged at epoch {self.epoch}: {record}")
+        record.update({k: v / steps for k, v in totals.items() if k != "grad_share"})
+        if "grad_share" in totals:   # measured on the epoch's first step
+            record["grad_share"] = totals["grad_share"]
         return record
 
-    def _train_step(self) -> dict:
+    def _train_step(self, measure_share: bool = False) -> dict:
         data = self.data
         x, r_x = self._batch(data.ct_train, "ct")
         if self.cfg.kind != "MIX":
-            return predictor_step(self.nets["P"], self.optimizers["pred"], x, r_x)
+            extra = [self._batch(s, f"extra:{k}") for k, s in self.extra_sets().items()]
+            return predictor_step(self.nets["P"], self.optimizers["pred"], x, r_x, extra, self.age_std)
         sources = {k: SourceBatch(*self._batch(data.sources[k], k)) for k in self.cfg.sources}
-        return joint_step(self.nets, self.optimizers, self.pools, x, r_x, sources, self.cfg, self.cfg.backend)
+        reader = None
+        if self.cfg.pred_feedback == "ct_reader":
+            reader = OnScale(self.readers["feedback"], self.age_mean, self.age_std)
+        return joint_step(self.nets, self.optimizers, self.pools, x, r_x, sources, self.cfg, self.cfg.backend,
+                          label_scale=self.age_std, reader=reader, measure_share=measure_share)
 
-    def _modules(self) -> list[nn.Module]:
-        return list(self.nets.values())
+    def _after_epoch(self, record: dict) -> None:
+        """Validation MSE (and the best epoch on it) and the translators' label cues."""
+        record["val_mse"] = self.evaluate("val")["mse"]
+        if self.best is None or record["val_mse"] < self.best["val_mse"]:
+            self.best = {"epoch": self.epoch, "val_mse": record["val_mse"],
+                         "P": copy.deepcopy({k: v.cpu() for k, v in self.nets["P"].state_dict().items()})}
+        if "cues" in self.readers:
+            record.update(self.label_cues())
+
+    def use_selected_predictor(self) -> None:
+        """After the last epoch, with select_on_val, P becomes the predictor of the best validation
+        epoch (chosen on validation, never on test)."""
+        if self.cfg.select_on_val and self.best is not None and self.epoch >= self.cfg.epochs:
+            self.nets["P"].load_state_dict(self.best["P"])
+
+    def label_cues(self) -> dict:
+        """The label-cue reader on G(source) for a fixed probe set of source slices, per source
+        (keys prefixed by the source when there are several)."""
+        out = {}
+        reader = self.readers["cues"]
+        for k in self.cfg.sources:
+            s = self.data.sources[k]
+            idx = evenly_spaced(len(s), LABEL_CUE_PROBES)
+            as_ct = self.data.sources_as_ct.get(k)
+            metrics = label_cue_metrics(reader, self.translate(s.images[idx], k), s.ages[idx], self.device,
+                                        None if as_ct is None else as_ct.images[idx])
+            prefix = "" if len(self.cfg.sources) == 1 else f"{k}_"
+            out.update({prefix + name: v for name, v in metrics.items()})
+        return out
 
     # -- inference ----------------------------------------------------------------------------
 
@@ -249,9 +417,11 @@ class Trainer:
     def predict(self, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
         """Ages in years for (N, 1, S, S) CT slices in [-1, 1]."""
         P = self.nets["P"]
+        was_training = P.training
         P.eval()
         out = [P(images[i:i + batch_size].to(self.device)).squeeze(1).float().cpu()
                for i in range(0, len(images), batch_size)]
+        P.train(was_training)
         return torch.cat(out) * self.age_std + self.age_mean
 
     def evaluate(self, split: str = "test") -> dict:
@@ -286,8 +456,10 @@ class Trainer:
         if x.dim() != 4 or x.shape[1] != 1 or x.shape[-1] % 4 or x.shape[-2] % 4:
             raise ValueError(f"translate needs (N, [1,] H, W) with H, W multiples of 4, got {tuple(x.shape)}")
         G = self.nets["G"][source]
+        was_training = G.training
         G.eval()
         out = [G(x[i:i + batch_size].to(self.device)).float().cpu() for i in range(0, len(x), batch_size)]
+        G.train(was_training)
         return torch.cat(out)
 
     # -- checkpoints --------------------------------------------------------------------------
@@ -295,8 +467,10 @@ class Trainer:
     def state_dict(self) -> dict:
         return {
             "config": self.cfg.to_dict(), "epoch": self.epoch, "history": self.history,
+            "translator_steps": self.translator_steps, "best": self.best,
             "age_mean": self.age_mean, "age_std": self.age_std,
             "nets": {k: v.state_dict() for k, v in self.nets.items()},
+            "readers": {k: r.state_dict() for k, r in self.readers.items()},
             "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
             "schedulers": {k: v.state_dict() for k, v in self.schedulers.items()},
             "pools": {side: {k: p.state_dict() for k, p in pools.items()} for side, pools in self.pools.items()},
@@ -306,19 +480,25 @@ class Trainer:
             "rng": {"generator": self.generator.get_state(), "torch": torch.get_rng_state()},
         }
 
-    def _load_state(self, state: dict) -> None:
-        self.epoch, self.history = state["epoch"], list(state["history"])
-        self.age_mean, self.age_std = state["age_mean"], state["age_std"]
-        for k, v in state["nets"].items():
-            self.nets[k].load_state_dict(v)
-        for k, v in state["optimizers"].items():
-            self.optimizers[k].load_state_dict(v)
-        for k, v in state["schedulers"].items():
-            self.schedulers[k].load_state_dict(v)
+    def _load_pools(self, state: dict) -> None:
         for side, pools in self.pools.items():
             for k, pool in pools.items():
                 pool.load_state_dict(state["pools"][side][k], self.device)
                 pool.generator.set_state(state["pool_rng"][side][k])
+
+    def _load_state(self, state: dict) -> None:
+        self.epoch, self.history = state["epoch"], list(state["history"])
+        self.translator_steps, self.best = state.get("translator_steps", 0), state.get("best")
+        self.age_mean, self.age_std = state["age_mean"], state["age_std"]
+        for k, v in state["nets"].items():
+            self.nets[k].load_state_dict(v)
+        for k, v in state.get("readers", {}).items():
+            self.readers[k] = _reader_from_state(v, self.device)
+        for k, v in state["optimizers"].items():
+            self.optimizers[k].load_state_dict(v)
+        for k, v in state["schedulers"].items():
+            self.schedulers[k].load_state_dict(v)
+        self._load_pools(state)
         if state["samplers"]:
             self._init_samplers()  # draws from self.generator: restore its state afterwards
             for k, s in state["samplers"].items():
@@ -327,11 +507,8 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
 
     def save(self, path) -> Path:
-        """Write a complete checkpoint atomically (temporary file, then rename)."""
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            torch.save(self.state_dict(), tmp)
-        return path
+        """Write a complete checkpoint atomically (temporary file, fsync, then rename)."""
+        return write_checkpoint(self.state_dict(), path)
 
     @classmethod
     def load(cls, path, data: Optional[TrainingData] = None, progress: bool = False) -> "Trainer":
@@ -340,4 +517,27 @@ class Trainer:
         cfg = TrainConfig.from_dict(state["config"])
         trainer = cls(cfg, data=data, progress=progress)
         trainer._load_state(state)
+        trainer.use_selected_predictor()
         return trainer
+
+
+def _reader_from_state(state: dict, device) -> AgeReader:
+    reader = AgeReader().to(device)
+    reader.load_state_dict(state)
+    reader.eval()
+    for p in reader.parameters():
+        p.requires_grad_(False)
+    return reader
+
+
+def save_readers(readers: dict, path) -> Path:
+    """Readers shared by the runs of an experiment: {"cues": AgeReader, "feedback": AgeReader}."""
+    return write_checkpoint({"config": {}, "epoch": 0, "nets": {},
+                             "readers": {k: r.state_dict() for k, r in readers.items()}}, path)
+
+
+def load_reader(path, role: str, device) -> AgeReader:
+    state = read_checkpoint(path)
+    if role not in state.get("readers", {}):
+        raise DuiitError(f"{path}: holds no {role!r} reader (has {sorted(state.get('readers', {}))})")
+    return _reader_from_state(state["readers"][role], device)

@@ -1,0 +1,93 @@
+"""Translator quality that does not depend on the co-trained predictor: the label-cue metric.
+
+A reader trained on real CT (on the phantom also on the source patients rendered as CT) is applied
+to G(source). If the translation keeps the anatomy that carries the label, the reader's ages on
+G(source) track the source labels: slope ≈ 1 and a low MSE. A translator that erases the cues gives
+slope ≈ 0 however pixel-close it looks; one that writes a private code for the co-trained P can fool
+P but not this reader.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..models.predictor import SmallRegressor
+
+
+class AgeReader(nn.Module):
+    """A small CT regressor that answers in years: (N, 1, S, S) → (N,)."""
+
+    def __init__(self, width: int = 16, age_mean: float = 55.0, age_std: float = 20.0):
+        super().__init__()
+        self.net = SmallRegressor(width)
+        self.register_buffer("age_mean", torch.tensor(float(age_mean)))
+        self.register_buffer("age_std", torch.tensor(float(age_std)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(1) * self.age_std + self.age_mean
+
+
+class OnScale(nn.Module):
+    """A frozen reader re-expressed on the predictor's standardised age scale, (N, 1) like P."""
+
+    def __init__(self, reader: AgeReader, age_mean: float, age_std: float):
+        super().__init__()
+        self.reader, self.age_mean, self.age_std = reader, age_mean, age_std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ((self.reader(x) - self.age_mean) / self.age_std)[:, None]
+
+
+def train_reader(images: torch.Tensor, ages: torch.Tensor, steps: int, seed: int, device,
+                 batch_size: int = 32, lr: float = 2e-3) -> AgeReader:
+    """Fit an AgeReader on (images, ages in years) with flips, AdamW and a one-cycle schedule; the
+    result is frozen and in eval mode."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        reader = AgeReader(age_mean=float(ages.mean()), age_std=max(float(ages.std()), 1.0)).to(device)
+    opt = torch.optim.AdamW(reader.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1))
+    reader.train()
+    for _ in range(steps):
+        idx = torch.randint(len(images), (batch_size,), generator=gen)
+        x = images[idx]
+        flip = torch.rand(batch_size, generator=gen) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x).to(device)
+        target = (ages[idx].to(device) - reader.age_mean) / reader.age_std
+        loss = (reader.net(x).squeeze(1) - target).square().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    reader.eval()
+    for p in reader.parameters():
+        p.requires_grad_(False)
+    return reader
+
+
+@torch.no_grad()
+def read_ages(reader: nn.Module, images: torch.Tensor, device, batch_size: int = 128) -> torch.Tensor:
+    reader.eval()
+    return torch.cat([reader(images[i:i + batch_size].to(device)).float().cpu()
+                      for i in range(0, len(images), batch_size)])
+
+
+def label_cue_metrics(reader: nn.Module, translated: torch.Tensor, ages: torch.Tensor, device,
+                      true_ct: torch.Tensor | None = None) -> dict:
+    """The reader's MSE (years²) and slope (least squares of its ages on the true ones) on translated
+    images; with the same slices rendered as CT (phantom), also the mean absolute pixel error."""
+    pred = read_ages(reader, translated, device).double().numpy()
+    true = ages.double().numpy()
+    centred = true - true.mean()
+    slope = float(np.dot(centred, pred - pred.mean()) / max(np.dot(centred, centred), 1e-12))
+    out = {"reader_mse": float(np.mean((pred - true) ** 2)), "reader_slope": slope}
+    if true_ct is not None:
+        out["pixel_l1"] = float((translated - true_ct).abs().mean())
+    return out
+
+
+def evenly_spaced(n: int, k: int) -> torch.Tensor:
+    """k indices spread over range(n) (all of them when n ≤ k): a fixed probe set."""
+    return torch.from_numpy(np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(np.int64)))

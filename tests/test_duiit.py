@@ -1,0 +1,155 @@
+"""DUIIT as the paper writes it and the knobs around it: L_pred units, the gradient share, the
+translator warm-up, ct_reader feedback, the two-stage CycleGAN, validation selection, label cues."""
+import math
+
+import pytest
+import torch
+
+from duiit_fast import Trainer
+from duiit_fast.eval.label_cues import AgeReader, label_cue_metrics
+from duiit_fast.train.step import SourceBatch, generator_predictor_loss, squared_error_sum
+
+
+def _batch(trainer):
+    trainer._prepare()
+    x, r_x = trainer._batch(trainer.data.ct_train, "ct")
+    return x, r_x, {k: SourceBatch(*trainer._batch(trainer.data.sources[k], k)) for k in trainer.cfg.sources}
+
+
+def test_squared_error_sum_is_in_label_units():
+    # Standardised errors of 0.5 and -1 with an age std of 20 years: (10² + 20²) = 500 years².
+    pred, target = torch.tensor([0.5, 0.0]), torch.tensor([0.0, 1.0])
+    assert float(squared_error_sum(pred, target, 20.0)) == pytest.approx(500.0)
+
+
+def test_pred_loss_sums_real_and_translated_errors_in_years(tiny_config):
+    trainer = Trainer(tiny_config(), progress=False)
+    x, r_x, sources = _batch(trainer)
+    losses = generator_predictor_loss(trainer.nets, x, r_x, sources, 10.0, 1e-3, label_scale=trainer.age_std)
+    with torch.no_grad():
+        images = torch.cat([x, losses.fakes["mri"][0]])
+        years = trainer.nets["P"](images).squeeze(1) * trainer.age_std + trainer.age_mean
+        truth = torch.cat([r_x, sources["mri"].ages]) * trainer.age_std + trainer.age_mean
+    # Eq. 2: a sum over every sample (not a mean), in years².
+    pred, total, trans = (float(t.detach()) for t in (losses.pred, losses.total, losses.trans))
+    assert pred == pytest.approx(float((years - truth).square().sum()), rel=1e-4)
+    assert total == pytest.approx(trans + 1e-3 * pred, rel=1e-5)
+
+
+def test_gradient_share_is_logged_and_vanishes_without_lambda(tiny_config):
+    shares = {}
+    for lam in (0.0, 1e-3):
+        trainer = Trainer(tiny_config(lambda_pred=lam, out_dir=f"{tiny_config().out_dir}-{lam}"), progress=False)
+        shares[lam] = [r["grad_share"] for r in trainer.fit()]
+    assert len(shares[1e-3]) == 2 and all(s > 0 for s in shares[1e-3])
+    assert shares[0.0] == [0.0, 0.0]
+
+
+def test_warm_up_trains_translators_only_then_joint_steps_follow(tiny_config):
+    trainer = Trainer(tiny_config(translator_warmup_steps=3, epochs=1), progress=False)
+    trainer._prepare()
+    p_before = [p.clone() for p in trainer.nets["P"].parameters()]
+    g_before = [p.clone() for p in trainer.nets["G"]["mri"].parameters()]
+    trainer.warm_up()
+    assert trainer.translator_steps == 3
+    assert all(torch.equal(a, b) for a, b in zip(p_before, trainer.nets["P"].parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(g_before, trainer.nets["G"]["mri"].parameters()))
+    trainer.fit()
+    assert trainer.translator_steps == 3 and len(trainer.history) == 1  # fit does not warm up twice
+
+
+def test_translator_init_shares_a_warm_up_and_rejects_another_architecture(tiny_config, tmp_path):
+    from duiit_fast.errors import DuiitConfigError
+    source = Trainer(tiny_config(translator_warmup_steps=2, out_dir=str(tmp_path / "w")), progress=False)
+    source._prepare()
+    source.warm_up(tmp_path / "w" / "checkpoint.pt")
+    run = Trainer(tiny_config(translator_warmup_steps=2, translator_init=str(tmp_path / "w" / "checkpoint.pt")),
+                  progress=False)
+    run._prepare()
+    run.warm_up()
+    assert run.translator_steps == 2
+    for a, b in zip(source.nets["G"]["mri"].parameters(), run.nets["G"]["mri"].parameters()):
+        assert torch.equal(a, b)
+    other = Trainer(tiny_config(ngf=8, translator_warmup_steps=2,
+                                translator_init=str(tmp_path / "w" / "checkpoint.pt")), progress=False)
+    other._prepare()
+    with pytest.raises(DuiitConfigError, match="another ngf"):
+        other.warm_up()
+
+
+def test_ct_reader_feedback_takes_g_gradient_from_the_reader_not_p(tiny_config):
+    trainer = Trainer(tiny_config(pred_feedback="ct_reader"), progress=False)
+    x, r_x, sources = _batch(trainer)
+    from duiit_fast.eval.label_cues import OnScale
+    reader = OnScale(trainer.readers["feedback"], trainer.age_mean, trainer.age_std)
+    losses = generator_predictor_loss(trainer.nets, x, r_x, sources, 10.0, 1e-3, trainer.age_std, reader)
+    G = list(trainer.nets["G"]["mri"].parameters())
+    from_p = torch.autograd.grad(losses.pred, G, retain_graph=True, allow_unused=True)
+    assert all(g is None or float(g.abs().sum()) == 0 for g in from_p)   # P sees detached translations
+    from_reader = torch.autograd.grad(losses.feedback, G, retain_graph=True, allow_unused=True)
+    assert sum(float(g.abs().sum()) for g in from_reader if g is not None) > 0
+    assert not any(p.requires_grad for p in trainer.readers["feedback"].parameters())
+    # The feedback reader learned from real CT only; the label-cue reader also saw MRI patients as CT.
+    assert set(trainer.readers) == {"cues", "feedback"}
+
+
+def test_cyclegan_two_stage_freezes_translators_for_the_predictor_stage(tiny_config):
+    trainer = Trainer(tiny_config("CYCLEGAN-CT-MRI", translator_warmup_steps=2), progress=False)
+    trainer._prepare()
+    assert trainer.translator_budget() == 2 + 2 * 2   # warm-up + the joint arm's steps
+    trainer.warm_up()
+    frozen = [p.clone() for p in trainer.nets["G"]["mri"].parameters()]
+    trainer.fit()
+    assert trainer.translator_steps == 6
+    assert all(torch.equal(a, b) for a, b in zip(frozen, trainer.nets["G"]["mri"].parameters()))
+    (name, translated), = trainer.extra_sets().items()
+    torch.testing.assert_close(translated.images, trainer.translate(trainer.data.sources["mri"].images, "mri"))
+    assert "reader_slope" in trainer.history[-1]
+
+
+def test_best_epoch_on_validation_is_kept(tiny_config, tmp_path):
+    trainer = Trainer(tiny_config("PURE-CT", epochs=4, decay_start_epoch=4), progress=False)
+    trainer.fit()
+    vals = [r["val_mse"] for r in trainer.history]
+    best = min(range(4), key=vals.__getitem__)
+    assert trainer.best["epoch"] == best and trainer.best["val_mse"] == vals[best]
+    assert trainer.evaluate("val")["mse"] == pytest.approx(vals[best], rel=1e-5)
+    loaded = Trainer.load(trainer.save(tmp_path / "m.pt"))
+    assert loaded.evaluate("val")["mse"] == pytest.approx(vals[best], rel=1e-5)
+    last = Trainer(tiny_config("PURE-CT", epochs=4, decay_start_epoch=4, select_on_val=False,
+                               out_dir=str(tmp_path / "last")), progress=False)
+    last.fit()
+    assert last.evaluate("val")["mse"] == pytest.approx(vals[-1], rel=1e-5)
+
+
+class _Oracle(torch.nn.Module):
+    """Reads the age written into the image's first pixel (a reader that sees every cue)."""
+
+    def forward(self, x):
+        return x[:, 0, 0, 0] * 100.0
+
+
+def test_label_cue_metrics_slope_and_error():
+    ages = torch.tensor([20.0, 40.0, 60.0, 80.0])
+    kept = torch.zeros(4, 1, 4, 4)
+    kept[:, 0, 0, 0] = ages / 100.0
+    m = label_cue_metrics(_Oracle(), kept, ages, "cpu", true_ct=kept)
+    assert m["reader_slope"] == pytest.approx(1.0) and m["reader_mse"] == pytest.approx(0.0, abs=1e-8)
+    assert m["pixel_l1"] == 0.0
+    erased = torch.full((4, 1, 4, 4), 0.5)   # every translation the same: the cues are gone
+    m = label_cue_metrics(_Oracle(), erased, ages, "cpu")
+    assert m["reader_slope"] == pytest.approx(0.0) and m["reader_mse"] == pytest.approx(500.0)
+
+
+def test_mix_logs_label_cues_every_epoch(tiny_config):
+    history = Trainer(tiny_config(), progress=False).fit()
+    for record in history:
+        assert {"reader_mse", "reader_slope", "pixel_l1", "val_mse", "grad_share"} <= record.keys()
+        assert math.isfinite(record["reader_slope"])
+
+
+def test_age_reader_answers_in_years():
+    reader = AgeReader(age_mean=50.0, age_std=10.0)
+    torch.nn.init.zeros_(reader.net.head.weight)
+    torch.nn.init.constant_(reader.net.head.bias, 1.5)
+    assert torch.allclose(reader.eval()(torch.zeros(2, 1, 16, 16)), torch.tensor([65.0, 65.0]))

@@ -1,0 +1,66 @@
+"""`duiit experiment` end to end at the smallest size: cells, results.json, report, resume."""
+import json
+
+import numpy as np
+import pytest
+
+from duiit_fast.cli import main
+from duiit_fast.errors import DuiitConfigError
+from duiit_fast.eval.experiment_report import compare, paired_tests
+from duiit_fast.experiment import run_experiment
+
+ARMS = ["PURE-CT", "CYCLEGAN-CT-MRI", "MIX-CT-MRI"]
+
+
+@pytest.fixture
+def tiny_base(tiny_config):
+    return tiny_config(translator_warmup_steps=2, epochs=2, steps_per_epoch=2, num_threads=1)
+
+
+def test_experiment_writes_results_report_and_resumes(tmp_path, tiny_base):
+    logs = []
+    results = run_experiment(tmp_path, cohorts=2, arms=ARMS, workers=2, base=tiny_base, log=logs.append)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert list(saved["arms"]) == ARMS
+    for arm in ARMS:
+        entry = saved["arms"][arm]
+        assert len(entry["test_mse"]) == 2 and len(entry["val_mse"]) == 2
+        assert entry["test_mse"] == results["arms"][arm]["test_mse"]
+        cell = json.loads((tmp_path / "cohort-1" / arm / "result.json").read_text())
+        assert cell["test"]["mse"] == entry["test_mse"][1]
+    assert "reader_slope" in saved["arms"]["MIX-CT-MRI"] and "grad_share_last_epoch" in saved["arms"]["MIX-CT-MRI"]
+    # The translator arms of one cohort start from the same shared warm-up.
+    assert (tmp_path / "cohort-0" / "warmup" / "checkpoint.pt").is_file()
+    report = (tmp_path / "report.md").read_text()
+    assert "Paired tests over cohorts" in report and "Verdict over 2 cohort(s)" in report
+    assert f"{np.mean(entry['test_mse']):.1f}" in report
+    for png in ("test_mse.png", "translations-MIX-CT-MRI.png", "translations-CYCLEGAN-CT-MRI.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+    # A rerun finds every cell done and only re-renders the report.
+    logs.clear()
+    again = run_experiment(tmp_path, cohorts=2, arms=ARMS, workers=2, base=tiny_base, log=logs.append)
+    assert logs[0].startswith("8 of 8 jobs already done")
+    assert again["arms"] == results["arms"]
+    with pytest.raises(DuiitConfigError, match="another configuration"):
+        run_experiment(tmp_path, cohorts=2, arms=ARMS, base=tiny_base.__class__(**{
+            **tiny_base.__dict__, "epochs": 3}), log=logs.append)
+
+
+def test_experiment_cli_rejects_bad_arguments(tmp_path, capsys):
+    assert main(["experiment", "--out", str(tmp_path), "--cohorts", "0"]) == 2
+    assert main(["experiment", "--out", str(tmp_path), "--arms", "MIX-CT-XRAY"]) == 2
+    assert main(["experiment", "--out", str(tmp_path), "--arms", "MIX-CT-MRI@psychic"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("duiit: error:") for line in err)
+
+
+def test_paired_tests_match_scipy_and_gap_closed():
+    from scipy import stats
+    a, b = [30.0, 41.0, 35.0, 50.0, 44.0], [52.0, 58.0, 49.0, 61.0, 47.0]
+    t = paired_tests(a, b)
+    assert t["t_p"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert t["wilcoxon_p"] == pytest.approx(0.0625) and t["mean_difference"] == pytest.approx(-13.4)
+    arms = {"PURE-CT": {"test_mse": [100.0, 80.0]}, "ORACLE-CT-MRI": {"test_mse": [50.0, 40.0]},
+            "MIX-CT-MRI": {"test_mse": [75.0, 60.0]}}
+    assert compare(arms)["MIX-CT-MRI"]["gap_closed"] == pytest.approx(0.5)
+    assert compare(arms)["MIX-CT-MRI"]["gap_closed_per_cohort"] == pytest.approx([0.5, 0.5])

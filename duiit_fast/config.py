@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -97,6 +98,7 @@ class TrainConfig:
     pred_feedback: str = "joint"     # joint: G's discriminative gradient from the co-trained P
                                       # (the paper); ct_reader: from a reader trained on real CT only
     select_on_val: bool = True       # keep the predictor of the epoch with the best validation MSE
+    predictor_ema: float = 0.0       # > 0: evaluate a running average of P's weights (decay per step)
     label_cues: bool = True          # log the CT reader's MSE and slope on G(source) every epoch
     reader_steps: int = 600          # training steps of the CT reader(s) (label cues, ct_reader)
     reader_path: Optional[str] = None  # a saved CT reader to use instead of training one
@@ -127,7 +129,11 @@ class TrainConfig:
     def resolved_n_blocks(self) -> int:
         return self.n_blocks if self.n_blocks is not None else (9 if self.image_size >= 256 else 6)
 
-    def validate(self) -> "TrainConfig":
+    def validate(self, check_paths: bool = True) -> "TrainConfig":
+        """Types first (one line naming the field), then ranges. check_paths=False skips the
+        existence of data folders and helper files: a saved model is used without its training data."""
+        _check_types(self, "")
+        _check_types(self.phantom, "phantom.")
         _check(self.setting in SETTINGS, "setting", f"must be one of {', '.join(SETTINGS)}, got {self.setting!r}")
         _check(self.backend in BACKENDS, "backend", f"must be one of {BACKENDS}, got {self.backend!r}")
         _check(self.predictor in PREDICTORS, "predictor", f"must be one of {PREDICTORS}, got {self.predictor!r}")
@@ -143,6 +149,10 @@ class TrainConfig:
                f"must lie in [0, epochs={self.epochs}], got {self.decay_start_epoch}")
         for name in ("lr_translator", "lr_predictor", "lambda_cyc", "lambda_pred", "pool_size"):
             _check(getattr(self, name) >= 0, name, f"must not be negative, got {getattr(self, name)}")
+        _check(0 <= self.beta1 < 1, "beta1", f"must lie in [0, 1), got {self.beta1}")
+        _check(0 <= self.predictor_ema < 1, "predictor_ema", f"must lie in [0, 1), got {self.predictor_ema}")
+        _check(self.num_threads is None or self.num_threads >= 1, "num_threads",
+               f"must be at least 1 (or unset), got {self.num_threads}")
         _check(self.n_blocks is None or self.n_blocks >= 0, "n_blocks", f"must not be negative, got {self.n_blocks}")
         _check(self.steps_per_epoch is None or self.steps_per_epoch >= 1, "steps_per_epoch",
                f"must be at least 1, got {self.steps_per_epoch}")
@@ -161,16 +171,18 @@ class TrainConfig:
                f"must be one of {PRED_FEEDBACK}, got {self.pred_feedback!r}")
         for name in ("translator_warmup_steps", "reader_steps"):
             _check(getattr(self, name) >= 0, name, f"must not be negative, got {getattr(self, name)}")
-        _check(self.translator_init is None or Path(self.translator_init).is_file(), "translator_init",
-               f"checkpoint {self.translator_init} does not exist")
-        _check(self.reader_path is None or Path(self.reader_path).is_file(), "reader_path",
-               f"reader {self.reader_path} does not exist")
+        if check_paths:
+            _check(self.translator_init is None or Path(self.translator_init).is_file(), "translator_init",
+                   f"checkpoint {self.translator_init} does not exist")
+            _check(self.reader_path is None or Path(self.reader_path).is_file(), "reader_path",
+                   f"reader {self.reader_path} does not exist")
         _check(self.split in ("patient", "image"), "split", f"must be 'patient' or 'image', got {self.split!r}")
         _check(self.on_bad_file in ("error", "skip"), "on_bad_file",
                f"must be 'error' or 'skip', got {self.on_bad_file!r}")
         for name in ("ct", "mri", "pet"):
             folder = getattr(self, name)
-            _check(folder is None or Path(folder).is_dir(), name, f"data folder {folder} does not exist")
+            _check(folder is None or not check_paths or Path(folder).is_dir(), name,
+                   f"data folder {folder} does not exist")
         if self.ct is None:
             _check(all(getattr(self, m) is None for m in SOURCE_MODALITIES), "ct",
                    "source folders were given without a CT folder")
@@ -193,10 +205,12 @@ class TrainConfig:
     def from_dict(cls, data: dict) -> "TrainConfig":
         data = dict(data)
         phantom = data.pop("phantom", {}) or {}
+        if not isinstance(phantom, dict):
+            raise DuiitConfigError(f"config phantom: must be a table of phantom fields, got {phantom!r}")
         _reject_unknown(cls, data, "")
         _reject_unknown(PhantomConfig, phantom, "phantom.")
         for key in ("ct_window", "mri_percentiles"):
-            if key in data:
+            if isinstance(data.get(key), list):
                 data[key] = tuple(data[key])
         try:
             return cls(**data, phantom=PhantomConfig(**phantom))
@@ -212,8 +226,9 @@ class TrainConfig:
             raise DuiitConfigError(f"{path}: config file not found") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise DuiitConfigError(f"{path}: not valid TOML ({exc})") from None
-        # Relative data folders are relative to the config file, not to the working directory.
-        for key in ("ct", "mri", "pet", "cache_dir", "translator_init", "reader_path"):
+        # Relative data folders (and the output folder) are relative to the config file, not to
+        # the working directory.
+        for key in ("ct", "mri", "pet", "cache_dir", "translator_init", "reader_path", "out_dir"):
             if isinstance(data.get(key), str):
                 data[key] = str((path.parent / data[key]).resolve())
         return cls.from_dict(data).validate()
@@ -229,6 +244,36 @@ def _reject_unknown(cls, data: dict, prefix: str) -> None:
     unknown = sorted(set(data) - known)
     if unknown:
         raise DuiitConfigError(f"config: unknown field(s) {', '.join(prefix + u for u in unknown)}")
-    for f in dataclasses.fields(cls):
-        if f.name in data and f.type in ("int", "float") and not isinstance(data[f.name], (int, float)):
-            raise DuiitConfigError(f"config {prefix}{f.name}: must be a number, got {data[f.name]!r}")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+
+# Field annotation (as written, `from __future__ import annotations` keeps it a string) → check.
+_TYPE_CHECKS = {
+    "int": (_is_int, "an integer"),
+    "float": (_is_real, "a finite number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "Optional[int]": (lambda v: v is None or _is_int(v), "an integer"),
+    "Optional[str]": (lambda v: v is None or isinstance(v, str), "a string"),
+    "tuple": (lambda v: isinstance(v, (tuple, list)) and len(v) == 2 and all(_is_real(x) for x in v),
+              "a pair of finite numbers"),
+}
+
+
+def _check_types(obj, prefix: str) -> None:
+    """Every field has the type its annotation says: `augment_flip = "no"` is an error, not True."""
+    for f in dataclasses.fields(obj):
+        check = _TYPE_CHECKS.get(f.type if isinstance(f.type, str) else getattr(f.type, "__name__", ""))
+        if check is None:
+            continue
+        ok, what = check
+        value = getattr(obj, f.name)
+        if not ok(value):
+            raise DuiitConfigError(f"config {prefix}{f.name}: must be {what}, got {value!r}")

@@ -51,7 +51,7 @@ def test_toml_loading_and_unknown_fields(tmp_path):
         TrainConfig.from_toml(broken)
     typed = tmp_path / "typed.toml"
     typed.write_text('epochs = "many"\n')
-    with pytest.raises(DuiitConfigError, match="epochs: must be a number"):
+    with pytest.raises(DuiitConfigError, match="epochs: must be an integer"):
         TrainConfig.from_toml(typed)
 
 

@@ -98,7 +98,11 @@ def read_folder(root, on_bad_file: str = "error", cache_dir=None) -> FolderVolum
     ages: dict[str, float] = {}
     for row in rows:
         try:
-            slices = read_cached(row.path, cache_dir) * row.rescale_slope + row.rescale_intercept
+            with np.errstate(over="ignore"):   # overflow is detected just below, naming the file
+                slices = read_cached(row.path, cache_dir) * row.rescale_slope + row.rescale_intercept
+            if not np.isfinite(slices).all():   # finite stored values can overflow once rescaled
+                raise DuiitDataError(row.path, f"values overflow after rescale_slope {row.rescale_slope:g} / "
+                                               f"rescale_intercept {row.rescale_intercept:g}")
             parts = by_patient.get(row.patient_id)
             if parts and slices.shape[1:] != parts[0].shape[1:]:
                 raise DuiitDataError(row.path, f"slice size {slices.shape[1:]} differs from the other "

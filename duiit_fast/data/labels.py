@@ -14,6 +14,7 @@ from pathlib import Path
 from ..errors import DuiitDataError
 
 REQUIRED_COLUMNS = ("patient_id", "age", "path")
+MIN_AGE, MAX_AGE = 0.0, 130.0   # years: outside it a label is a typo, not a patient
 
 
 @dataclass(frozen=True)
@@ -37,21 +38,29 @@ def read_labels(root, skipped: list | None = None) -> list[LabelRow]:
     if not csv_path.is_file():
         raise DuiitDataError(csv_path, "labels file not found (need patient_id,age,path columns)")
     try:
-        with open(csv_path, newline="") as fh:
+        # utf-8-sig: spreadsheet programs start their CSV with a byte-order mark.
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
                 raise DuiitDataError(csv_path, f"missing column(s) {', '.join(missing)}")
-            rows = []
+            rows, seen = [], {}
             for line, rec in enumerate(reader, start=2):
                 try:
-                    rows.append(_parse_row(csv_path, root, line, rec))
+                    row = _parse_row(csv_path, root, line, rec)
+                    first = seen.setdefault(row.path.resolve(), (line, row.patient_id))
+                    if first[0] != line:
+                        raise DuiitDataError(f"{csv_path} line {line}", f"{row.path.name} is already labelled on "
+                                             f"line {first[0]} (patient {first[1]}): one image, one row")
+                    rows.append(row)
                 except DuiitDataError as exc:
                     if skipped is None:
                         raise
                     skipped.append((exc.path, exc.problem))
     except UnicodeDecodeError:
         raise DuiitDataError(csv_path, "not a text CSV file") from None
+    except csv.Error as exc:
+        raise DuiitDataError(csv_path, f"not a readable CSV file ({exc})") from None
     if not rows:
         raise DuiitDataError(csv_path, "no labelled rows")
     return rows
@@ -63,6 +72,8 @@ def _parse_row(csv_path: Path, root: Path, line: int, rec: dict) -> LabelRow:
     if not patient:
         raise DuiitDataError(where, "empty patient_id")
     age = _number(where, "age", rec.get("age"))
+    if not MIN_AGE <= age <= MAX_AGE:
+        raise DuiitDataError(where, f"age {age:g} is outside [{MIN_AGE}, {MAX_AGE}] years")
     rel = (rec.get("path") or "").strip()
     if not rel:
         raise DuiitDataError(where, "empty path")
@@ -70,6 +81,8 @@ def _parse_row(csv_path: Path, root: Path, line: int, rec: dict) -> LabelRow:
     if not path.exists():
         raise DuiitDataError(path, f"labelled in {csv_path.name} line {line} but the file is missing")
     slope = _number(where, "rescale_slope", rec.get("rescale_slope") or "1")
+    if slope == 0 or abs(slope) > 1e6:
+        raise DuiitDataError(where, f"rescale_slope {slope:g} is not a plausible scale (0 < |slope| <= 1e6)")
     intercept = _number(where, "rescale_intercept", rec.get("rescale_intercept") or "0")
     return LabelRow(patient, age, path, slope, intercept)
 

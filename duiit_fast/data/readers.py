@@ -23,6 +23,9 @@ ARRAY_SUFFIXES = (".npy",)
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 DICOM_SUFFIXES = (".dcm", ".dicom")
 SUPPORTED_SUFFIXES = PIL_SUFFIXES + ARRAY_SUFFIXES + NIFTI_SUFFIXES + DICOM_SUFFIXES
+# Pixels one file may declare (a 2048-slice stack of 1024² is 2^31): headers are checked against
+# it before anything is allocated, so a hostile header cannot exhaust memory.
+MAX_PIXELS = 2 ** 31
 
 
 def file_kind(path: Path) -> str | None:
@@ -44,6 +47,8 @@ def read_slices(path) -> np.ndarray:
     path = Path(path)
     if not path.exists():
         raise DuiitDataError(path, "file not found")
+    if not path.is_dir() and not path.is_file():   # a FIFO or device would block or never end
+        raise DuiitDataError(path, "not a regular file")
     if path.is_dir():
         slices = read_dicom_series(path)
     else:
@@ -61,11 +66,21 @@ def read_slices(path) -> np.ndarray:
 
 # --- Pillow: PNG, TIFF, JPEG --------------------------------------------------------------------
 
+def check_pixel_count(path: Path, shape) -> None:
+    n = int(np.prod([int(s) for s in shape], dtype=np.float64))
+    if n > MAX_PIXELS:
+        raise DuiitDataError(path, f"header declares {' x '.join(str(int(s)) for s in shape)} values, "
+                                   f"over the limit of {MAX_PIXELS} (damaged or hostile file?)")
+
+
 def _read_pil(path: Path) -> np.ndarray:
     from PIL import Image, ImageSequence, UnidentifiedImageError
     try:
         with Image.open(path) as img:
+            check_pixel_count(path, (getattr(img, "n_frames", 1), img.size[1], img.size[0]))
             frames = [_pil_frame(path, frame) for frame in ImageSequence.Iterator(img)]
+    except Image.DecompressionBombError as exc:
+        raise DuiitDataError(path, f"image too large to decode safely ({exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DuiitDataError(path, f"not a readable image ({exc.__class__.__name__}: {exc})") from None
     if len({f.shape for f in frames}) != 1:
@@ -86,7 +101,20 @@ def _pil_frame(path: Path, frame) -> np.ndarray:
 
 def _read_npy(path: Path) -> np.ndarray:
     try:
+        with open(path, "rb") as f:   # the header first: its shape must fit the file and the limit
+            major, _ = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(f)
+        check_pixel_count(path, shape)
+        if dtype.hasobject:
+            raise DuiitDataError(path, "array holds Python objects, not numbers")
+        expected = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+        if expected > path.stat().st_size:
+            raise DuiitDataError(path, f"header declares {expected} bytes of data but the file has "
+                                       f"{path.stat().st_size} (truncated or damaged)")
         arr = np.load(path, allow_pickle=False)
+    except DuiitDataError:
+        raise
     except (ValueError, OSError, EOFError) as exc:
         raise DuiitDataError(path, f"not a readable .npy array ({exc})") from None
     if arr.dtype.kind not in "uif":
@@ -112,6 +140,7 @@ def _read_nifti(path: Path) -> np.ndarray:
         elif len(shape) != 3:
             raise DuiitDataError(path, f"expected a 3D volume, got {len(shape)}D shape {shape} "
                                        "(split 4D series into one volume per file)")
+        check_pixel_count(path, shape)
         canonical = nib.as_closest_canonical(img)  # voxel axes → Right, Anterior, Superior
         data = np.asarray(canonical.dataobj, dtype=np.float32)  # scl_slope/inter applied
     except DuiitDataError:
@@ -160,9 +189,24 @@ def _pixels(path: Path, ds) -> np.ndarray:
                                        "pylibjpeg with pylibjpeg-libjpeg / pylibjpeg-openjpeg, or gdcm") from None
         raise DuiitDataError(path, f"DICOM pixel data unreadable ({exc.__class__.__name__}: {exc})") from None
     arr = np.asarray(arr, dtype=np.float32)
-    slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
-    intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
+    slope = _dicom_number(path, ds, "RescaleSlope", 1.0)
+    intercept = _dicom_number(path, ds, "RescaleIntercept", 0.0)
+    if slope == 0:
+        raise DuiitDataError(path, "RescaleSlope is 0: every pixel would map to the intercept")
     return arr * slope + intercept
+
+
+def _dicom_number(path: Path, ds, keyword: str, default: float) -> float:
+    raw = ds.get(keyword, None)
+    if raw is None or str(raw).strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise DuiitDataError(path, f"{keyword} {str(raw)!r} is not a number") from None
+    if not np.isfinite(value):
+        raise DuiitDataError(path, f"{keyword} {value} is not finite")
+    return value
 
 
 def read_dicom_file(path: Path) -> np.ndarray:
@@ -171,12 +215,24 @@ def read_dicom_file(path: Path) -> np.ndarray:
 
 
 def _frames(path: Path, ds) -> np.ndarray:
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    check_pixel_count(path, (_dicom_int(path, ds, "NumberOfFrames", 1), rows, cols))
     arr = _pixels(path, ds)
     if arr.ndim == 2:
         return arr[None]
-    if arr.ndim == 3 and int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
+    if arr.ndim == 3 and _dicom_int(path, ds, "NumberOfFrames", 1) > 1:
         return arr
     raise DuiitDataError(path, f"unsupported DICOM pixel layout {arr.shape} (colour or multi-sample)")
+
+
+def _dicom_int(path: Path, ds, keyword: str, default: int) -> int:
+    raw = ds.get(keyword, None)
+    if raw is None or str(raw).strip() == "":
+        return default
+    try:
+        return int(str(raw).strip())
+    except ValueError:
+        raise DuiitDataError(path, f"{keyword} {str(raw)!r} is not an integer") from None
 
 
 def _slice_position(ds) -> float | None:
@@ -195,10 +251,18 @@ def read_dicom_series(folder: Path) -> np.ndarray:
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     if not files:
         raise DuiitDataError(folder, "empty folder (expected a DICOM series)")
-    entries = []
+    entries, series, orientations = [], set(), set()
     for f in files:
         ds = _dcmread(f)
-        entries.append((_slice_position(ds), int(getattr(ds, "InstanceNumber", 0) or 0), f, _frames(f, ds)))
+        series.add(str(ds.get("SeriesInstanceUID", "")))
+        orientations.add(tuple(np.round(np.asarray(ds.get("ImageOrientationPatient", []) or [], float), 3)))
+        entries.append((_slice_position(ds), _dicom_int(f, ds, "InstanceNumber", 0), f, _frames(f, ds)))
+    if len(series) > 1:
+        raise DuiitDataError(folder, f"folder mixes {len(series)} DICOM series (SeriesInstanceUID): "
+                                     "put each series in its own folder")
+    if len(orientations) > 1:
+        raise DuiitDataError(folder, "DICOM slices with different orientations (ImageOrientationPatient) "
+                                     "cannot form one volume")
     if len({e[3].shape[1:] for e in entries}) != 1:
         raise DuiitDataError(folder, "DICOM series with slices of different sizes")
     if all(e[0] is not None for e in entries):
@@ -206,4 +270,33 @@ def read_dicom_series(folder: Path) -> np.ndarray:
     else:
         entries.sort(key=lambda e: e[1])
     # Ascending position along the normal is inferior → superior for axial series.
-    return np.concatenate([e[3] for e in entries])
+    volume = np.concatenate([e[3] for e in entries])
+    if all(e[0] is not None for e in entries) and len(entries) == len(volume) > 1:
+        return _reorient_series(folder, volume, _dcmread(entries[0][2], stop_before_pixels=True),
+                                [e[0] for e in entries])
+    return volume
+
+
+def _reorient_series(folder: Path, volume: np.ndarray, first, positions) -> np.ndarray:
+    """Build the series' affine from ImageOrientationPatient / ImagePositionPatient / PixelSpacing
+    and reorient like NIfTI (RAS+, then axial slices): sagittal and coronal series come out axial,
+    standard axial series are unchanged."""
+    import nibabel as nib
+    iop = np.asarray(first.ImageOrientationPatient, float)
+    row_dir, col_dir = iop[:3], iop[3:]          # along a row (column index), down a column (row index)
+    normal = np.cross(row_dir, col_dir)
+    try:
+        d_row, d_col = (float(v) for v in first.PixelSpacing)
+    except (AttributeError, TypeError, ValueError):
+        d_row = d_col = 1.0
+    gaps = np.diff(positions)
+    d_slice = float(np.median(gaps)) if len(gaps) else 1.0
+    if d_slice <= 0:
+        raise DuiitDataError(folder, "DICOM slices share one position (duplicate slices?)")
+    affine = np.eye(4)
+    # Voxel axes (column j, row i, slice s) → patient LPS millimetres; then LPS → RAS.
+    affine[:3, 0], affine[:3, 1], affine[:3, 2] = row_dir * d_col, col_dir * d_row, normal * d_slice
+    affine[:3, 3] = np.asarray(first.ImagePositionPatient, float)
+    affine[:2] *= -1
+    img = nib.Nifti1Image(np.ascontiguousarray(np.transpose(volume, (2, 1, 0))), affine)
+    return ras_volume_to_slices(np.asarray(nib.as_closest_canonical(img).dataobj, dtype=np.float32))

@@ -19,9 +19,10 @@ def _cmd_train(args) -> int:
         cfg.out_dir = args.out
     if args.on_bad_file:
         cfg.on_bad_file = args.on_bad_file
-    if args.splits:
+    if args.splits is not None:
         from .train.protocol import run_splits
-        summary = run_splits(cfg, args.splits, resume=args.resume, progress=not args.no_progress)
+        summary = run_splits(cfg, args.splits, resume=args.resume, overwrite=args.overwrite,
+                             progress=not args.no_progress)
         print(summary["table"])
         return 0
     return _train_once(cfg, args)
@@ -31,7 +32,7 @@ def _train_once(cfg, args) -> int:
     from .io import write_json
     from .train.trainer import Trainer
     trainer = Trainer(cfg, progress=not args.no_progress)
-    trainer.fit(resume=args.resume)
+    trainer.fit(resume=args.resume, overwrite=args.overwrite)
     metrics = {split: trainer.evaluate(split) for split in ("val", "test")}
     write_json(Path(cfg.out_dir) / "metrics.json", {"setting": cfg.setting, **metrics})
     print(f"{cfg.setting}: val MSE {metrics['val']['mse']:.2f}, test MSE {metrics['test']['mse']:.2f} "
@@ -55,6 +56,14 @@ def _cmd_data_check(args) -> int:
 def _cmd_phantoms(args) -> int:
     from .config import PhantomConfig
     from .data.writer import write_phantom_dataset
+    from .errors import DuiitConfigError
+    for flag, value, least in (("--ct-patients", args.ct_patients, 1), ("--source-patients", args.source_patients, 1),
+                               ("--slices", args.slices, 1), ("--ct-size", args.ct_size, 8),
+                               ("--mri-size", args.mri_size, 8), ("--pet-size", args.pet_size, 8)):
+        if value < least:
+            raise DuiitConfigError(f"{flag} must be at least {least}, got {value}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise DuiitConfigError(f"--out {args.out} is a file, not a folder")
     pc = PhantomConfig(ct_train_patients=args.ct_patients, ct_val_patients=0, ct_test_patients=0,
                        source_patients=args.source_patients, slices_per_patient=args.slices,
                        ct_size=args.ct_size, mri_size=args.mri_size, pet_size=args.pet_size, seed=args.seed)
@@ -93,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Checkpoints are written atomically every epoch.")
     t.add_argument("--config", required=True, help="TOML file")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace a run already in the output folder (without it, and without --resume, "
+                        "a folder holding a checkpoint is refused)")
     t.add_argument("--out", help="output folder (overrides out_dir of the config)")
     t.add_argument("--splits", type=int, metavar="N",
                    help="run split seeds 0..N-1 (the paper's protocol: N=10) into OUT/split-<seed> and "
@@ -153,13 +165,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def printable(text: str) -> str:
+    """File names that are not valid UTF-8 reach Python as surrogates: show them escaped, one line."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\n", " ")
+
+
 def main(argv=None) -> int:
     from .errors import DuiitError
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except DuiitError as exc:
-        print(f"duiit: error: {exc}", file=sys.stderr)
+        print(f"duiit: error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("duiit: interrupted (completed checkpoints are kept)", file=sys.stderr)

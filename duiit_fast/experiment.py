@@ -65,13 +65,17 @@ def cohort_config(base: TrainConfig, cohort: int, out_dir: Path) -> TrainConfig:
 
 # -- the jobs (each runs in its own process) ---------------------------------------------------
 
-def run_prepare_job(cfg: TrainConfig, cohort_dir: Path) -> None:
-    """CT readers (label cues: real CT + source patients as CT; feedback: real CT only) and the
-    translator warm-up, shared by the translator arms of this cohort."""
-    from .train.trainer import Trainer, save_readers
-    cfg = dataclasses.replace(cfg, setting="MIX-CT-MRI", pred_feedback="ct_reader", label_cues=True,
-                              out_dir=str(cohort_dir / "warmup"))
+def run_prepare_job(cfg: TrainConfig, cohort_dir: Path, feedback_reader: bool) -> None:
+    """CT readers (label cues: real CT + source patients as CT; feedback, where an arm uses
+    pred_feedback = ct_reader: real CT only) and the translator warm-up, shared by the translator
+    arms of this cohort."""
+    from .train.trainer import Trainer, read_checkpoint, save_readers
+    cfg = dataclasses.replace(cfg, setting="MIX-CT-MRI", pred_feedback="ct_reader" if feedback_reader else "joint",
+                              label_cues=True, out_dir=str(cohort_dir / "warmup"))
     trainer = Trainer(cfg, progress=False)
+    warm = Path(cfg.out_dir) / "checkpoint.pt"
+    if warm.exists():   # a killed warm-up continues
+        trainer._load_state(read_checkpoint(warm))
     trainer._prepare()
     save_readers(trainer.readers, cohort_dir / "readers.pt")
     trainer.warm_up(Path(cfg.out_dir) / "checkpoint.pt")
@@ -84,7 +88,7 @@ def run_arm_job(cfg: TrainConfig, cell_dir: Path, cohort_dir: Path) -> dict:
                                   reader_path=str(cohort_dir / "readers.pt"))
     start = time.perf_counter()
     trainer = Trainer(cfg, progress=False)
-    trainer.fit(resume=True)
+    trainer.fit(resume=(cell_dir / CHECKPOINT_NAME).exists())   # a killed cell continues
     result = {"setting": cfg.setting, "pred_feedback": cfg.pred_feedback,
               "test": trainer.evaluate("test"), "val": trainer.evaluate("val"),
               "selected_epoch": trainer.best["epoch"] if trainer.best else None,
@@ -119,7 +123,7 @@ def _job_main(spec_path: str) -> int:
     cfg = TrainConfig.from_dict(spec["config"])
     cohort_dir = Path(spec["cohort_dir"])
     if spec["kind"] == "prepare":
-        run_prepare_job(cfg, cohort_dir)
+        run_prepare_job(cfg, cohort_dir, spec["feedback_reader"])
         (cohort_dir / "prepared").write_text("ok\n")
     else:
         run_arm_job(cfg, Path(spec["cell_dir"]), cohort_dir)
@@ -149,7 +153,9 @@ def plan_jobs(base: TrainConfig, out: Path, cohorts: int, arms) -> list[Job]:
         prep = None
         if translator_arms:
             prep = Job(f"cohort {c}: readers + translator warm-up",
-                       {"kind": "prepare", "config": cfg.to_dict(), "cohort_dir": str(cohort_dir)},
+                       {"kind": "prepare", "config": cfg.to_dict(), "cohort_dir": str(cohort_dir),
+                        "feedback_reader": any(parse_arm(a)[1].get("pred_feedback") == "ct_reader"
+                                               for a in translator_arms)},
                        cohort_dir / "prepared")
             jobs.append(prep)
         for arm in arms:

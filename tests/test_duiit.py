@@ -153,3 +153,17 @@ def test_age_reader_answers_in_years():
     torch.nn.init.zeros_(reader.net.head.weight)
     torch.nn.init.constant_(reader.net.head.bias, 1.5)
     assert torch.allclose(reader.eval()(torch.zeros(2, 1, 16, 16)), torch.tensor([65.0, 65.0]))
+
+
+def test_predictor_weight_average_is_what_gets_evaluated(tiny_config):
+    trainer = Trainer(tiny_config("PURE-CT", predictor_ema=0.5, select_on_val=False), progress=False)
+    trainer.fit()
+    live, avg = trainer.nets["P"], trainer.nets["P_avg"]
+    assert trainer.eval_predictor is avg
+    assert not all(torch.equal(a, b) for a, b in zip(live.parameters(), avg.parameters()))
+    for a, b in zip(live.buffers(), avg.buffers()):
+        assert torch.equal(a, b)   # BatchNorm statistics follow the live predictor
+    images = trainer.data.ct_val.images
+    with torch.no_grad():
+        expected = avg.eval()(images).squeeze(1) * trainer.age_std + trainer.age_mean
+    torch.testing.assert_close(trainer.predict(images), expected)

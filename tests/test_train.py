@@ -150,7 +150,8 @@ def test_save_load_translate(tiny_config, tmp_path):
 def test_reference_and_cpp_backends_give_matching_losses(tiny_config):
     losses = {}
     for backend in ("reference", "cpp"):
-        trainer = Trainer(tiny_config(backend=backend, epochs=1, steps_per_epoch=3), progress=False)
+        trainer = Trainer(tiny_config(backend=backend, epochs=1, steps_per_epoch=3,
+                                      out_dir=f"{tiny_config().out_dir}-{backend}"), progress=False)
         losses[backend] = trainer.fit()[0]
     for key in ("loss", "trans", "pred", "d_t", "d_s"):
         assert losses["cpp"][key] == pytest.approx(losses["reference"][key], rel=1e-3, abs=1e-5)

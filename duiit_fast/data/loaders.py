@@ -40,6 +40,9 @@ class Batch:
     images: torch.Tensor        # (B, 1, S, S) float32 in [-1, 1]
     ages: torch.Tensor          # (B,)
     indices: torch.Tensor       # (B,) positions in the slice list
+    state: Optional[dict] = None  # the loader's sampling state right after this batch was drawn:
+                                  # a checkpoint stores the consumed batch's, so a resume continues
+                                  # exactly there although the prefetch thread ran ahead
 
 
 def sample_boxes(shapes, augment: Augment, generator: torch.Generator) -> np.ndarray:
@@ -110,15 +113,27 @@ class SliceLoader:
     def _plan(self):
         idx = self.sampler.next_indices()
         boxes = sample_boxes([self.slices[i].shape for i in idx], self.augment, self.box_generator)
-        return idx, boxes
+        return idx, boxes, self.state_dict()
 
-    def _make(self, idx, boxes) -> Batch:
+    def state_dict(self) -> dict:
+        return {"pending": torch.from_numpy(self.sampler.pending.copy()),
+                "order_rng": self.sampler.generator.get_state(), "box_rng": self.box_generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue after the batch whose `state` this is; only before iteration has started."""
+        if self._thread is not None:
+            raise RuntimeError("load_state_dict must come before the loader is iterated")
+        self.sampler.pending = state["pending"].numpy().copy()
+        self.sampler.generator.set_state(state["order_rng"])
+        self.box_generator.set_state(state["box_rng"])
+
+    def _make(self, idx, boxes, state=None) -> Batch:
         if self._dali is not None:
             images = self._dali.run([self.slices[i] for i in idx], boxes)
         else:
             images = torch.stack([resize_box_torch(self.slices[i], b, self.size) for i, b in zip(idx, boxes)])
             images = images.to(self.device)
-        return Batch(images, self.ages[idx].to(self.device), torch.as_tensor(idx))
+        return Batch(images, self.ages[idx].to(self.device), torch.as_tensor(idx), state)
 
     def next_batch(self) -> Batch:
         """The next batch, made in this thread (no prefetch)."""

@@ -27,12 +27,13 @@ class SmallRegressor(nn.Module):
     def __init__(self, width: int = 16):
         super().__init__()
         chans = [width, width * 2, width * 4, width * 8]
+        norm_layer = nn.BatchNorm2d
         blocks: list[nn.Module] = [nn.Conv2d(1, width, 3, stride=2, padding=1, bias=False),
-                                   nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+                                   norm_layer(width), nn.ReLU(inplace=True)]
         for cin, cout in zip(chans[:-1], chans[1:]):
-            blocks += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+            blocks += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), norm_layer(cout),
                        nn.ReLU(inplace=True), nn.Conv2d(cout, cout, 3, padding=1, bias=False),
-                       nn.BatchNorm2d(cout), nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True)]
+                       norm_layer(cout), nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True)]
         self.features = nn.Sequential(*blocks)
         self.head = nn.Linear(chans[-1], 1)
 

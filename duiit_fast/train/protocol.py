@@ -8,12 +8,14 @@ import numpy as np
 
 from ..errors import DuiitConfigError
 from ..io import write_json
-from .trainer import Trainer
+from .trainer import CHECKPOINT_NAME, Trainer
 
 
-def run_splits(cfg, n_splits: int = 10, resume: bool = False, progress: bool = True) -> dict:
+def run_splits(cfg, n_splits: int = 10, resume: bool = False, overwrite: bool = False,
+               progress: bool = True) -> dict:
     """Train and test cfg on split seeds 0..n-1, each in out_dir/split-<seed>. With dataset folders
-    the seed re-draws the CT split; with the phantom it re-draws the cohort."""
+    the seed re-draws the CT split; with the phantom it re-draws the cohort. resume continues the
+    splits that have a checkpoint and starts the others."""
     if n_splits < 1:
         raise DuiitConfigError(f"the number of splits must be at least 1, got {n_splits}")
     runs = []
@@ -22,7 +24,7 @@ def run_splits(cfg, n_splits: int = 10, resume: bool = False, progress: bool = T
         if cfg.ct is None:
             run_cfg.phantom = dataclasses.replace(cfg.phantom, seed=seed)
         trainer = Trainer(run_cfg, progress=progress)
-        trainer.fit(resume=resume)
+        trainer.fit(resume=resume and (Path(run_cfg.out_dir) / CHECKPOINT_NAME).exists(), overwrite=overwrite)
         runs.append({"split_seed": seed, **trainer.evaluate("test")})
     mse = np.array([r["mse"] for r in runs])
     summary = {"setting": cfg.setting, "split": runs[0]["split"], "n_splits": n_splits,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
+import json
 import math
 import os
 import pickle
@@ -32,6 +33,41 @@ CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_MAGIC = b"DUIIT-CHECKPOINT-1\n"
 LABEL_CUE_PROBES = 240        # source slices translated for the label-cue metric
 WARMUP_CHECKPOINT_EVERY = 250  # translator-only steps between checkpoints during the warm-up
+RUNAWAY_FACTOR = 100          # validation MSE this many times that of predicting the mean: stop
+
+
+def json_roundtrip(value):
+    """Config values as a TOML/JSON file would give them back (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
+class RunFolder:
+    """A run's output folder, held under an exclusive lock while a process trains in it: a second
+    process is refused at once instead of racing. Stale temporaries of a killed run are removed."""
+
+    def __init__(self, out_dir):
+        self.path = Path(out_dir)
+        self.checkpoint = self.path / CHECKPOINT_NAME
+        self._fd = None
+
+    def __enter__(self) -> "RunFolder":
+        import fcntl
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise DuiitError(f"{self.path}: cannot use as the run folder ({exc.strerror})") from None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise DuiitError(f"{self.path}: another duiit process is training in this folder") from None
+        for stale in self.path.glob(".*.tmp*"):   # left by a process killed mid-write
+            stale.unlink(missing_ok=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self._fd)   # closing releases the lock (the kernel does it too if we are killed)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -94,8 +130,9 @@ class Trainer:
     >>> trainer.fit(); trainer.evaluate("test")["mse"]
     """
 
-    def __init__(self, cfg: TrainConfig, data: Optional[TrainingData] = None, progress: bool = True):
-        self.cfg = cfg.validate()
+    def __init__(self, cfg: TrainConfig, data: Optional[TrainingData] = None, progress: bool = True,
+                 check_paths: bool = True):
+        self.cfg = cfg.validate(check_paths)
         self.device = resolve_device(cfg.device)
         if cfg.loader == "dali":
             from ..data.loaders import dali_available
@@ -120,12 +157,19 @@ class Trainer:
         self.pools = make_pools(cfg.sources if cfg.has_translators else (), cfg.pool_size, cfg.seed, self.device)
         self.samplers: dict[str, BatchSampler] = {}
         self.loaders: dict = {}
+        self._trained_in: Optional[Path] = None
+        self._sampler_states: dict = {}
+        self._loader_states: dict = {}       # loader name → state after its last consumed batch
 
     # -- construction -------------------------------------------------------------------------
 
     def _build_models(self) -> dict:
         cfg, dev = self.cfg, self.device
         nets = {"P": build_predictor(cfg.predictor).to(dev)}
+        if cfg.predictor_ema:
+            # Polyak average of P's weights: what evaluate/predict use (every setting alike).
+            nets["P_avg"] = copy.deepcopy(nets["P"])
+            nets["P_avg"].requires_grad_(False)
         if cfg.has_translators:
             def gen():
                 return ResnetGenerator(1, 1, cfg.ngf, cfg.resolved_n_blocks, backend=cfg.backend).to(dev)
@@ -207,7 +251,7 @@ class Trainer:
 
     def _init_loaders(self, batch_size: int) -> None:
         """Per-batch resizing from native resolution (DALI or torch), sharded by rank under
-        torch.distributed. Their sample order restarts from the seed on resume."""
+        torch.distributed. A resumed run continues each loader after its last consumed batch."""
         from ..data.loaders import Augment, SliceLoader
         cfg = self.cfg
         rank, world = 0, 1
@@ -221,6 +265,9 @@ class Trainer:
             name: SliceLoader(s.native, s.ages, cfg.image_size, batch_size, augment, seed=cfg.seed + 7 * i,
                               backend=cfg.loader, device=str(self.device), rank=rank, world_size=world)
             for i, (name, s) in enumerate(sets.items())}
+        for name, state in self._loader_states.items():
+            if name in self.loaders and state is not None:
+                self.loaders[name].load_state_dict(state)
         self._loader_iters = {name: iter(loader) for name, loader in self.loaders.items()}
 
     def close_loaders(self) -> None:
@@ -248,6 +295,7 @@ class Trainer:
     def _batch(self, slices, name: str):
         if name in self.loaders:
             batch = next(self._loader_iters[name])  # made ahead by the loader's prefetch thread
+            self._loader_states[name] = batch.state
             return batch.images, self._scale(batch.ages)
         idx = self.samplers[name].next()
         images = slices.images[idx].to(self.device, non_blocking=True)
@@ -260,13 +308,41 @@ class Trainer:
 
     # -- training -----------------------------------------------------------------------------
 
-    def fit(self, resume: bool = False) -> list[dict]:
-        """Train until cfg.epochs, checkpointing atomically after every epoch. With resume=True a
-        checkpoint in cfg.out_dir is loaded first and the run continues from it. Order: CT
-        readers (label cues / ct_reader feedback), translator-only steps, then the epochs."""
-        ckpt = Path(self.cfg.out_dir) / CHECKPOINT_NAME
-        if resume and ckpt.exists():
-            self._load_state(read_checkpoint(ckpt))
+    def fit(self, resume: bool = False, overwrite: bool = False) -> list[dict]:
+        """Train until cfg.epochs, checkpointing atomically after every epoch. With resume=True the
+        checkpoint in cfg.out_dir is loaded first and the run continues from it; a folder that holds
+        a run is never trained into otherwise, unless overwrite=True. Order: CT readers (label
+        cues / ct_reader feedback), translator-only steps, then the epochs."""
+        with RunFolder(self.cfg.out_dir) as folder:
+            ckpt = folder.checkpoint
+            if resume:
+                if not ckpt.exists():
+                    raise DuiitError(f"{self.cfg.out_dir}: nothing to resume (no {CHECKPOINT_NAME}); "
+                                     "drop --resume to start a new run")
+                state = read_checkpoint(ckpt)
+                self._check_resumable(state, ckpt)
+                self._load_state(state)
+            elif ckpt.exists() and not overwrite and self._trained_in != folder.path.resolve():
+                raise DuiitError(f"{self.cfg.out_dir} already holds a run ({CHECKPOINT_NAME}); use --resume to "
+                                 "continue it or --overwrite to replace it")
+            self._trained_in = folder.path.resolve()   # a further fit() of this trainer continues its own run
+            return self._fit(ckpt)
+
+    def _check_resumable(self, state: dict, path) -> None:
+        """Resuming needs the configuration the checkpoint was trained with; only the length of
+        the run and where/how it executes may change."""
+        may_change = {"epochs", "decay_start_epoch", "out_dir", "num_threads", "device", "backend", "loader",
+                      "cache_dir", "on_bad_file", "translator_init", "reader_path", "ct", "mri", "pet"}
+        theirs = TrainConfig.from_dict(state["config"]).to_dict()
+        ours = json_roundtrip(self.cfg.to_dict())
+        differ = sorted(k for k in ours if k not in may_change and json_roundtrip(theirs.get(k)) != ours[k])
+        if differ:
+            first = differ[0]
+            raise DuiitConfigError(f"{path}: cannot resume with another configuration: {first} was "
+                                   f"{theirs.get(first)!r}, now {getattr(self.cfg, first)!r}"
+                                   + (f" (and {len(differ) - 1} more field(s))" if len(differ) > 1 else ""))
+
+    def _fit(self, ckpt: Path) -> list[dict]:
         self._prepare()
         self.warm_up(ckpt)
         steps = self.steps_per_epoch()
@@ -285,6 +361,13 @@ class Trainer:
         return self.history
 
     def _prepare(self) -> None:
+        if self._sampler_states:
+            rng = self.generator.get_state()
+            self._init_samplers()   # draws from self.generator: restore its state afterwards
+            for k, s in self._sampler_states.items():
+                self.samplers[k].load_state_dict(s)
+            self.generator.set_state(rng)
+            self._sampler_states = {}
         if not self.samplers:
             ct = self.data.ct_train
             self.age_mean, self.age_std = float(ct.ages.mean()), max(float(ct.ages.std()), 1.0)
@@ -325,8 +408,7 @@ class Trainer:
             sources = {k: SourceBatch(*self._batch(self.data.sources[k], k)) for k in self.cfg.sources}
             parts = translator_step(self.nets, self.optimizers, self.pools, x, sources, self.cfg, self.cfg.backend)
             self.translator_steps += 1
-            if not math.isfinite(parts["trans"]):
-                raise DuiitError(f"translator diverged at warm-up step {self.translator_steps}: {parts}")
+            self._check_finite(parts, f"translator step {self.translator_steps}")
             if ckpt is not None and (self.translator_steps % WARMUP_CHECKPOINT_EVERY == 0
                                      or self.translator_steps == budget):
                 self.save(ckpt)
@@ -358,8 +440,7 @@ class Trainer:
             parts = self._train_step(measure_share=(i == 0))
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0.0) + v
-            if not all(math.isfinite(v) for v in parts.values()):
-                raise DuiitError(f"training diverged at epoch {self.epoch}, step {i}: {parts}")
+            self._check_finite(parts, f"epoch {self.epoch}, step {i + 1}")
         seconds = time.perf_counter() - start
         record = {"epoch": self.epoch, "steps": steps, "seconds": seconds,
                   "lr": [g["lr"] for o in self.optimizers.values() for g in o.param_groups]}
@@ -368,25 +449,59 @@ class Trainer:
             record["grad_share"] = totals["grad_share"]
         return record
 
+    def _check_finite(self, parts: dict, where: str) -> None:
+        """Stop at the step where a loss term or a weight stops being finite, naming both; the
+        weights checked are those after the update, so nothing non-finite is ever saved."""
+        bad = [k for k, v in parts.items() if not math.isfinite(v)]
+        if bad:
+            raise DuiitError(f"training diverged at {where}: loss term {bad[0]} = {parts[bad[0]]} "
+                             "(lower the learning rates)")
+        for name, net in self.nets.items():
+            sums = torch.stack([p.detach().float().abs().sum() for p in net.parameters()])
+            if not bool(torch.isfinite(sums).all()):
+                raise DuiitError(f"training diverged at {where}: the weights of {name} are no longer finite "
+                                 f"after the update (losses {', '.join(f'{k} {v:.3g}' for k, v in parts.items())}); "
+                                 "lower the learning rates")
+
     def _train_step(self, measure_share: bool = False) -> dict:
         data = self.data
         x, r_x = self._batch(data.ct_train, "ct")
         if self.cfg.kind != "MIX":
             extra = [self._batch(s, f"extra:{k}") for k, s in self.extra_sets().items()]
-            return predictor_step(self.nets["P"], self.optimizers["pred"], x, r_x, extra, self.age_std)
-        sources = {k: SourceBatch(*self._batch(data.sources[k], k)) for k in self.cfg.sources}
-        reader = None
-        if self.cfg.pred_feedback == "ct_reader":
-            reader = OnScale(self.readers["feedback"], self.age_mean, self.age_std)
-        return joint_step(self.nets, self.optimizers, self.pools, x, r_x, sources, self.cfg, self.cfg.backend,
-                          label_scale=self.age_std, reader=reader, measure_share=measure_share)
+            parts = predictor_step(self.nets["P"], self.optimizers["pred"], x, r_x, extra, self.age_std)
+        else:
+            sources = {k: SourceBatch(*self._batch(data.sources[k], k)) for k in self.cfg.sources}
+            reader = None
+            if self.cfg.pred_feedback == "ct_reader":
+                reader = OnScale(self.readers["feedback"], self.age_mean, self.age_std)
+            parts = joint_step(self.nets, self.optimizers, self.pools, x, r_x, sources, self.cfg, self.cfg.backend,
+                               label_scale=self.age_std, reader=reader, measure_share=measure_share)
+        if "P_avg" in self.nets:
+            self._update_average()
+        return parts
+
+    @torch.no_grad()
+    def _update_average(self) -> None:
+        """avg ← d·avg + (1 − d)·P for weights; BatchNorm statistics are copied from P."""
+        avg, live = self.nets["P_avg"], self.nets["P"]
+        for a, p in zip(avg.parameters(), live.parameters()):
+            a.lerp_(p, 1.0 - self.cfg.predictor_ema)
+        for a, b in zip(avg.buffers(), live.buffers()):
+            a.copy_(b)
 
     def _after_epoch(self, record: dict) -> None:
         """Validation MSE (and the best epoch on it) and the translators' label cues."""
         record["val_mse"] = self.evaluate("val")["mse"]
+        # Predicting the mean age scores about the ages' variance; far above it the run has run away.
+        baseline = float(self.data.ct_train.ages.var(unbiased=False)) + float(
+            (self.data.ct_val.ages.mean() - self.data.ct_train.ages.mean()) ** 2)
+        if record["val_mse"] > RUNAWAY_FACTOR * max(baseline, 1.0):
+            raise DuiitError(f"training ran away at epoch {self.epoch}: validation MSE {record['val_mse']:.3g} years² "
+                             f"is over {RUNAWAY_FACTOR}x that of predicting the mean age ({baseline:.1f}); "
+                             "lower the learning rates")
         if self.best is None or record["val_mse"] < self.best["val_mse"]:
             self.best = {"epoch": self.epoch, "val_mse": record["val_mse"],
-                         "P": copy.deepcopy({k: v.cpu() for k, v in self.nets["P"].state_dict().items()})}
+                         "P": copy.deepcopy({k: v.cpu() for k, v in self.eval_predictor.state_dict().items()})}
         if "cues" in self.readers:
             record.update(self.label_cues())
 
@@ -394,7 +509,7 @@ class Trainer:
         """After the last epoch, with select_on_val, P becomes the predictor of the best validation
         epoch (chosen on validation, never on test)."""
         if self.cfg.select_on_val and self.best is not None and self.epoch >= self.cfg.epochs:
-            self.nets["P"].load_state_dict(self.best["P"])
+            self.eval_predictor.load_state_dict(self.best["P"])
 
     def label_cues(self) -> dict:
         """The label-cue reader on G(source) for a fixed probe set of source slices, per source
@@ -413,10 +528,15 @@ class Trainer:
 
     # -- inference ----------------------------------------------------------------------------
 
+    @property
+    def eval_predictor(self) -> nn.Module:
+        """The predictor that is evaluated and used: P's weight average where enabled, else P."""
+        return self.nets.get("P_avg", self.nets["P"])
+
     @torch.no_grad()
     def predict(self, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
         """Ages in years for (N, 1, S, S) CT slices in [-1, 1]."""
-        P = self.nets["P"]
+        P = self.eval_predictor
         was_training = P.training
         P.eval()
         out = [P(images[i:i + batch_size].to(self.device)).squeeze(1).float().cpu()
@@ -477,6 +597,7 @@ class Trainer:
             "pool_rng": {side: {k: p.generator.get_state() for k, p in pools.items()}
                          for side, pools in self.pools.items()},
             "samplers": {k: s.state_dict() for k, s in self.samplers.items()},
+            "loaders": dict(self._loader_states),
             "rng": {"generator": self.generator.get_state(), "torch": torch.get_rng_state()},
         }
 
@@ -499,10 +620,10 @@ class Trainer:
         for k, v in state["schedulers"].items():
             self.schedulers[k].load_state_dict(v)
         self._load_pools(state)
-        if state["samplers"]:
-            self._init_samplers()  # draws from self.generator: restore its state afterwards
-            for k, s in state["samplers"].items():
-                self.samplers[k].load_state_dict(s)
+        # Samplers need the training data: they are rebuilt when training continues (_prepare),
+        # so that a model loaded for inference never touches its training folders.
+        self._sampler_states = state["samplers"]
+        self._loader_states = dict(state.get("loaders", {}))
         self.generator.set_state(state["rng"]["generator"])
         torch.set_rng_state(state["rng"]["torch"])
 
@@ -515,7 +636,9 @@ class Trainer:
         path = Path(path)
         state = read_checkpoint(path)
         cfg = TrainConfig.from_dict(state["config"])
-        trainer = cls(cfg, data=data, progress=progress)
+        # Inference needs the checkpoint alone: the training folders may have moved or be absent
+        # (evaluate() still reads them, and says so when they are gone).
+        trainer = cls(cfg, data=data, progress=progress, check_paths=False)
         trainer._load_state(state)
         trainer.use_selected_predictor()
         return trainer

@@ -49,7 +49,8 @@ def _cmd_experiment(args) -> int:
 def _cmd_data_check(args) -> int:
     from .data.check import check_target
     report, clean = check_target(args.target, on_bad_file=args.on_bad_file)
-    print(report)
+    from .errors import printable
+    print(printable(report, one_line=False))
     return 0 if clean else 1
 
 
@@ -165,17 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def printable(text: str) -> str:
-    """File names that are not valid UTF-8 reach Python as surrogates: show them escaped, one line."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\n", " ")
-
-
 def main(argv=None) -> int:
-    from .errors import DuiitError
+    from .errors import DuiitError, printable
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except DuiitError as exc:
+        print(f"duiit: error: {printable(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:   # disk full, permission denied, a file where a folder should be
         print(f"duiit: error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,4 +1,6 @@
 """Errors a user can act on. The CLI prints them as one line and exits 2."""
+import os
+
 
 
 class DuiitError(Exception):
@@ -16,3 +18,13 @@ class DuiitDataError(DuiitError, ValueError):
 
 class DuiitConfigError(DuiitError, ValueError):
     """A bad configuration value: the message names the field and what is wrong."""
+
+
+def printable(text: str, one_line: bool = True) -> str:
+    """File names that are not valid UTF-8 reach Python as surrogates: print their bytes escaped
+    (caf\\xe9.png) instead of failing to encode them."""
+    try:
+        text = os.fsencode(text).decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.replace("\n", " ") if one_line else text

@@ -168,3 +168,24 @@ def test_error_naming_an_undecodable_file_name_prints_one_line(tmp_path, capsys)
     assert main(["data", "check", str(root)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("duiit: error:") and "caf" in err
+
+
+def test_dicom_of_another_modality_in_the_ct_folder_is_rejected(tmp_path, volume):
+    write_dicom_series(tmp_path / "ct" / "p1", volume, "mri", "p1")
+    _dataset(tmp_path / "ct", ["p1,50,p1"])
+    from duiit_fast.data.datasets import load_folder
+    with pytest.raises(DuiitDataError, match="DICOM Modality is MR, but this is the ct dataset"):
+        load_folder(tmp_path / "ct", "ct", 16)
+    assert read_folder(tmp_path / "ct").volumes   # without an expected modality nothing is checked
+
+
+def test_skip_report_with_an_undecodable_file_name(tmp_path, capsys):
+    root = tmp_path / "d"
+    root.mkdir()
+    np.save(root / "ok.npy", np.zeros((1, 8, 8), np.float32))
+    with open(os.fsencode(str(root)) + b"/caf\xe9.npy", "wb") as f:
+        f.write(b"junk")
+    (root / "labels.csv").write_text("patient_id,age,path\np1,50,ok.npy\n")
+    assert main(["data", "check", str(root), "--on-bad-file", "skip"]) == 1
+    out = capsys.readouterr().out
+    assert "skipped 1 bad file(s)" in out and "caf\\xe9.npy" in out

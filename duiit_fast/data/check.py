@@ -55,7 +55,7 @@ def check_target(target, on_bad_file: str = "error") -> tuple[str, bool]:
     """The report and whether everything was clean; the first bad file raises unless skipping."""
     parts, clean = [], True
     for modality, root in datasets_of(target).items():
-        folder = read_folder(root, on_bad_file)
+        folder = read_folder(root, on_bad_file, modality=modality)
         clean = clean and not folder.skipped
         parts.append(summarise(modality, folder))
     return "\n".join(parts), clean

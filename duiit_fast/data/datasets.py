@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import DuiitDataError
+from ..errors import DuiitDataError, printable
 from ..io import atomic_path
 from . import phantoms
 from .intensity import Intensity, normalize_volume
@@ -82,7 +82,7 @@ class FolderVolumes:
     skipped: list
 
 
-def read_folder(root, on_bad_file: str = "error", cache_dir=None) -> FolderVolumes:
+def read_folder(root, on_bad_file: str = "error", cache_dir=None, modality: str | None = None) -> FolderVolumes:
     """Read a dataset folder (labels.csv + images, volumes or series folders).
 
     on_bad_file="error" stops at the first bad file with a DuiitDataError naming it; "skip" leaves
@@ -99,7 +99,7 @@ def read_folder(root, on_bad_file: str = "error", cache_dir=None) -> FolderVolum
     for row in rows:
         try:
             with np.errstate(over="ignore"):   # overflow is detected just below, naming the file
-                slices = read_cached(row.path, cache_dir) * row.rescale_slope + row.rescale_intercept
+                slices = read_cached(row.path, cache_dir, modality) * row.rescale_slope + row.rescale_intercept
             if not np.isfinite(slices).all():   # finite stored values can overflow once rescaled
                 raise DuiitDataError(row.path, f"values overflow after rescale_slope {row.rescale_slope:g} / "
                                                f"rescale_intercept {row.rescale_intercept:g}")
@@ -136,12 +136,12 @@ def _check_unlabelled_files(root: Path, rows, skipped) -> None:
         skipped.append((str(path), "image file has no label in labels.csv"))
 
 
-def read_cached(path: Path, cache_dir=None) -> np.ndarray:
+def read_cached(path: Path, cache_dir=None, modality: str | None = None) -> np.ndarray:
     """read_slices, with DICOM / NIfTI / series decodes kept as .npy under cache_dir, keyed by
     path, size and modification time (a changed file is decoded again)."""
     path = Path(path)
     if cache_dir is None or not (path.is_dir() or file_kind(path) in ("dicom", "nifti")):
-        return read_slices(path)
+        return read_slices(path, modality)
     members = sorted(path.iterdir()) if path.is_dir() else [path]
     stamp = [(str(path.resolve()))] + [(m.name, m.stat().st_size, m.stat().st_mtime_ns) for m in members]
     key = hashlib.sha1(repr(stamp).encode()).hexdigest()
@@ -151,7 +151,7 @@ def read_cached(path: Path, cache_dir=None) -> np.ndarray:
             return np.load(cached, allow_pickle=False)
         except (ValueError, OSError, EOFError):
             pass  # a damaged cache entry is decoded again and rewritten
-    slices = read_slices(path)
+    slices = read_slices(path, modality)
     with atomic_path(cached) as tmp:
         np.save(tmp, slices)
     return slices
@@ -160,10 +160,10 @@ def read_cached(path: Path, cache_dir=None) -> np.ndarray:
 def load_folder(root, modality: str, size: int, intensity: Intensity = Intensity(),
                 on_bad_file: str = "error", cache_dir=None, log=None) -> SliceSet:
     """A dataset folder as a SliceSet at the training size (see read_folder)."""
-    folder = read_folder(root, on_bad_file, cache_dir)
+    folder = read_folder(root, on_bad_file, cache_dir, modality)
     for path, problem in folder.skipped:
         if log is not None:
-            log(f"skipped {path}: {problem}")
+            log(printable(f"skipped {path}: {problem}"))
     if folder.skipped and log is not None:
         log(f"{root}: skipped {len(folder.skipped)} bad file(s)")
     return build_slice_set(folder.volumes, modality, size, intensity)

@@ -42,21 +42,28 @@ def file_kind(path: Path) -> str | None:
     return None
 
 
-def read_slices(path) -> np.ndarray:
-    """Read an image, stack, volume or DICOM series folder as (S, H, W) float32."""
+DICOM_MODALITY = {"ct": "CT", "mri": "MR", "pet": "PT"}
+
+
+def read_slices(path, modality: str | None = None) -> np.ndarray:
+    """Read an image, stack, volume or DICOM series folder as (S, H, W) float32. With `modality`,
+    a DICOM file whose Modality tag says otherwise (an MR series in the CT folder) is an error."""
     path = Path(path)
     if not path.exists():
         raise DuiitDataError(path, "file not found")
     if not path.is_dir() and not path.is_file():   # a FIFO or device would block or never end
         raise DuiitDataError(path, "not a regular file")
     if path.is_dir():
-        slices = read_dicom_series(path)
+        slices = read_dicom_series(path, modality)
     else:
         kind = file_kind(path)
         if kind is None:
             raise DuiitDataError(path, f"unsupported file type {''.join(path.suffixes) or '(none)'}; "
                                        f"supported: {', '.join(SUPPORTED_SUFFIXES)} and DICOM series folders")
-        slices = {"image": _read_pil, "npy": _read_npy, "nifti": _read_nifti, "dicom": read_dicom_file}[kind](path)
+        if kind == "dicom":
+            slices = read_dicom_file(path, modality)
+        else:
+            slices = {"image": _read_pil, "npy": _read_npy, "nifti": _read_nifti}[kind](path)
     if slices.ndim != 3 or min(slices.shape) == 0:
         raise DuiitDataError(path, f"no image data (shape {slices.shape})")
     if not np.isfinite(slices).all():
@@ -209,9 +216,18 @@ def _dicom_number(path: Path, ds, keyword: str, default: float) -> float:
     return value
 
 
-def read_dicom_file(path: Path) -> np.ndarray:
+def read_dicom_file(path: Path, modality: str | None = None) -> np.ndarray:
     """A single-frame or multi-frame DICOM file as (S, H, W) in native units (HU for CT)."""
-    return _frames(path, _dcmread(path))
+    ds = _dcmread(path)
+    _check_modality(path, ds, modality)
+    return _frames(path, ds)
+
+
+def _check_modality(path: Path, ds, modality: str | None) -> None:
+    found = str(ds.get("Modality", "") or "").strip().upper()
+    expected = DICOM_MODALITY.get(modality or "")
+    if expected and found and found != expected:
+        raise DuiitDataError(path, f"DICOM Modality is {found}, but this is the {modality} dataset ({expected})")
 
 
 def _frames(path: Path, ds) -> np.ndarray:
@@ -244,7 +260,7 @@ def _slice_position(ds) -> float | None:
         return None
 
 
-def read_dicom_series(folder: Path) -> np.ndarray:
+def read_dicom_series(folder: Path, modality: str | None = None) -> np.ndarray:
     """All DICOM files of a folder as one series, sorted by position along the slice normal
     (InstanceNumber where positions are missing). In-plane orientation is taken as stored: the
     usual axial ImageOrientationPatient (1,0,0 / 0,1,0) is already radiological."""
@@ -254,6 +270,7 @@ def read_dicom_series(folder: Path) -> np.ndarray:
     entries, series, orientations = [], set(), set()
     for f in files:
         ds = _dcmread(f)
+        _check_modality(f, ds, modality)
         series.add(str(ds.get("SeriesInstanceUID", "")))
         orientations.add(tuple(np.round(np.asarray(ds.get("ImageOrientationPatient", []) or [], float), 3)))
         entries.append((_slice_position(ds), _dicom_int(f, ds, "InstanceNumber", 0), f, _frames(f, ds)))

@@ -189,3 +189,36 @@ def test_skip_report_with_an_undecodable_file_name(tmp_path, capsys):
     assert main(["data", "check", str(root), "--on-bad-file", "skip"]) == 1
     out = capsys.readouterr().out
     assert "skipped 1 bad file(s)" in out and "caf\\xe9.npy" in out
+
+
+def _corpus():
+    import glob
+    import nibabel
+    import pydicom.data
+    paths = list(pydicom.data.get_testdata_files())
+    paths += glob.glob(os.path.join(os.path.dirname(nibabel.__file__), "tests", "data", "*.nii*"))
+    return [p for p in paths if os.path.isfile(p) or not any(os.path.isdir(os.path.join(p, c)) for c in os.listdir(p))]
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_pydicom_and_nibabel_test_corpora_read_or_are_rejected_in_one_line(tmp_path):
+    """Every file (and leaf series folder) of pydicom's and nibabel's own test data either reads as
+    finite slices or raises a DuiitDataError: nothing else escapes."""
+    import shutil
+    outcomes = {}
+    for i, path in enumerate(_corpus()):
+        target = path
+        if os.path.isfile(path) and not path.endswith((".dcm", ".nii", ".nii.gz")):
+            target = tmp_path / f"{i}-{os.path.basename(path)}.dcm"   # pydicom names some files without suffix
+            shutil.copy(path, target)
+        try:
+            slices = read_slices(target)
+            assert np.isfinite(slices).all() and slices.ndim == 3
+            outcomes[os.path.basename(path)] = "read"
+        except DuiitDataError as exc:
+            assert "\n" not in str(exc)
+            outcomes[os.path.basename(path)] = "rejected"
+    assert len(outcomes) > 150 and "read" in outcomes.values()
+    for folder in ("MR1", "MR2", "MR700", "CT2N"):   # mixed series / orientations in one folder
+        assert outcomes[folder] == "rejected"
+    assert outcomes["CT5N"] == "read"

@@ -1,6 +1,6 @@
 """The op layer: one function per fused op, dispatching to an implementation by backend.
 
-Backends (same contract, forward and backward; see DESIGN.md's op table):
+Backends (same contract, forward and backward; see docs/ops.md):
   reference  eager PyTorch (duiit_fast.reference), any device and dtype: the oracle;
   triton     Triton kernels (duiit_fast.kernels): CUDA tensors, or CPU tensors when
              TRITON_INTERPRET=1 was set before the process started (tests);

@@ -1,6 +1,6 @@
 """Eager PyTorch versions of every fused op: the oracle for tests and benchmarks, and the fallback.
 
-Each function follows the op contract in DESIGN.md. `upcast=True` computes in float32 for
+Each function follows the op contract in docs/ops.md. `upcast=True` computes in float32 for
 half-precision inputs (and leaves float32/float64 alone) and casts the result back.
 """
 from __future__ import annotations

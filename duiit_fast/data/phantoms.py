@@ -4,8 +4,8 @@ The embedded default dataset. Each patient is an `Anatomy` drawn from a seed; it
 in any modality (the datasets we build stay unpaired, but rendering source patients directly as
 CT gives the ORACLE bound: what a perfect translator would produce).
 
-Ageing model (after ../shared/PHANTOM-NOTES.md, which measured what keeps the age signal
-recoverable). Age a ~ U[20, 90], t = (a - 20)/70. A personal ageing speed te = t·exp(N(0, 0.08))
+Ageing model (after the calibration notes in docs/phantom.md, which record what keeps the age
+signal recoverable). Age a ~ U[20, 90], t = (a - 20)/70. A personal ageing speed te = t·exp(N(0, 0.08))
 drives the atrophy markers, each with its own log-normal scatter (sd 0.15):
   ventricles   half-length 0.11·(1 + 0.9·m)          (ventricular enlargement)
   CSF rim      0.008 + 0.025·m between skull and brain (global atrophy)

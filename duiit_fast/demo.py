@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import PhantomConfig, TrainConfig
-from .data.datasets import SliceSet, build_slice_set, native_size, phantom_cohorts, phantom_volumes
+from .config import TrainConfig
 from .eval.metrics import gap_closed, paired_bootstrap_mse_difference
 from .eval.plots import loss_curves, translation_grid
 from .io import write_json, write_text
@@ -26,33 +25,22 @@ SETTINGS = ("PURE-CT", "MIX-CT-MRI", "ORACLE-CT-MRI")
 
 
 def demo_config(quick: bool, out_dir: str) -> TrainConfig:
-    """A CPU-sized version of the paper's experiment. Sizes are far below the paper's (256², 9-block
-    generator, ResNet50, 200 epochs) so that it fits in minutes on two cores; the optimiser,
-    losses, λ's, pool and schedule are the paper's."""
-    phantom = PhantomConfig(
-        ct_train_patients=12, ct_val_patients=4, ct_test_patients=16 if quick else 40,
-        source_patients=12 if quick else 50, slices_per_patient=12 if quick else 24,
-        ct_size=96, mri_size=64, pet_size=32, seed=0)  # mixed native resolutions, all → image_size
-    return TrainConfig(
-        setting="MIX-CT-MRI", image_size=32, ngf=16, ndf=16, n_blocks=3, predictor="small",
-        batch_size=8, predictor_batch_size=16,  # P sees 8 real + 8 translated per joint step
-        epochs=8 if quick else 20, decay_start_epoch=4 if quick else 10,
-        steps_per_epoch=12 if quick else 25, phantom=phantom, out_dir=out_dir, seed=0)
+    """The configuration `duiit experiment` runs (cohort 0 of it): a CPU-sized version of the
+    paper's experiment. Sizes are far below the paper's (256², 9-block generator, ResNet50, 200
+    epochs); the optimiser, losses, λ's (L_pred summed in years²), pool and schedule are the paper's.
+    --quick shrinks it to a smoke test."""
+    from .experiment import experiment_config
+    cfg = experiment_config(quick)
+    return dataclasses.replace(cfg, out_dir=out_dir, seed=0, num_threads=None,
+                               phantom=dataclasses.replace(cfg.phantom, seed=0))
 
 
 def _shared_data(cfg: TrainConfig, progress) -> dict[str, TrainingData]:
-    mix = load_training_data(cfg, progress=progress)
-    pc = cfg.phantom
-    mri_patients = phantom_cohorts(pc)["mri"]
-    vols = phantom_volumes(mri_patients, "ct", native_size(pc, "ct"), pc.slices_per_patient, pc.seed)
-    if progress is not None:
-        vols = progress(vols, total=len(mri_patients), desc="phantom mri as ct (oracle)")
-    oracle_ct = build_slice_set(vols, "ct", cfg.image_size, cfg.intensity)
+    mix = load_training_data(cfg, progress=progress)   # holds the MRI patients rendered as CT too
     return {
         "PURE-CT": TrainingData(mix.ct_train, mix.ct_val, mix.ct_test),
         "MIX-CT-MRI": mix,
-        "ORACLE-CT-MRI": TrainingData(SliceSet.concat([mix.ct_train, oracle_ct]), mix.ct_val, mix.ct_test),
-        "_oracle_mri_as_ct": TrainingData(oracle_ct, mix.ct_val, mix.ct_test),
+        "ORACLE-CT-MRI": TrainingData(mix.ct_train, mix.ct_val, mix.ct_test, sources_as_ct=mix.sources_as_ct),
     }
 
 
@@ -71,11 +59,13 @@ def run_demo(out_dir="demo_out", quick: bool = False, progress: bool = True, log
         cfg = dataclasses.replace(base, setting=setting, out_dir=str(out / "runs" / setting))
         t0 = time.perf_counter()
         trainer = Trainer(cfg, data=data[setting], progress=progress)
-        trainer.fit()
+        trainer.fit(overwrite=True)   # the demo's own run folders: a rerun replaces them
         seconds[setting] = time.perf_counter() - t0
         trainers[setting] = trainer
         metrics[setting] = {**trainer.evaluate("test"), "val_mse": trainer.evaluate("val")["mse"],
                             "train_seconds": round(seconds[setting], 1)}
+        if "cues" in trainer.readers:
+            metrics[setting].update(trainer.label_cues())
         log(f"{setting:>14}: test MSE {metrics[setting]['mse']:7.1f} years²  ({seconds[setting]:.0f} s)")
     summary = _summarise(trainers, data, metrics)
     result = {**metrics, "comparison": summary, "config": base.to_dict(), "quick": quick,
@@ -110,7 +100,7 @@ def _summarise(trainers, data, metrics) -> dict:
 def _figures(trainers, data, out: Path) -> None:
     loss_curves({s: t.history for s, t in trainers.items()}, out / "loss_curves.png")
     mri = data["MIX-CT-MRI"].sources["mri"]
-    oracle = data["_oracle_mri_as_ct"].ct_train  # same patients, same slice order, rendered as CT
+    oracle = data["MIX-CT-MRI"].sources_as_ct["mri"]  # same patients, same slice order, rendered as CT
     patients = mri.patients
     picks = [patients[i] for i in np.linspace(0, len(patients) - 1, min(6, len(patients))).astype(int)]
     idx = []
@@ -134,6 +124,23 @@ def _table(metrics: dict, summary: dict) -> str:
     lines.append("")
     lines.append(f"Share of the PURE-CT → ORACLE gap closed by DUIIT translation: "
                  f"{'n/a (ORACLE did not beat PURE-CT)' if np.isnan(g) else f'{100 * g:.0f}%'}")
+    return "\n".join(lines)
+
+
+RECORDED_EXPERIMENT = Path(__file__).parent / "recorded" / "experiment.json"
+
+
+def _recorded_experiment() -> str:
+    """The recorded `duiit experiment` result this configuration was chosen from, with its spread."""
+    if not RECORDED_EXPERIMENT.is_file():
+        return "  no recorded experiment ships with this version; run `duiit experiment --cohorts 5 --out DIR`."
+    import json
+    rec = json.loads(RECORDED_EXPERIMENT.read_text())
+    lines = [f"  recorded {rec['date']} (commit {rec['commit']}, {rec['machine']}), {rec['cohorts']} cohorts, "
+             "test MSE mean ± std in years²:"]
+    for arm, e in rec["arms"].items():
+        lines.append(f"  {arm} {e['mean']:.1f} ± {e['std']:.1f}")
+    lines.append(f"  {rec['verdict']}")
     return "\n".join(lines)
 
 
@@ -163,14 +170,20 @@ Head phantom, one cohort shared by all settings: {pc["ct_train_patients"]} CT tr
 sizes CT {pc["ct_size"]}², MRI {pc["mri_size"]}², PET {pc["pet_size"]}², all resized to {cfg["image_size"]}².
 
 - **PURE-CT**: the predictor on the CT training patients only.
-- **MIX-CT-MRI (DUIIT)**: translators G: MRI→CT and F: CT→MRI, critics and predictor trained jointly
-  (L_trans + λ·L_pred, λ = {cfg["lambda_pred"]}, λcyc = {cfg["lambda_cyc"]}, image pool {cfg["pool_size"]});
-  the predictor learns from real CT and translated MRI.
+- **MIX-CT-MRI (DUIIT)**: translators G: MRI→CT and F: CT→MRI and their critics first train alone
+  for {cfg["translator_warmup_steps"]} steps (warm-up), then with the predictor jointly
+  (L_trans + λ·L_pred, λ = {cfg["lambda_pred"]} on L_pred summed over the batch in years² as the paper's
+  eq. 2, λcyc = {cfg["lambda_cyc"]}, image pool {cfg["pool_size"]}, G's predictor feedback: {cfg["pred_feedback"]});
+  the predictor learns from real CT and translated MRI. A CT reader (trained on the real CT and the MRI
+  patients rendered as CT) reads G(MRI):
+  slope {result["MIX-CT-MRI"].get("reader_slope", float("nan")):.2f} of its ages against the true ones
+  (1 = the translation kept the age cues, 0 = erased them).
 - **ORACLE-CT-MRI**: the MRI patients rendered directly as CT — what a perfect translator would give.
 
 Models are shrunk to fit a CPU: ResNet generator ngf={cfg["ngf"]} with {cfg["n_blocks"]} residual
 blocks, PatchGAN ndf={cfg["ndf"]}, a small CNN predictor instead of ResNet50; {cfg["epochs"]} epochs of
-{cfg["steps_per_epoch"]} steps (linear decay from epoch {cfg["decay_start_epoch"]}).
+{cfg["steps_per_epoch"]} steps (linear decay from epoch {cfg["decay_start_epoch"]}); every setting keeps the predictor of
+its best validation epoch.
 
 ## Results (held-out CT patients)
 {_table({k: result[k] for k in SETTINGS}, s)}
@@ -185,9 +198,10 @@ Paired patient bootstrap (2000 resamples over test patients):
 
 ## How far to trust it
 - One seed and one cohort. The interval above covers the choice of test patients, not training
-  noise or the draw of the few CT training patients, and PURE-CT moves a lot with that draw:
-  `duiit train --splits 10` on each setting measures the spread before a difference means anything.
-- The translator is trained for {cfg["epochs"] * cfg["steps_per_epoch"]} steps; CycleGAN-style translators usually need
+  noise or the draw of the few CT training patients, and PURE-CT moves a lot with that draw.
+  The comparison over cohorts is `duiit experiment`:
+{_recorded_experiment()}
+- The translator is trained for {cfg["translator_warmup_steps"] + cfg["epochs"] * cfg["steps_per_epoch"]} steps; CycleGAN-style translators usually need
   tens of thousands. `translations.png` shows how far G got: compare its middle row to the
   bottom row (the same patients rendered as CT).
 - ORACLE vs PURE-CT tells whether the phantom poses the paper's question at this size at all:

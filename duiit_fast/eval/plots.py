@@ -20,7 +20,7 @@ def loss_curves(histories: dict, path) -> None:
     """One panel per loss term; one line per setting. histories: setting → list of epoch records."""
     terms = [t for t in ("pred", "trans", "d_t", "d_s") if any(t in r for h in histories.values() for r in h)]
     fig, axes = plt.subplots(1, len(terms), figsize=(4.2 * len(terms), 3.4), squeeze=False)
-    titles = {"pred": "predictor MSE (scaled ages)", "trans": "translator loss L_trans",
+    titles = {"pred": "predictor training MSE (years²)", "trans": "translator loss L_trans",
               "d_t": "CT critic D_t", "d_s": "source critic D_s"}
     for ax, term in zip(axes[0], terms):
         for setting, history in histories.items():

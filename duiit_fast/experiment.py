@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -69,7 +70,8 @@ def run_prepare_job(cfg: TrainConfig, cohort_dir: Path, feedback_reader: bool) -
     """CT readers (label cues: real CT + source patients as CT; feedback, where an arm uses
     pred_feedback = ct_reader: real CT only) and the translator warm-up, shared by the translator
     arms of this cohort."""
-    from .train.trainer import Trainer, read_checkpoint, save_readers
+    from .train.checkpoint import read_checkpoint, save_readers
+    from .train.trainer import Trainer
     cfg = dataclasses.replace(cfg, setting="MIX-CT-MRI", pred_feedback="ct_reader" if feedback_reader else "joint",
                               label_cues=True, out_dir=str(cohort_dir / "warmup"))
     trainer = Trainer(cfg, progress=False)
@@ -82,7 +84,8 @@ def run_prepare_job(cfg: TrainConfig, cohort_dir: Path, feedback_reader: bool) -
 
 
 def run_arm_job(cfg: TrainConfig, cell_dir: Path, cohort_dir: Path) -> dict:
-    from .train.trainer import CHECKPOINT_NAME, Trainer
+    from .train.checkpoint import CHECKPOINT_NAME
+    from .train.trainer import Trainer
     if cfg.has_translators:
         cfg = dataclasses.replace(cfg, translator_init=str(cohort_dir / "warmup" / CHECKPOINT_NAME),
                                   reader_path=str(cohort_dir / "readers.pt"))
@@ -212,6 +215,11 @@ def _summary(job: Job) -> str:
     return f": val MSE {r['val']['mse']:.1f}, test MSE {r['test']['mse']:.1f} years²"
 
 
+def torch_version() -> str:
+    import torch
+    return torch.__version__
+
+
 def _check_same_protocol(path: Path, base: TrainConfig) -> None:
     """Finished cells are reused on a rerun only under the configuration that produced them."""
     if path.is_file():
@@ -244,6 +252,8 @@ def run_experiment(out_dir, cohorts: int = 5, arms=DEFAULT_ARMS, workers: int | 
     results = collect_results(out, cohorts, arms, base)
     results["wall_seconds_this_invocation"] = round(time.perf_counter() - start, 1)
     results["workers"] = workers
+    results["date"] = time.strftime("%Y-%m-%d")
+    results["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch_version()}"
     write_json(out / "results.json", results)
     write_report(out, results, log)
     return results

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from duiit_fast.data.loaders import dali_available
-from duiit_fast.train.trainer import read_checkpoint
+from duiit_fast.train.checkpoint import read_checkpoint
 
 from conftest import write_train_toml
 

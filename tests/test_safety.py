@@ -1,7 +1,6 @@
 """Nothing lost, nothing executed: checkpoints hold data only, runs are not overwritten, divergence
 stops at the step where it happens, every config field is typed."""
 import os
-import pickle
 import subprocess
 import sys
 
@@ -11,7 +10,7 @@ import torch
 from duiit_fast import Trainer, TrainConfig
 from duiit_fast.cli import main
 from duiit_fast.errors import DuiitConfigError, DuiitError
-from duiit_fast.train.trainer import CHECKPOINT_MAGIC, RunFolder, read_checkpoint
+from duiit_fast.train.checkpoint import CHECKPOINT_MAGIC, RunFolder, read_checkpoint
 
 from conftest import write_train_toml
 
@@ -81,7 +80,7 @@ def test_resume_with_another_configuration_is_one_line(tiny_config, tmp_path):
 
 def test_a_second_process_cannot_train_in_a_locked_folder(tmp_path):
     with RunFolder(tmp_path / "run"):
-        code = ("import sys; from duiit_fast.train.trainer import RunFolder\n"
+        code = ("import sys; from duiit_fast.train.checkpoint import RunFolder\n"
                 "try:\n    RunFolder(sys.argv[1]).__enter__()\nexcept Exception as e:\n    print(e); sys.exit(3)\n")
         out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], capture_output=True, text=True)
         assert out.returncode == 3 and "another duiit process" in out.stdout

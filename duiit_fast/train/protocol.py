@@ -8,7 +8,8 @@ import numpy as np
 
 from ..errors import DuiitConfigError
 from ..io import write_json
-from .trainer import CHECKPOINT_NAME, Trainer
+from .checkpoint import CHECKPOINT_NAME
+from .trainer import Trainer
 
 
 def run_splits(cfg, n_splits: int = 10, resume: bool = False, overwrite: bool = False,

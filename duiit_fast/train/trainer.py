@@ -3,12 +3,7 @@ translates, and saves/loads checkpoints (atomically, every epoch)."""
 from __future__ import annotations
 
 import copy
-import hashlib
-import io
-import json
 import math
-import os
-import pickle
 import time
 from pathlib import Path
 from typing import Optional
@@ -20,54 +15,17 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..errors import DuiitConfigError, DuiitError
-from ..io import atomic_path
+from ..eval.label_cues import AgeReader, OnScale, evenly_spaced, label_cue_metrics, train_reader
 from ..models import PatchDiscriminator, ResnetGenerator, build_predictor
 from .data import BatchSampler, TrainingData, load_training_data
 from .schedule import linear_decay
-from ..eval.label_cues import AgeReader, OnScale, evenly_spaced, label_cue_metrics, train_reader
+from .checkpoint import (CHECKPOINT_NAME, RunFolder, json_roundtrip, load_reader, read_checkpoint,
+                         reader_from_state, write_checkpoint)
 from .step import SourceBatch, joint_step, make_pools, predictor_step, translator_step
 
-CHECKPOINT_NAME = "checkpoint.pt"
-# A checkpoint is this magic line, the SHA-256 of the payload in hex, a newline, and the payload:
-# torch.save of tensors and plain data only, read back with weights_only=True (no code runs).
-CHECKPOINT_MAGIC = b"DUIIT-CHECKPOINT-1\n"
 LABEL_CUE_PROBES = 240        # source slices translated for the label-cue metric
 WARMUP_CHECKPOINT_EVERY = 250  # translator-only steps between checkpoints during the warm-up
 RUNAWAY_FACTOR = 100          # validation MSE this many times that of predicting the mean: stop
-
-
-def json_roundtrip(value):
-    """Config values as a TOML/JSON file would give them back (tuples become lists)."""
-    return json.loads(json.dumps(value))
-
-
-class RunFolder:
-    """A run's output folder, held under an exclusive lock while a process trains in it: a second
-    process is refused at once instead of racing. Stale temporaries of a killed run are removed."""
-
-    def __init__(self, out_dir):
-        self.path = Path(out_dir)
-        self.checkpoint = self.path / CHECKPOINT_NAME
-        self._fd = None
-
-    def __enter__(self) -> "RunFolder":
-        import fcntl
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise DuiitError(f"{self.path}: cannot use as the run folder ({exc.strerror})") from None
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._fd)
-            raise DuiitError(f"{self.path}: another duiit process is training in this folder") from None
-        for stale in self.path.glob(".*.tmp*"):   # left by a process killed mid-write
-            stale.unlink(missing_ok=True)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        os.close(self._fd)   # closing releases the lock (the kernel does it too if we are killed)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -85,41 +43,6 @@ def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generato
     padded = F.pad(images, (max_shift,) * 4, value=-1.0)
     offsets = torch.randint(0, 2 * max_shift + 1, (n, 2), generator=generator).tolist()
     return torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offsets)])
-
-
-def write_checkpoint(state: dict, path) -> Path:
-    """Atomically write `state` (tensors and plain data) with a checksum; fsync before the rename."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    payload = buffer.getvalue()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(CHECKPOINT_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
-            f.flush()
-            os.fsync(f.fileno())
-    return path
-
-
-def read_checkpoint(path) -> dict:
-    """Load a checkpoint written by Trainer.save; anything else is one clear error. The checksum
-    refuses a damaged file and weights_only=True refuses any pickled code."""
-    path = Path(path)
-    if not path.is_file():
-        raise DuiitError(f"{path}: checkpoint not found")
-    blob = path.read_bytes()
-    if not blob.startswith(CHECKPOINT_MAGIC):
-        raise DuiitError(f"{path}: not a duiit_fast checkpoint (no checkpoint header)")
-    digest, _, payload = blob[len(CHECKPOINT_MAGIC):].partition(b"\n")
-    if hashlib.sha256(payload).hexdigest().encode() != digest:
-        raise DuiitError(f"{path}: checkpoint is damaged (checksum mismatch)")
-    try:
-        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or not {"config", "nets", "epoch"} <= state.keys():
-            raise KeyError("config/nets/epoch")
-    except (RuntimeError, KeyError, TypeError, EOFError, OSError, pickle.UnpicklingError) as exc:
-        raise DuiitError(f"{path}: not a duiit_fast checkpoint ({exc.__class__.__name__})") from None
-    return state
 
 
 class Trainer:
@@ -614,7 +537,7 @@ class Trainer:
         for k, v in state["nets"].items():
             self.nets[k].load_state_dict(v)
         for k, v in state.get("readers", {}).items():
-            self.readers[k] = _reader_from_state(v, self.device)
+            self.readers[k] = reader_from_state(v, self.device)
         for k, v in state["optimizers"].items():
             self.optimizers[k].load_state_dict(v)
         for k, v in state["schedulers"].items():
@@ -642,25 +565,3 @@ class Trainer:
         trainer._load_state(state)
         trainer.use_selected_predictor()
         return trainer
-
-
-def _reader_from_state(state: dict, device) -> AgeReader:
-    reader = AgeReader().to(device)
-    reader.load_state_dict(state)
-    reader.eval()
-    for p in reader.parameters():
-        p.requires_grad_(False)
-    return reader
-
-
-def save_readers(readers: dict, path) -> Path:
-    """Readers shared by the runs of an experiment: {"cues": AgeReader, "feedback": AgeReader}."""
-    return write_checkpoint({"config": {}, "epoch": 0, "nets": {},
-                             "readers": {k: r.state_dict() for k, r in readers.items()}}, path)
-
-
-def load_reader(path, role: str, device) -> AgeReader:
-    state = read_checkpoint(path)
-    if role not in state.get("readers", {}):
-        raise DuiitError(f"{path}: holds no {role!r} reader (has {sorted(state.get('readers', {}))})")
-    return _reader_from_state(state["readers"][role], device)

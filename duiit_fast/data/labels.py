@@ -71,7 +71,7 @@ def _parse_row(csv_path: Path, root: Path, line: int, rec: dict) -> LabelRow:
     patient = (rec.get("patient_id") or "").strip()
     if not patient:
         raise DuiitDataError(where, "empty patient_id")
-    age = _number(where, "age", rec.get("age"))
+    age = parse_number(where, "age", rec.get("age"))
     if not MIN_AGE <= age <= MAX_AGE:
         raise DuiitDataError(where, f"age {age:g} is outside [{MIN_AGE}, {MAX_AGE}] years")
     rel = (rec.get("path") or "").strip()
@@ -80,14 +80,15 @@ def _parse_row(csv_path: Path, root: Path, line: int, rec: dict) -> LabelRow:
     path = root / rel
     if not path.exists():
         raise DuiitDataError(path, f"labelled in {csv_path.name} line {line} but the file is missing")
-    slope = _number(where, "rescale_slope", rec.get("rescale_slope") or "1")
+    slope = parse_number(where, "rescale_slope", rec.get("rescale_slope") or "1")
     if slope == 0 or abs(slope) > 1e6:
         raise DuiitDataError(where, f"rescale_slope {slope:g} is not a plausible scale (0 < |slope| <= 1e6)")
-    intercept = _number(where, "rescale_intercept", rec.get("rescale_intercept") or "0")
+    intercept = parse_number(where, "rescale_intercept", rec.get("rescale_intercept") or "0")
     return LabelRow(patient, age, path, slope, intercept)
 
 
-def _number(where: str, column: str, text) -> float:
+def parse_number(where, column: str, text) -> float:
+    """A finite float from a CSV field or a DICOM tag; anything else is one line naming `where`."""
     try:
         value = float(text)
     except (TypeError, ValueError):

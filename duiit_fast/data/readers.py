@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DuiitDataError
+from .labels import parse_number
 
 PIL_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 ARRAY_SUFFIXES = (".npy",)
@@ -207,13 +208,7 @@ def _dicom_number(path: Path, ds, keyword: str, default: float) -> float:
     raw = ds.get(keyword, None)
     if raw is None or str(raw).strip() == "":
         return default
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise DuiitDataError(path, f"{keyword} {str(raw)!r} is not a number") from None
-    if not np.isfinite(value):
-        raise DuiitDataError(path, f"{keyword} {value} is not finite")
-    return value
+    return parse_number(path, keyword, str(raw).strip())
 
 
 def read_dicom_file(path: Path, modality: str | None = None) -> np.ndarray:

@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Render a phantom cohort, train PURE-CT, MIX-CT-MRI (DUIIT) and the ORACLE "
                                    "bound, evaluate on held-out CT patients and write metrics.json, report.md, "
                                    "translations.png and loss_curves.png.")
-    d.add_argument("--quick", action="store_true", help="smoke-test sizes (about half a minute on 2 cores; the numbers mean nothing)")
+    d.add_argument("--quick", action="store_true",
+                   help="smoke-test sizes (about half a minute on 2 cores; the numbers mean nothing)")
     d.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
     d.set_defaults(func=_cmd_demo)

@@ -111,7 +111,8 @@ def test_short_training_run_matches_reference(tiny_config):
     from duiit_fast import Trainer
     losses = {}
     for backend in ("reference", "triton"):
-        cfg = tiny_config(backend=backend, epochs=1, steps_per_epoch=2, ngf=2, ndf=2)
+        cfg = tiny_config(backend=backend, epochs=1, steps_per_epoch=2, ngf=2, ndf=2,
+                          out_dir=f"{tiny_config().out_dir}-{backend}")
         losses[backend] = Trainer(cfg, progress=False).fit()[0]
     for key in ("loss", "trans", "pred", "d_t", "d_s"):
         assert losses["triton"][key] == pytest.approx(losses["reference"][key], rel=1e-3, abs=1e-5)

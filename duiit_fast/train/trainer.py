@@ -379,9 +379,12 @@ class Trainer:
         if bad:
             raise DuiitError(f"training diverged at {where}: loss term {bad[0]} = {parts[bad[0]]} "
                              "(lower the learning rates)")
-        for name, net in self.nets.items():
-            sums = torch.stack([p.detach().float().abs().sum() for p in net.parameters()])
-            if not bool(torch.isfinite(sums).all()):
+        # One reduction per net and a single host sync per step for all of them.
+        per_net = torch.stack([torch.stack([p.detach().float().abs().sum() for p in net.parameters()]).sum()
+                               for net in self.nets.values()])
+        finite = torch.isfinite(per_net).tolist()
+        for name, ok in zip(self.nets, finite):
+            if not ok:
                 raise DuiitError(f"training diverged at {where}: the weights of {name} are no longer finite "
                                  f"after the update (losses {', '.join(f'{k} {v:.3g}' for k, v in parts.items())}); "
                                  "lower the learning rates")

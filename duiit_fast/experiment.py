@@ -110,7 +110,8 @@ def _save_grid(trainer, path: Path) -> None:
     as_ct = trainer.data.sources_as_ct.get("mri")
     pids = src.patients
     picks = [pids[i] for i in np.linspace(0, len(pids) - 1, min(GRID_SLICES, len(pids))).astype(int)]
-    idx = [int(np.nonzero(src.patient_ids == p)[0][len(np.nonzero(src.patient_ids == p)[0]) // 2]) for p in picks]
+    rows = [np.nonzero(src.patient_ids == p)[0] for p in picks]
+    idx = [int(r[len(r) // 2]) for r in rows]   # each picked patient's middle slice
     arrays = {"source": src.images[idx, 0].numpy(), "translated": trainer.translate(src.images[idx], "mri")[:, 0].numpy(),
               "ages": src.ages[idx].numpy()}
     if as_ct is not None:

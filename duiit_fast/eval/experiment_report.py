@@ -116,6 +116,9 @@ def write_report(out: Path, results: dict, log=print) -> None:
             if key.startswith("vs "):
                 lines.append(f"| {arm} | {key[3:]} | {t['mean_difference']:+.1f} | {t['wins']}/{n} | "
                              f"{_p(t['t_p'])} | {_p(t['wilcoxon_p'])} |")
+    shares = {a: e["grad_share_last_epoch"] for a, e in arms.items() if "grad_share_last_epoch" in e}
+    if shares:
+        lines += ["", "Gradient share into G (last epoch): " + "; ".join(f"{a}: {_fmt(v)}" for a, v in shares.items())]
     lines += ["", verdict(arms, comp, n), "",
               "With 5 cohorts the smallest two-sided Wilcoxon p is 0.0625: below the paper's 0.1 threshold only "
               "when an arm wins on every cohort.", "",
@@ -125,9 +128,6 @@ def write_report(out: Path, results: dict, log=print) -> None:
               "Figures: `test_mse.png` (mean ± std over cohorts, dots per cohort)"
               + (", " + ", ".join(f"`{g}`" for g in grids) + " (source | G(source) | same patient as CT)" if grids else "")
               + "."]
-    shares = {a: e["grad_share_last_epoch"] for a, e in arms.items() if "grad_share_last_epoch" in e}
-    if shares:
-        lines.insert(-6, "Gradient share into G (last epoch): " + "; ".join(f"{a}: {_fmt(v)}" for a, v in shares.items()))
     write_text(out / "report.md", "\n".join(lines) + "\n")
     log("\n".join(lines[4:6 + len(arms)]))
     log(verdict(arms, comp, n))

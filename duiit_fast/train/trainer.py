@@ -83,6 +83,7 @@ class Trainer:
         self._trained_in: Optional[Path] = None
         self._sampler_states: dict = {}
         self._loader_states: dict = {}       # loader name → state after its last consumed batch
+        self._last_cues: Optional[dict] = None
 
     # -- construction -------------------------------------------------------------------------
 
@@ -429,7 +430,10 @@ class Trainer:
             self.best = {"epoch": self.epoch, "val_mse": record["val_mse"],
                          "P": copy.deepcopy({k: v.cpu() for k, v in self.eval_predictor.state_dict().items()})}
         if "cues" in self.readers:
-            record.update(self.label_cues())
+            # CycleGAN's translators are frozen during the epochs: their cues are measured once.
+            if self.cfg.kind == "MIX" or self._last_cues is None:
+                self._last_cues = self.label_cues()
+            record.update(self._last_cues)
 
     def use_selected_predictor(self) -> None:
         """After the last epoch, with select_on_val, P becomes the predictor of the best validation

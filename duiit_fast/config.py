@@ -27,6 +27,7 @@ SETTING_KINDS = ("MIX", "ORACLE", "NAIVE", "CYCLEGAN")
 SOURCE_COMBINATIONS = ("MRI", "PET", "MRI-PET")
 SETTINGS = ("PURE-CT",) + tuple(f"{k}-CT-{s}" for k in SETTING_KINDS for s in SOURCE_COMBINATIONS)
 PRED_FEEDBACK = ("joint", "ct_reader")
+PREDICTOR_BN_STATS = ("real_ct", "running")
 BACKENDS = ("reference", "triton", "cpp", "auto")
 PREDICTORS = ("resnet50", "resnet18", "small")
 
@@ -99,6 +100,9 @@ class TrainConfig:
                                       # (the paper); ct_reader: from a reader trained on real CT only
     select_on_val: bool = True       # keep the predictor of the epoch with the best validation MSE
     predictor_ema: float = 0.0       # > 0: evaluate a running average of P's weights (decay per step)
+    predictor_bn_stats: str = "real_ct"  # real_ct: before every evaluation P's BatchNorm statistics are
+                                      # re-estimated on the real training CT (AdaBN); running: the
+                                      # momentum averages over the (mixed) training batches
     label_cues: bool = True          # log the CT reader's MSE and slope on G(source) every epoch
     reader_steps: int = 600          # training steps of the CT reader(s) (label cues, ct_reader)
     reader_path: Optional[str] = None  # a saved CT reader to use instead of training one
@@ -150,6 +154,8 @@ class TrainConfig:
         for name in ("lr_translator", "lr_predictor", "lambda_cyc", "lambda_pred", "pool_size"):
             _check(getattr(self, name) >= 0, name, f"must not be negative, got {getattr(self, name)}")
         _check(0 <= self.beta1 < 1, "beta1", f"must lie in [0, 1), got {self.beta1}")
+        _check(self.predictor_bn_stats in PREDICTOR_BN_STATS, "predictor_bn_stats",
+               f"must be one of {PREDICTOR_BN_STATS}, got {self.predictor_bn_stats!r}")
         _check(0 <= self.predictor_ema < 1, "predictor_ema", f"must lie in [0, 1), got {self.predictor_ema}")
         _check(self.num_threads is None or self.num_threads >= 1, "num_threads",
                f"must be at least 1 (or unset), got {self.num_threads}")

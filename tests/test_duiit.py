@@ -156,7 +156,9 @@ def test_age_reader_answers_in_years():
 
 
 def test_predictor_weight_average_is_what_gets_evaluated(tiny_config):
-    trainer = Trainer(tiny_config("PURE-CT", predictor_ema=0.5, select_on_val=False), progress=False)
+    # "running": the average's BatchNorm statistics are P's (with real_ct they are re-estimated for it).
+    trainer = Trainer(tiny_config("PURE-CT", predictor_ema=0.5, select_on_val=False, predictor_bn_stats="running"),
+                      progress=False)
     trainer.fit()
     live, avg = trainer.nets["P"], trainer.nets["P_avg"]
     assert trainer.eval_predictor is avg
@@ -167,3 +169,37 @@ def test_predictor_weight_average_is_what_gets_evaluated(tiny_config):
     with torch.no_grad():
         expected = avg.eval()(images).squeeze(1) * trainer.age_std + trainer.age_mean
     torch.testing.assert_close(trainer.predict(images), expected)
+
+
+def test_recalibrate_batchnorm_gives_population_statistics_and_keeps_weights():
+    from duiit_fast.models.predictor import SmallRegressor, recalibrate_batchnorm
+    torch.manual_seed(0)
+    net = SmallRegressor(width=4)
+    images = torch.randn(40, 1, 16, 16) * 3 + 2
+    weights = [p.clone() for p in net.parameters()]
+    net.eval()
+    recalibrate_batchnorm(net, images, "cpu", batch_size=8)
+    first_bn = net.features[1]
+    with torch.no_grad():
+        stem = net.features[0](images)              # the first BN's input over all 40 slices
+    assert torch.allclose(first_bn.running_mean, stem.mean(dim=(0, 2, 3)), atol=1e-5)
+    # Five equal batches: the average of per-batch unbiased variances, close to the population's.
+    assert torch.allclose(first_bn.running_var, stem.var(dim=(0, 2, 3)), rtol=0.05)
+    assert all(torch.equal(a, b) for a, b in zip(weights, net.parameters()))
+    assert first_bn.momentum == 0.1 and not net.training
+
+
+def test_bn_statistics_on_real_ct_change_evaluation_not_training(tiny_config):
+    runs = {}
+    for stats in ("real_ct", "running"):
+        cfg = tiny_config(predictor_bn_stats=stats, out_dir=f"{tiny_config().out_dir}-{stats}")
+        trainer = Trainer(cfg, progress=False)
+        runs[stats] = (trainer, trainer.fit())
+    (recal, hist_recal), (running, hist_running) = runs["real_ct"], runs["running"]
+    strip = lambda h: [{k: v for k, v in r.items() if k not in ("seconds", "val_mse")} for r in h]
+    assert strip(hist_recal) == strip(hist_running)       # the same training trajectory
+    assert [r["val_mse"] for r in hist_recal] != [r["val_mse"] for r in hist_running]
+    bn = [m for m in recal.nets["P"].modules() if isinstance(m, torch.nn.BatchNorm2d)][0]
+    with torch.no_grad():
+        first = recal.nets["P"].features[0](recal.data.ct_train.images)
+    assert torch.allclose(bn.running_mean, first.mean(dim=(0, 2, 3)), atol=1e-4)

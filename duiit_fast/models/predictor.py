@@ -41,6 +41,34 @@ class SmallRegressor(nn.Module):
         return self.head(self.features(x).mean(dim=(2, 3)))
 
 
+BN_RECALIBRATION_SLICES = 2048   # enough for stable per-channel moments; bounds the cost on big sets
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(net: nn.Module, images: torch.Tensor, device, batch_size: int = 64) -> None:
+    """Replace every BatchNorm's running mean/var by the population statistics of `images`
+    (AdaBN, Li et al. 2016; "precise BN"). P trains on batches that mix real CT with translated or
+    raw source slices, and its momentum averages are also dominated by the last few noisy batches;
+    re-estimated on real CT, eval mode normalises CT the way the test data will look. At most
+    BN_RECALIBRATION_SLICES evenly spaced slices are used. The weights are untouched."""
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or len(images) == 0:
+        return
+    if len(images) > BN_RECALIBRATION_SLICES:
+        images = images[torch.linspace(0, len(images) - 1, BN_RECALIBRATION_SLICES).long()]
+    was_training, momenta = net.training, [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None   # cumulative average: every batch below counts equally
+    net.train()
+    # Equal-sized batches (the last one folded in) so the cumulative average weights slices equally.
+    for chunk in torch.tensor_split(images, max(1, len(images) // batch_size)):
+        net(chunk.to(device, non_blocking=True))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    net.train(was_training)
+
+
 def build_predictor(name: str = "resnet50") -> nn.Module:
     """A regressor mapping (N, 1, H, W) images to (N, 1) scaled ages."""
     if name == "small":

@@ -17,6 +17,7 @@ from ..config import TrainConfig
 from ..errors import DuiitConfigError, DuiitError
 from ..eval.label_cues import AgeReader, OnScale, evenly_spaced, label_cue_metrics, train_reader
 from ..models import PatchDiscriminator, ResnetGenerator, build_predictor
+from ..models.predictor import recalibrate_batchnorm
 from .data import BatchSampler, TrainingData, load_training_data
 from .schedule import linear_decay
 from .checkpoint import (CHECKPOINT_NAME, RunFolder, json_roundtrip, load_reader, read_checkpoint,
@@ -418,6 +419,8 @@ class Trainer:
 
     def _after_epoch(self, record: dict) -> None:
         """Validation MSE (and the best epoch on it) and the translators' label cues."""
+        if self.cfg.predictor_bn_stats == "real_ct":
+            recalibrate_batchnorm(self.eval_predictor, self.data.ct_train.images, self.device)
         record["val_mse"] = self.evaluate("val")["mse"]
         # Predicting the mean age scores about the ages' variance; far above it the run has run away.
         baseline = float(self.data.ct_train.ages.var(unbiased=False)) + float(

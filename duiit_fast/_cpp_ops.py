@@ -81,19 +81,21 @@ loss.register_fake(fake_loss)
 
 @torch.library.custom_op("duiit_fast::loss_cpp_backward", mutates_args=())
 def loss_backward(grad_out: Tensor, a: Tensor, b: Optional[Tensor], target: float,
-                  kind: str) -> tuple[Tensor, Tensor]:
-    """(grad_a, grad_b); grad_b is empty when b is None."""
+                  kind: str, need_grad_b: bool) -> tuple[Tensor, Tensor]:
+    """(grad_a, grad_b); grad_b is empty when b is None or needs no gradient (a data target:
+    writing it would cost a full image-sized store for nothing)."""
     grad_a = torch.empty_like(a, memory_format=torch.contiguous_format)
-    grad_b = torch.empty_like(grad_a) if b is not None else a.new_empty(0)
+    write_b = b is not None and need_grad_b
+    grad_b = torch.empty_like(grad_a) if write_b else a.new_empty(0)
     # .item(): the scalar upstream gradient is read on the host; on the CPU this costs nothing.
     _C.loss_backward(_np(a), _np(b), target, LOSS_CODES[kind], float(grad_out.item()), grad_a.numpy(),
-                     grad_b.numpy() if b is not None else None)
+                     grad_b.numpy() if write_b else None)
     return grad_a, grad_b
 
 
-def fake_loss_backward(grad_out, a, b, target, kind):
+def fake_loss_backward(grad_out, a, b, target, kind, need_grad_b):
     grad_a = torch.empty_like(a, memory_format=torch.contiguous_format)
-    return grad_a, (torch.empty_like(grad_a) if b is not None else a.new_empty(0))
+    return grad_a, (torch.empty_like(grad_a) if b is not None and need_grad_b else a.new_empty(0))
 
 
 loss_backward.register_fake(fake_loss_backward)

@@ -67,13 +67,14 @@ def _loss_forward(a, b, target, kind, launch):
     return (partials.sum() / a.numel()).to(a.dtype)
 
 
-def _loss_backward(grad_out, a, b, target, kind, launch):
+def _loss_backward(grad_out, a, b, target, kind, need_grad_b, launch):
     _, losses = _kernels()
     a = a.contiguous()
     grad_a = torch.empty_like(a)
-    grad_b = torch.empty_like(a) if b is not None else a.new_empty(0)
+    write_b = b is not None and need_grad_b   # a data target gets no gradient written
+    grad_b = torch.empty_like(a) if write_b else a.new_empty(0)
     losses.loss_backward(a, _contiguous(b), target, LOSS_CODES[kind], grad_out.contiguous(), grad_a,
-                         grad_b if b is not None else None, launch=launch)
+                         grad_b if write_b else None, launch=launch)
     return grad_a, grad_b
 
 
@@ -100,8 +101,8 @@ def loss_cuda(a: Tensor, b: Optional[Tensor], target: float, kind: str) -> Tenso
 
 @triton_op("duiit_fast::loss_triton_backward", mutates_args=())
 def loss_backward_cuda(grad_out: Tensor, a: Tensor, b: Optional[Tensor], target: float,
-                       kind: str) -> tuple[Tensor, Tensor]:
-    return _loss_backward(grad_out, a, b, target, kind, wrap_triton)
+                       kind: str, need_grad_b: bool) -> tuple[Tensor, Tensor]:
+    return _loss_backward(grad_out, a, b, target, kind, need_grad_b, wrap_triton)
 
 
 # --- CPU under TRITON_INTERPRET=1: opaque custom ops --------------------------------------------
@@ -143,8 +144,8 @@ loss_interpret.register_fake(fake_loss)  # same shapes as the C++ op
 
 @torch.library.custom_op("duiit_fast::loss_triton_interpret_backward", mutates_args=())
 def loss_backward_interpret(grad_out: Tensor, a: Tensor, b: Optional[Tensor], target: float,
-                            kind: str) -> tuple[Tensor, Tensor]:
-    return _loss_backward(grad_out, a, b, target, kind, _identity)
+                            kind: str, need_grad_b: bool) -> tuple[Tensor, Tensor]:
+    return _loss_backward(grad_out, a, b, target, kind, need_grad_b, _identity)
 
 
 loss_backward_interpret.register_fake(fake_loss_backward)

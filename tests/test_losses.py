@@ -75,3 +75,19 @@ def test_loss_argument_errors():
         ops.l1_loss(torch.zeros(2), torch.zeros(3), backend="cpp")
     with pytest.raises(ValueError, match="empty tensor"):
         ops.lsgan_loss(torch.zeros(0), 1.0, backend="cpp")
+
+
+def test_cpp_loss_backward_writes_no_gradient_for_a_data_target():
+    from duiit_fast import _cpp_ops
+    a, b = torch.randn(50), torch.randn(50)
+    g = torch.tensor(1.0)
+    grad_a, grad_b = _cpp_ops.loss_backward(g, a, b, 0.0, "l1", False)
+    assert grad_b.numel() == 0
+    grad_a2, grad_b2 = _cpp_ops.loss_backward(g, a, b, 0.0, "l1", True)
+    torch.testing.assert_close(grad_a, grad_a2)
+    torch.testing.assert_close(grad_b2, -grad_a2)
+    # Through autograd: a target without requires_grad gets none, one with it gets −grad_a.
+    x = torch.randn(50, requires_grad=True)
+    y = torch.randn(50, requires_grad=True)
+    gx, gy = torch.autograd.grad(ops.l1_loss(x, y, backend="cpp"), (x, y))
+    torch.testing.assert_close(gy, -gx)

@@ -116,3 +116,56 @@ def test_short_training_run_matches_reference(tiny_config):
         losses[backend] = Trainer(cfg, progress=False).fit()[0]
     for key in ("loss", "trans", "pred", "d_t", "d_s"):
         assert losses["triton"][key] == pytest.approx(losses["reference"][key], rel=1e-3, abs=1e-5)
+
+
+@pytest.fixture
+def tiny_split(monkeypatch):
+    """Planes above 16 elements split into chunks of 32: the split path at interpreter sizes."""
+    from duiit_fast.kernels import instance_norm
+    monkeypatch.setattr(instance_norm, "SPLIT_MIN", 16)
+    monkeypatch.setattr(instance_norm, "CHUNK", 32)
+    return instance_norm
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 9, 11), (1, 2, 8, 8), (1, 1, 70, 70)])   # 4 chunks (last of 3), 2, 154
+@pytest.mark.parametrize("act,residual", CASES)
+@pytest.mark.parametrize("affine", [False, True])
+def test_triton_split_planes_match_reference(tiny_split, shape, act, residual, affine):
+    length = shape[2] * shape[3]
+    assert tiny_split.plane_split(length)[1] == -(-length // 32)
+    x = (torch.randn(shape) * 3 + 5).requires_grad_()        # an offset mean: the merge must be stable
+    w = torch.randn(shape[1], requires_grad=True) if affine else None
+    b = torch.randn(shape[1], requires_grad=True) if affine else None
+    r = torch.randn(shape, requires_grad=True) if residual else None
+    y = ops.instance_norm_act(x, w, b, r, act=act, backend="triton")
+    y_ref = reference.instance_norm_act(x, w, b, r, act=act)
+    torch.testing.assert_close(y, y_ref, **TOL[torch.float32])
+    leaves = [t for t in (x, w, b, r) if t is not None]
+    g = torch.randn_like(y)
+    for got, want in zip(torch.autograd.grad(y, leaves, g), torch.autograd.grad(y_ref, leaves, g)):
+        torch.testing.assert_close(got, want, **TOL[torch.float32])
+
+
+def test_triton_split_planes_gradcheck_fp64(tiny_split):
+    x = torch.randn(1, 2, 7, 7, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t, s: ops.instance_norm_act(t, s, act="leaky_relu", backend="triton"),
+                                    (x, w))
+
+
+def test_triton_split_statistics_are_stable_far_from_zero(tiny_split):
+    # A large common offset with small spread: naive E[x²] − E[x]² merging would lose the variance.
+    x = 1e4 + torch.randn(1, 1, 16, 16, dtype=torch.float64)
+    y = ops.instance_norm_act(x.float(), act="none", backend="triton")
+    torch.testing.assert_close(y.double(), reference.instance_norm_act(x, act="none"), atol=2e-3, rtol=1e-3)
+
+
+def test_loss_backward_writes_no_gradient_for_a_data_target():
+    from duiit_fast import _triton_ops
+    a, b = torch.randn(50), torch.randn(50)
+    g = torch.tensor(1.0)
+    grad_a, grad_b = _triton_ops.loss_backward_interpret(g, a, b, 0.0, "l1", False)
+    assert grad_b.numel() == 0
+    grad_a2, grad_b2 = _triton_ops.loss_backward_interpret(g, a, b, 0.0, "l1", True)
+    torch.testing.assert_close(grad_a, grad_a2)
+    torch.testing.assert_close(grad_b2, -grad_a2)

@@ -28,6 +28,8 @@ SOURCE_COMBINATIONS = ("MRI", "PET", "MRI-PET")
 SETTINGS = ("PURE-CT",) + tuple(f"{k}-CT-{s}" for k in SETTING_KINDS for s in SOURCE_COMBINATIONS)
 PRED_FEEDBACK = ("joint", "ct_reader")
 PREDICTOR_BN_STATS = ("real_ct", "running")
+SWITCHES = ("auto", "on", "off")
+PRECISIONS = ("auto", "fp32", "bf16")
 BACKENDS = ("reference", "triton", "cpp", "auto")
 PREDICTORS = ("resnet50", "resnet18", "small")
 
@@ -106,6 +108,11 @@ class TrainConfig:
     label_cues: bool = True          # log the CT reader's MSE and slope on G(source) every epoch
     reader_steps: int = 600          # training steps of the CT reader(s) (label cues, ct_reader)
     reader_path: Optional[str] = None  # a saved CT reader to use instead of training one
+    # The fast path (train/fast.py): "auto" resolves per device and run length
+    compile: str = "auto"            # auto | on | off: torch.compile the step's forward + losses
+    precision: str = "auto"          # auto | fp32 | bf16: autocast; losses, weights, Adam stay fp32
+    channels_last: str = "auto"      # auto | on | off: NHWC memory format for nets and batches
+    fused_optimizer: bool = True     # Adam(fused=True): one kernel for every parameter's update
     out_dir: str = "runs/duiit"
     num_threads: Optional[int] = None
 
@@ -154,6 +161,9 @@ class TrainConfig:
         for name in ("lr_translator", "lr_predictor", "lambda_cyc", "lambda_pred", "pool_size"):
             _check(getattr(self, name) >= 0, name, f"must not be negative, got {getattr(self, name)}")
         _check(0 <= self.beta1 < 1, "beta1", f"must lie in [0, 1), got {self.beta1}")
+        for name in ("compile", "channels_last"):
+            _check(getattr(self, name) in SWITCHES, name, f"must be one of {SWITCHES}, got {getattr(self, name)!r}")
+        _check(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}, got {self.precision!r}")
         _check(self.predictor_bn_stats in PREDICTOR_BN_STATS, "predictor_bn_stats",
                f"must be one of {PREDICTOR_BN_STATS}, got {self.predictor_bn_stats!r}")
         _check(0 <= self.predictor_ema < 1, "predictor_ema", f"must lie in [0, 1), got {self.predictor_ema}")

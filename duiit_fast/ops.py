@@ -111,8 +111,9 @@ def _register_loss_autograd(forward_op, backward_op) -> None:
 
     def backward(ctx, grad_out):
         a, b = ctx.saved_tensors
-        grad_a, grad_b = backward_op(grad_out, a, b, ctx.target, ctx.kind)
-        return grad_a, (grad_b if b is not None and ctx.needs_input_grad[1] else None), None, None
+        need_b = b is not None and ctx.needs_input_grad[1]
+        grad_a, grad_b = backward_op(grad_out, a, b, ctx.target, ctx.kind, need_b)
+        return grad_a, (grad_b if need_b else None), None, None
 
     forward_op.register_autograd(backward, setup_context=setup_context)
 
@@ -180,9 +181,13 @@ def lsgan_loss(pred: Tensor, target: float, backend: Optional[str] = None) -> Te
 
 
 def l1_loss(a: Tensor, b: Tensor, backend: Optional[str] = None) -> Tensor:
-    """mean(|a - b|), gradient sign(a - b)/n with sign(0) = 0."""
+    """mean(|a - b|), gradient sign(a - b)/n with sign(0) = 0. Different float dtypes (a bf16
+    output under autocast against an fp32 target) are computed in the wider one."""
     if a.shape != b.shape:
         raise ValueError(f"l1_loss needs equal shapes, got {tuple(a.shape)} and {tuple(b.shape)}")
-    if a.dtype != b.dtype or a.device != b.device:
-        raise ValueError(f"l1_loss needs one dtype and device, got {a.dtype}/{a.device} and {b.dtype}/{b.device}")
+    if a.device != b.device:
+        raise ValueError(f"l1_loss needs one device, got {a.device} and {b.device}")
+    if a.dtype != b.dtype:
+        common = torch.promote_types(a.dtype, b.dtype)
+        a, b = a.to(common), b.to(common)
     return _loss("l1", a, b, 0.0, backend)

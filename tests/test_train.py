@@ -107,7 +107,9 @@ def test_mix_trains_and_saves_each_epoch(tiny_config):
 def test_predictor_only_settings(tiny_config, setting):
     trainer = Trainer(tiny_config(setting), progress=False)
     seen = []
-    trainer.nets["P"].register_forward_pre_hook(lambda m, inp: seen.append(inp[0].shape[0]) if m.training else None)
+    # Training calls only (BatchNorm re-estimation also runs P in train mode, without gradients).
+    trainer.nets["P"].register_forward_pre_hook(
+        lambda m, inp: seen.append(inp[0].shape[0]) if m.training and torch.is_grad_enabled() else None)
     trainer.fit()
     assert set(trainer.nets) == {"P"}
     assert len(trainer.data.ct_train.patients) == trainer.cfg.phantom.ct_train_patients

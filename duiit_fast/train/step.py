@@ -39,7 +39,8 @@ def squared_error_sum(pred: torch.Tensor, target: torch.Tensor, label_scale: flo
     """Σ (pred − target)² in label units. Eq. 2 is a sum over samples of l(P(·), r) with r in the
     label's units (years for age), and the paper's λ = 1e-3 multiplies that sum: P predicts
     standardised ages, so label_scale (the ages' std) converts its errors back to years."""
-    return (pred - target).square().sum() * (label_scale * label_scale)
+    # fp32 whatever P's output precision (bf16 under autocast): a sum over the batch in years².
+    return (pred.float() - target.float()).square().sum() * (label_scale * label_scale)
 
 
 def translation_loss(nets, x, sources: dict, lambda_cyc: float, backend=None):
@@ -54,9 +55,11 @@ def translation_loss(nets, x, sources: dict, lambda_cyc: float, backend=None):
         rec_y = Fk(fake_x)
         fake_y = Fk(x)                # CT → source
         rec_x = G(fake_y)
-        trans = trans + ops.lsgan_loss(nets["D_t"](fake_x), 1.0, backend) \
-            + ops.lsgan_loss(nets["D_s"][k](fake_y), 1.0, backend) \
-            + lambda_cyc * (ops.l1_loss(rec_y, y, backend) + ops.l1_loss(rec_x, x, backend))
+        # The losses themselves in fp32 (a no-op without autocast).
+        trans = trans + ops.lsgan_loss(nets["D_t"](fake_x).float(), 1.0, backend) \
+            + ops.lsgan_loss(nets["D_s"][k](fake_y).float(), 1.0, backend) \
+            + lambda_cyc * (ops.l1_loss(rec_y.float(), y.float(), backend)
+                            + ops.l1_loss(rec_x.float(), x.float(), backend))
         fakes[k] = (fake_x, fake_y)
     return trans, fakes
 
@@ -87,35 +90,43 @@ def generator_predictor_loss(nets, x, r_x, sources: dict, lambda_cyc: float, lam
     return GeneratorLosses(total, trans, pred_loss, feedback, fakes)
 
 
-def discriminator_loss(nets, x, sources: dict, fakes: dict, pools: dict, backend=None):
-    """D_t: 0.5·(real + mean over sources of pooled fake CT); D_s,k likewise (LSGAN, real=1, fake=0)."""
-    real_t = ops.lsgan_loss(nets["D_t"](x), 1.0, backend)
-    fake_t = x.new_zeros(())
-    loss_s = x.new_zeros(())
+def discriminator_loss(nets, x, sources: dict, pooled: dict, backend=None):
+    """D_t: 0.5·(real + mean over sources of pooled fake CT); D_s,k likewise (LSGAN, real=1, fake=0).
+    `pooled` maps each source to its (fake CT, fake source) images as drawn from the image pools."""
+    real_t = ops.lsgan_loss(nets["D_t"](x).float(), 1.0, backend)
+    fake_t = x.new_zeros((), dtype=torch.float32)
+    loss_s = x.new_zeros((), dtype=torch.float32)
     for k, batch in sources.items():
-        fake_x, fake_y = fakes[k]
-        fake_t = fake_t + ops.lsgan_loss(nets["D_t"](pools["ct"][k].query(fake_x.detach())), 0.0, backend)
-        loss_s = loss_s + 0.5 * (ops.lsgan_loss(nets["D_s"][k](batch.images), 1.0, backend)
-                                 + ops.lsgan_loss(nets["D_s"][k](pools["src"][k].query(fake_y.detach())), 0.0, backend))
+        fake_x, fake_y = pooled[k]
+        fake_t = fake_t + ops.lsgan_loss(nets["D_t"](fake_x).float(), 0.0, backend)
+        loss_s = loss_s + 0.5 * (ops.lsgan_loss(nets["D_s"][k](batch.images).float(), 1.0, backend)
+                                 + ops.lsgan_loss(nets["D_s"][k](fake_y).float(), 0.0, backend))
     loss_t = 0.5 * (real_t + fake_t / max(len(sources), 1))
     return loss_t + loss_s, loss_t, loss_s
 
 
-def _critic_step(nets, optimizers, pools, x, sources, fakes, backend) -> dict:
+def query_pools(pools: dict, fakes: dict) -> dict:
+    """Each source's (fake CT, fake source) as the critics see them: through the image pools
+    (host-side randomness, kept out of compiled code)."""
+    return {k: (pools["ct"][k].query(fake_x.detach()), pools["src"][k].query(fake_y.detach()))
+            for k, (fake_x, fake_y) in fakes.items()}
+
+
+def _critic_step(nets, optimizers, pools, x, sources, fakes, fns) -> dict:
     discriminators = [nets["D_t"], *nets["D_s"].values()]
     set_requires_grad(discriminators, True)
     optimizers["disc"].zero_grad(set_to_none=True)
-    d_total, d_t, d_s = discriminator_loss(nets, x, sources, fakes, pools, backend)
+    d_total, d_t, d_s = fns.critic_loss(x, sources, query_pools(pools, fakes))
     d_total.backward()
     optimizers["disc"].step()
-    return {"d_t": d_t.item(), "d_s": d_s.item()}
+    return {"d_t": d_t.detach(), "d_s": d_s.detach()}
 
 
 def _freeze_critics(nets) -> None:
     set_requires_grad([nets["D_t"], *nets["D_s"].values()], False)  # the G step must not move them
 
 
-def gradient_share(losses: GeneratorLosses, nets, lambda_pred: float) -> float:
+def gradient_share(losses: GeneratorLosses, nets, lambda_pred: float) -> torch.Tensor:
     """‖∇_G λ·L_pred‖ / ‖∇_G L_trans‖ over every source→CT translator's parameters: how much of G's
     update the discriminative term asks for (≈0 means DUIIT has degenerated to CycleGAN)."""
     params = [p for G in nets["G"].values() for p in G.parameters()]
@@ -123,55 +134,84 @@ def gradient_share(losses: GeneratorLosses, nets, lambda_pred: float) -> float:
     def norm(loss):
         grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
         return torch.sqrt(sum(g.square().sum() for g in grads if g is not None) + 0.0)
-    return float(norm(lambda_pred * losses.feedback) / norm(losses.trans).clamp_min(1e-30))
+    return (norm(lambda_pred * losses.feedback) / norm(losses.trans).clamp_min(1e-30)).detach()
 
 
 def joint_step(nets, optimizers, pools, x, r_x, sources: dict, cfg, backend=None, label_scale: float = 1.0,
-               reader=None, measure_share: bool = False) -> dict:
+               reader=None, measure_share: bool = False, fns=None) -> dict:
     """G/F/P update on the joint loss, then the discriminators on pooled fakes. The translators
     and P have their own Adam optimisers (lr 2e-4 and 1e-3) stepped on the same joint gradient:
-    Adam is invariant to a constant loss scale, so λ in front of L_pred does not shrink P's steps."""
+    Adam is invariant to a constant loss scale, so λ in front of L_pred does not shrink P's steps.
+    Returns 0-dim device tensors (no host sync here): the caller reads them once per step.
+    `fns` (train/fast.py) holds the possibly compiled, possibly bf16 loss functions."""
+    fns = fns or StepFunctions.eager(nets, cfg, backend, label_scale, reader)
     _freeze_critics(nets)
     optimizers["gen"].zero_grad(set_to_none=True)
     optimizers["pred"].zero_grad(set_to_none=True)
-    losses = generator_predictor_loss(nets, x, r_x, sources, cfg.lambda_cyc, cfg.lambda_pred,
-                                      label_scale, reader, backend)
+    # The gradient share needs a second backward through the graph: measured on the eager loss.
+    losses = (fns.eager_generator_loss if measure_share else fns.generator_loss)(x, r_x, sources)
     share = gradient_share(losses, nets, cfg.lambda_pred) if measure_share else None
     losses.total.backward()
     optimizers["gen"].step()
     optimizers["pred"].step()
-    parts = _critic_step(nets, optimizers, pools, x, sources, losses.fakes, backend)
+    parts = _critic_step(nets, optimizers, pools, x, sources, losses.fakes, fns)
     n = x.shape[0] + sum(b.images.shape[0] for b in sources.values())
-    # .item() synchronises with the device; once per step is the price of a readable log.
-    parts.update({"loss": losses.total.item(), "trans": losses.trans.item(),
-                  "pred": losses.pred.item() / n})   # logged per sample: MSE in years²
+    parts.update({"loss": losses.total.detach(), "trans": losses.trans.detach(),
+                  "pred": losses.pred.detach() / n})   # logged per sample: MSE in years²
     if share is not None:
         parts["grad_share"] = share
     return parts
 
 
-def translator_step(nets, optimizers, pools, x, sources: dict, cfg, backend=None) -> dict:
+def translator_step(nets, optimizers, pools, x, sources: dict, cfg, backend=None, fns=None) -> dict:
     """CycleGAN alone (λ = 0, no predictor): the warm-up, and stage 1 of the two-stage baseline."""
+    fns = fns or StepFunctions.eager(nets, cfg, backend)
     _freeze_critics(nets)
     optimizers["gen"].zero_grad(set_to_none=True)
-    trans, fakes = translation_loss(nets, x, sources, cfg.lambda_cyc, backend)
+    trans, fakes = fns.translation_loss(x, sources)
     trans.backward()
     optimizers["gen"].step()
-    return {"trans": trans.item(), **_critic_step(nets, optimizers, pools, x, sources, fakes, backend)}
+    return {"trans": trans.detach(), **_critic_step(nets, optimizers, pools, x, sources, fakes, fns)}
 
 
-def predictor_step(predictor: nn.Module, optimizer, x, r_x, extra=None, label_scale: float = 1.0) -> dict:
+def predictor_step(predictor: nn.Module, optimizer, x, r_x, extra=None, label_scale: float = 1.0,
+                   fns=None) -> dict:
     """PURE-CT, ORACLE, NAIVE and CycleGAN's stage 2: the predictor alone on real CT plus, where the
     setting has them, extra (images, ages) batches (oracle CT, raw or translated sources), in one
     call as in the joint step."""
     optimizer.zero_grad(set_to_none=True)
     images = torch.cat([x] + [e[0] for e in extra or ()])
     targets = torch.cat([r_x] + [e[1] for e in extra or ()])
-    loss = squared_error_sum(predictor(images).squeeze(1), targets, label_scale)
+    if fns is None:
+        loss = squared_error_sum(predictor(images).squeeze(1), targets, label_scale)
+    else:
+        loss = fns.predictor_loss(images, targets)
     loss.backward()
     optimizer.step()
-    mse = loss.item() / len(targets)
+    mse = loss.detach() / len(targets)
     return {"loss": mse, "pred": mse}
+
+
+class StepFunctions:
+    """The forward + loss halves of the three kinds of step, as plain callables. The eager set is
+    the reference; train/fast.py builds the same functions compiled and/or under bf16 autocast."""
+
+    def __init__(self, generator_loss, translation_loss_fn, critic_loss, predictor_loss, eager_generator_loss):
+        self.generator_loss = generator_loss              # (x, r_x, sources) → GeneratorLosses
+        self.translation_loss = translation_loss_fn       # (x, sources) → (L_trans, fakes)
+        self.critic_loss = critic_loss                    # (x, sources, pooled) → (total, d_t, d_s)
+        self.predictor_loss = predictor_loss              # (images, targets) → Σ squared error, years²
+        self.eager_generator_loss = eager_generator_loss  # for the gradient share's double backward
+
+    @classmethod
+    def eager(cls, nets, cfg, backend=None, label_scale: float = 1.0, reader=None) -> "StepFunctions":
+        def gen(x, r_x, sources):
+            return generator_predictor_loss(nets, x, r_x, sources, cfg.lambda_cyc, cfg.lambda_pred,
+                                            label_scale, reader, backend)
+        return cls(gen, lambda x, sources: translation_loss(nets, x, sources, cfg.lambda_cyc, backend),
+                   lambda x, sources, pooled: discriminator_loss(nets, x, sources, pooled, backend),
+                   lambda images, targets: squared_error_sum(nets["P"](images).squeeze(1), targets, label_scale),
+                   gen)
 
 
 def make_pools(sources, pool_size: int, seed: int, device) -> dict:

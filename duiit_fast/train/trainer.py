@@ -3,6 +3,7 @@ translates, and saves/loads checkpoints (atomically, every epoch)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -22,6 +23,8 @@ from .data import BatchSampler, TrainingData, load_training_data
 from .schedule import linear_decay
 from .checkpoint import (CHECKPOINT_NAME, RunFolder, json_roundtrip, load_reader, read_checkpoint,
                          reader_from_state, write_checkpoint)
+from ..models.layers import InstanceNormAct
+from .fast import FastPath, build_step_functions, device_defaults, resolve_fast_path
 from .step import SourceBatch, joint_step, make_pools, predictor_step, translator_step
 
 LABEL_CUE_PROBES = 240        # source slices translated for the label-cue metric
@@ -75,7 +78,13 @@ class Trainer:
         self.readers: dict[str, AgeReader] = {}    # "cues": label-cue reader; "feedback": ct_reader
         self._extra: dict = {}               # predictor-only extra sets (oracle CT, raw/translated sources)
         torch.manual_seed(cfg.seed)
+        self._device_fast = device_defaults(cfg, self.device)   # bf16, channels_last, fused Adam
+        self.fast: Optional[FastPath] = None   # all switches, resolved when training starts
+        self._fns = None                       # the step's (compiled / autocast) loss functions
         self.nets = self._build_models()
+        if self._device_fast["channels_last"]:
+            for net in self.nets.values():
+                net.to(memory_format=torch.channels_last)
         self.optimizers, self.schedulers = self._build_optimizers()
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.pools = make_pools(cfg.sources if cfg.has_translators else (), cfg.pool_size, cfg.seed, self.device)
@@ -113,14 +122,45 @@ class Trainer:
         # P has its own Adam at lr_predictor. In DUIIT it steps on the gradient of the joint loss
         # L_trans + λ·L_pred: Adam is invariant to a constant loss scale, so λ does not shrink
         # P's steps (two optimisers on one loss = one optimiser with two parameter groups).
-        optimizers = {"pred": torch.optim.Adam(self.nets["P"].parameters(), lr=cfg.lr_predictor, betas=betas)}
+        fused = self._device_fast["fused_optimizer"] or None   # None: torch's default (foreach)
+
+        def adam(params, lr):
+            return torch.optim.Adam(params, lr=lr, betas=betas, fused=fused)
+        optimizers = {"pred": adam(self.nets["P"].parameters(), cfg.lr_predictor)}
         if cfg.has_translators:
             translator = [p for k in ("G", "F") for p in self.nets[k].parameters()]
             critics = list(self.nets["D_t"].parameters()) + list(self.nets["D_s"].parameters())
-            optimizers["gen"] = torch.optim.Adam(translator, lr=cfg.lr_translator, betas=betas)
-            optimizers["disc"] = torch.optim.Adam(critics, lr=cfg.lr_translator, betas=betas)
+            optimizers["gen"] = adam(translator, cfg.lr_translator)
+            optimizers["disc"] = adam(critics, cfg.lr_translator)
         schedulers = {k: linear_decay(o, cfg.epochs, cfg.decay_start_epoch) for k, o in optimizers.items()}
         return optimizers, schedulers
+
+    def _load_optimizer(self, name: str, state: dict) -> None:
+        """Adam's saved param_groups carry the fused/foreach flags of the run that saved them:
+        this run's own choice is put back after loading."""
+        opt = self.optimizers[name]
+        flags = [{k: g.get(k) for k in ("fused", "foreach")} for g in opt.param_groups]
+        opt.load_state_dict(state)
+        for g, f in zip(opt.param_groups, flags):
+            g.update(f)
+
+    def _setup_fast_path(self) -> None:
+        """Resolve compile/backend for this run's length and build the step's loss functions."""
+        planned = self.translator_budget() + self.cfg.epochs * self.steps_per_epoch()
+        self.use_fast_path(resolve_fast_path(self.cfg, self.device, planned))
+
+    def use_fast_path(self, fast: FastPath) -> None:
+        """Run the steps under `fast` (its backend set on every fused-op module); benchmarks pass
+        an explicit one, training resolves its own from the config."""
+        self.fast = fast
+        for net in self.nets.values():
+            for m in net.modules():
+                if isinstance(m, InstanceNormAct):
+                    m.backend = fast.backend   # one backend for the whole run
+        reader = None
+        if self.cfg.kind == "MIX" and self.cfg.pred_feedback == "ct_reader":
+            reader = OnScale(self.readers["feedback"], self.age_mean, self.age_std)
+        self._fns = build_step_functions(self.nets, self.cfg, fast, self.device, self.age_std, reader)
 
     # -- data ---------------------------------------------------------------------------------
 
@@ -221,7 +261,7 @@ class Trainer:
         if name in self.loaders:
             batch = next(self._loader_iters[name])  # made ahead by the loader's prefetch thread
             self._loader_states[name] = batch.state
-            return batch.images, self._scale(batch.ages)
+            return self._layout(batch.images), self._scale(batch.ages)
         idx = self.samplers[name].next()
         images = slices.images[idx].to(self.device, non_blocking=True)
         if self.cfg.augment_flip:
@@ -229,7 +269,12 @@ class Trainer:
             images = torch.where(flip.to(self.device)[:, None, None, None], images.flip(-1), images)
         if self.cfg.augment_shift:
             images = random_shift(images, self.cfg.augment_shift, self.generator)
-        return images, self._scale(slices.ages[idx]).to(self.device)
+        return self._layout(images), self._scale(slices.ages[idx]).to(self.device)
+
+    def _layout(self, images: torch.Tensor) -> torch.Tensor:
+        if self._device_fast["channels_last"]:
+            return images.contiguous(memory_format=torch.channels_last)
+        return images
 
     # -- training -----------------------------------------------------------------------------
 
@@ -257,6 +302,7 @@ class Trainer:
         """Resuming needs the configuration the checkpoint was trained with; only the length of
         the run and where/how it executes may change."""
         may_change = {"epochs", "decay_start_epoch", "out_dir", "num_threads", "device", "backend", "loader",
+                      "compile", "fused_optimizer",
                       "cache_dir", "on_bad_file", "translator_init", "reader_path", "ct", "mri", "pet"}
         theirs = TrainConfig.from_dict(state["config"]).to_dict()
         ours = json_roundtrip(self.cfg.to_dict())
@@ -300,6 +346,8 @@ class Trainer:
         elif self.cfg.loader != "memory" and not self.loaders:
             self._init_loaders(self.batch_size)
         self._prepare_readers()
+        if self.fast is None:
+            self._setup_fast_path()
 
     def _prepare_readers(self) -> None:
         """The label-cue reader (real CT train, plus the source patients rendered as CT on the
@@ -331,9 +379,9 @@ class Trainer:
         for _ in bar:
             x, _ = self._batch(self.data.ct_train, "ct")
             sources = {k: SourceBatch(*self._batch(self.data.sources[k], k)) for k in self.cfg.sources}
-            parts = translator_step(self.nets, self.optimizers, self.pools, x, sources, self.cfg, self.cfg.backend)
+            parts = translator_step(self.nets, self.optimizers, self.pools, x, sources, self.cfg, fns=self._fns)
             self.translator_steps += 1
-            self._check_finite(parts, f"translator step {self.translator_steps}")
+            self._read_step(parts, f"translator step {self.translator_steps}")
             if ckpt is not None and (self.translator_steps % WARMUP_CHECKPOINT_EVERY == 0
                                      or self.translator_steps == budget):
                 self.save(ckpt)
@@ -350,7 +398,7 @@ class Trainer:
         for k in ("G", "F", "D_s", "D_t"):
             self.nets[k].load_state_dict(state["nets"][k])
         for k in ("gen", "disc"):
-            self.optimizers[k].load_state_dict(state["optimizers"][k])
+            self._load_optimizer(k, state["optimizers"][k])
         self._load_pools(state)
         self.translator_steps = min(state.get("translator_steps", 0), self.translator_budget())
 
@@ -362,48 +410,49 @@ class Trainer:
         totals: dict[str, float] = {}
         start = time.perf_counter()
         for i in range(steps):
-            parts = self._train_step(measure_share=(i == 0))
+            parts = self._read_step(self._train_step(measure_share=(i == 0)), f"epoch {self.epoch}, step {i + 1}")
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0.0) + v
-            self._check_finite(parts, f"epoch {self.epoch}, step {i + 1}")
         seconds = time.perf_counter() - start
         record = {"epoch": self.epoch, "steps": steps, "seconds": seconds,
+                  "pairs_per_s": steps * self.batch_size / max(seconds, 1e-9),
                   "lr": [g["lr"] for o in self.optimizers.values() for g in o.param_groups]}
         record.update({k: v / steps for k, v in totals.items() if k != "grad_share"})
         if "grad_share" in totals:   # measured on the epoch's first step
             record["grad_share"] = totals["grad_share"]
         return record
 
-    def _check_finite(self, parts: dict, where: str) -> None:
-        """Stop at the step where a loss term or a weight stops being finite, naming both; the
-        weights checked are those after the update, so nothing non-finite is ever saved."""
-        bad = [k for k, v in parts.items() if not math.isfinite(v)]
+    def _read_step(self, parts: dict, where: str) -> dict:
+        """The step's loss terms as floats, after checking them and every net's weights (after the
+        update, so nothing non-finite is ever saved). One host sync per step for all of it: the
+        terms and one reduction per net travel to the host as one tensor."""
+        per_net = [torch.stack([p.detach().float().abs().sum() for p in net.parameters()]).sum()
+                   for net in self.nets.values()]
+        names = list(parts)
+        values = torch.stack([torch.as_tensor(parts[k], device=self.device).float().reshape(()) for k in names]
+                             + per_net).tolist()
+        read = dict(zip(names, values[:len(names)]))
+        bad = [k for k, v in read.items() if not math.isfinite(v)]
         if bad:
-            raise DuiitError(f"training diverged at {where}: loss term {bad[0]} = {parts[bad[0]]} "
+            raise DuiitError(f"training diverged at {where}: loss term {bad[0]} = {read[bad[0]]} "
                              "(lower the learning rates)")
-        # One reduction per net and a single host sync per step for all of them.
-        per_net = torch.stack([torch.stack([p.detach().float().abs().sum() for p in net.parameters()]).sum()
-                               for net in self.nets.values()])
-        finite = torch.isfinite(per_net).tolist()
-        for name, ok in zip(self.nets, finite):
-            if not ok:
+        for name, total in zip(self.nets, values[len(names):]):
+            if not math.isfinite(total):
                 raise DuiitError(f"training diverged at {where}: the weights of {name} are no longer finite "
-                                 f"after the update (losses {', '.join(f'{k} {v:.3g}' for k, v in parts.items())}); "
+                                 f"after the update (losses {', '.join(f'{k} {v:.3g}' for k, v in read.items())}); "
                                  "lower the learning rates")
+        return read
 
     def _train_step(self, measure_share: bool = False) -> dict:
         data = self.data
         x, r_x = self._batch(data.ct_train, "ct")
         if self.cfg.kind != "MIX":
             extra = [self._batch(s, f"extra:{k}") for k, s in self.extra_sets().items()]
-            parts = predictor_step(self.nets["P"], self.optimizers["pred"], x, r_x, extra, self.age_std)
+            parts = predictor_step(self.nets["P"], self.optimizers["pred"], x, r_x, extra, self.age_std, self._fns)
         else:
             sources = {k: SourceBatch(*self._batch(data.sources[k], k)) for k in self.cfg.sources}
-            reader = None
-            if self.cfg.pred_feedback == "ct_reader":
-                reader = OnScale(self.readers["feedback"], self.age_mean, self.age_std)
-            parts = joint_step(self.nets, self.optimizers, self.pools, x, r_x, sources, self.cfg, self.cfg.backend,
-                               label_scale=self.age_std, reader=reader, measure_share=measure_share)
+            parts = joint_step(self.nets, self.optimizers, self.pools, x, r_x, sources, self.cfg,
+                               measure_share=measure_share, fns=self._fns)
         if "P_avg" in self.nets:
             self._update_average()
         return parts
@@ -521,6 +570,7 @@ class Trainer:
         return {
             "config": self.cfg.to_dict(), "epoch": self.epoch, "history": self.history,
             "translator_steps": self.translator_steps, "best": self.best,
+            "fast_path": None if self.fast is None else dataclasses.asdict(self.fast),
             "age_mean": self.age_mean, "age_std": self.age_std,
             "nets": {k: v.state_dict() for k, v in self.nets.items()},
             "readers": {k: r.state_dict() for k, r in self.readers.items()},
@@ -549,7 +599,7 @@ class Trainer:
         for k, v in state.get("readers", {}).items():
             self.readers[k] = reader_from_state(v, self.device)
         for k, v in state["optimizers"].items():
-            self.optimizers[k].load_state_dict(v)
+            self._load_optimizer(k, v)
         for k, v in state["schedulers"].items():
             self.schedulers[k].load_state_dict(v)
         self._load_pools(state)

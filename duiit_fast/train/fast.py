@@ -1,0 +1,100 @@
+"""The fast path of a run: torch.compile, bf16 autocast, channels_last and fused Adam.
+
+Each switch is "auto" by default and resolved once per run from the device (and, for compiling on
+CPU, from the run's length: a cold compile costs 55–230 s on 2 cores, see bench/RESULTS.md). What
+was resolved is stored in the checkpoint and printed by the CLI. The eager fp32 path stays the
+reference: tests compare the two step for step.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+
+import torch
+
+from .step import GeneratorLosses, StepFunctions, discriminator_loss, generator_predictor_loss, \
+    squared_error_sum, translation_loss
+
+# Compile on CPU only when the run is long enough to repay a cold compile: at the experiment's
+# sizes a step saves ~0.1 s compiled (1.16–1.20×), a cold compile costs 55–230 s on 2 cores.
+CPU_COMPILE_MIN_STEPS = 5000
+
+
+@dataclasses.dataclass(frozen=True)
+class FastPath:
+    compile: bool
+    bf16: bool
+    channels_last: bool
+    fused_optimizer: bool
+    backend: str           # the op backend the run's modules use
+
+    def describe(self) -> str:
+        return (f"{'compiled' if self.compile else 'eager'}, {'bf16' if self.bf16 else 'fp32'}, "
+                f"{'channels_last' if self.channels_last else 'NCHW'}, "
+                f"{'fused' if self.fused_optimizer else 'foreach'} Adam, {self.backend} ops")
+
+
+def _switch(value: str, auto: bool) -> bool:
+    return {"on": True, "off": False}.get(value, auto)
+
+
+def device_defaults(cfg, device: torch.device) -> dict:
+    """The switches that depend on the device only (needed before the optimisers are built).
+    bf16 is automatic on CUDA only: on this project's AVX2 CPUs (no native bf16) a bf16 step was
+    measured ~17× slower than fp32 (bench/RESULTS.md)."""
+    cuda = device.type == "cuda"
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and cuda and torch.cuda.is_bf16_supported())
+    return {"bf16": bf16, "channels_last": _switch(cfg.channels_last, auto=cuda),
+            "fused_optimizer": cfg.fused_optimizer and device.type in ("cuda", "cpu")}
+
+
+def resolve_fast_path(cfg, device: torch.device, planned_steps: int) -> FastPath:
+    """Everything resolved: compile on CUDA, or on CPU for runs of at least CPU_COMPILE_MIN_STEPS
+    steps. Compiled on CPU, backend "auto" becomes the reference decomposition: the C++ op is
+    opaque to Inductor, which then cannot fuse norm+activation+padding (measured 1.02–1.10× vs
+    1.16–1.20× for compiled reference ops, bench/RESULTS.md). On CUDA the Triton ops stay: they
+    are triton_ops that Inductor sees through."""
+    compile_ = _switch(cfg.compile, auto=device.type == "cuda" or planned_steps >= CPU_COMPILE_MIN_STEPS)
+    backend = cfg.backend
+    if compile_ and backend == "auto" and device.type == "cpu":
+        backend = "reference"
+    return FastPath(compile=compile_, backend=backend, **device_defaults(cfg, device))
+
+
+def _autocast(device: torch.device, bf16: bool):
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def build_step_functions(nets, cfg, fast: FastPath, device: torch.device, label_scale: float = 1.0,
+                         reader=None) -> StepFunctions:
+    """The step's forward+loss functions under the fast path: each runs under bf16 autocast where
+    chosen (losses and their sums in fp32) and is compiled with fullgraph=True (a graph break is
+    an error, not a silent slowdown). Optimiser steps, image pools and logging stay outside."""
+    backend = fast.backend
+
+    def under_autocast(fn):
+        def run(*args):
+            with _autocast(device, fast.bf16):
+                return fn(*args)
+        return run
+
+    def compiled(fn):
+        return torch.compile(fn, fullgraph=True, dynamic=False) if fast.compile else fn
+
+    def gen_parts(x, r_x, sources):
+        losses = generator_predictor_loss(nets, x, r_x, sources, cfg.lambda_cyc, cfg.lambda_pred,
+                                          label_scale, reader, backend)
+        return losses.total, losses.trans, losses.pred, losses.feedback, losses.fakes
+
+    gen_eager = under_autocast(gen_parts)
+    gen_fast = compiled(gen_eager)
+    trans_fn = compiled(under_autocast(lambda x, sources: translation_loss(nets, x, sources, cfg.lambda_cyc,
+                                                                           backend)))
+    critic_fn = compiled(under_autocast(lambda x, sources, pooled: discriminator_loss(nets, x, sources, pooled,
+                                                                                     backend)))
+    pred_fn = compiled(under_autocast(
+        lambda images, targets: squared_error_sum(nets["P"](images).squeeze(1), targets, label_scale)))
+    return StepFunctions(lambda x, r_x, sources: GeneratorLosses(*gen_fast(x, r_x, sources)), trans_fn,
+                         critic_fn, pred_fn, lambda x, r_x, sources: GeneratorLosses(*gen_eager(x, r_x, sources)))

@@ -1,0 +1,175 @@
+"""The fast path (train/fast.py): how "auto" resolves, and that every switch computes the same
+step as the eager fp32 reference (compiled: tests marked slow plus one small compiled graph)."""
+import dataclasses
+
+import pytest
+import torch
+
+from duiit_fast import Trainer, ops
+from duiit_fast.train.checkpoint import read_checkpoint
+from duiit_fast.train.fast import CPU_COMPILE_MIN_STEPS, resolve_fast_path
+
+CPU = torch.device("cpu")
+
+
+def _first_step(cfg):
+    """Losses and gradients of one joint step from the same initial weights and batch."""
+    trainer = Trainer(cfg, progress=False)
+    trainer._prepare()
+    parts = trainer._read_step(trainer._train_step(), "step 1")
+    grads = {name: [p.grad.detach().clone() for p in net.parameters() if p.grad is not None]
+             for name, net in trainer.nets.items()}
+    return trainer, parts, grads
+
+
+def _assert_grads_close(grads, ref_grads, tol):
+    """Each net's whole gradient within tol of the reference in relative L2 norm. (fp32 sums taken
+    in another order differ elementwise where terms cancel; the bias before an instance norm has a
+    gradient that is zero up to rounding, so per-parameter ratios would compare noise.)"""
+    assert any(ref_grads.values())
+    for name in ref_grads:
+        assert len(grads[name]) == len(ref_grads[name])
+        if not grads[name]:
+            continue   # a frozen net (CycleGAN's stage-2 translators)
+        got, want = (torch.cat([g.flatten() for g in gs]) for gs in (grads[name], ref_grads[name]))
+        assert float((got - want).norm()) <= tol * float(want.norm()), name
+
+
+def test_auto_is_eager_fp32_for_short_cpu_runs_and_compiles_long_ones(tiny_config):
+    cfg = tiny_config()
+    short = resolve_fast_path(cfg, CPU, planned_steps=100)
+    assert (short.compile, short.bf16, short.channels_last, short.backend) == (False, False, False, "auto")
+    long = resolve_fast_path(cfg, CPU, planned_steps=CPU_COMPILE_MIN_STEPS)
+    # Compiled on CPU, auto takes the reference ops (Inductor fuses them; the C++ op is opaque).
+    assert long.compile and long.backend == "reference"
+    assert resolve_fast_path(tiny_config(backend="cpp", compile="on"), CPU, 1).backend == "cpp"
+    forced = resolve_fast_path(tiny_config(precision="bf16", channels_last="on", compile="off"), CPU, 10 ** 6)
+    assert (forced.compile, forced.bf16, forced.channels_last) == (False, True, True)
+
+
+def test_resolved_fast_path_is_recorded_in_the_checkpoint_and_history(tiny_config):
+    trainer = Trainer(tiny_config(), progress=False)
+    trainer.fit()
+    state = read_checkpoint(trainer.cfg.out_dir + "/checkpoint.pt")
+    assert state["fast_path"] == dataclasses.asdict(trainer.fast)
+    assert all(r["pairs_per_s"] > 0 and r["steps"] == 2 and r["seconds"] > 0 for r in trainer.history)
+    assert trainer.optimizers["gen"].param_groups[0]["fused"] is True
+
+
+def test_one_host_sync_per_step(tiny_config, monkeypatch):
+    """Every loss term and the weight check reach the host as one tensor. (Reference ops: the C++
+    loss backward reads its scalar upstream gradient on the host, which on the CPU is no sync.)"""
+    trainer = Trainer(tiny_config(backend="reference"), progress=False)
+    trainer._prepare()
+    calls = {"item": 0, "tolist": 0}
+    item, tolist = torch.Tensor.item, torch.Tensor.tolist
+
+    def counting(name, fn):
+        def wrapped(self, *args):
+            calls[name] += 1
+            return fn(self, *args)
+        return wrapped
+    monkeypatch.setattr(torch.Tensor, "item", counting("item", item))
+    monkeypatch.setattr(torch.Tensor, "tolist", counting("tolist", tolist))
+    trainer._read_step(trainer._train_step(measure_share=True), "step")
+    assert calls == {"item": 0, "tolist": 1}
+
+
+def test_channels_last_computes_the_nchw_step(tiny_config):
+    _, ref_parts, ref_grads = _first_step(tiny_config(channels_last="off"))
+    trainer, parts, grads = _first_step(tiny_config(channels_last="on", out_dir=tiny_config().out_dir + "-cl"))
+    assert trainer.nets["G"]["mri"].model[1].weight.is_contiguous(memory_format=torch.channels_last)
+    assert parts == pytest.approx(ref_parts, rel=1e-4)
+    _assert_grads_close(grads, ref_grads, 1e-4)
+
+
+def test_bf16_autocast_step_stays_close_to_fp32(tiny_config):
+    _, ref_parts, _ = _first_step(tiny_config(precision="fp32"))
+    trainer, parts, _ = _first_step(tiny_config(precision="bf16", out_dir=tiny_config().out_dir + "-bf16"))
+    assert trainer.fast.bf16
+    assert all(p.dtype == torch.float32 for net in trainer.nets.values() for p in net.parameters())
+    assert parts == pytest.approx(ref_parts, rel=0.05)
+
+
+def test_l1_loss_accepts_autocast_outputs():
+    a = torch.randn(2, 1, 8, 8).bfloat16()
+    b = torch.randn(2, 1, 8, 8)
+    for backend in ("reference", "cpp"):
+        torch.testing.assert_close(ops.l1_loss(a, b, backend), (a.float() - b).abs().mean(), rtol=1e-2, atol=1e-3)
+
+
+def test_fused_flag_survives_loading_a_foreach_optimizer_state(tiny_config, tmp_path):
+    plain = Trainer(tiny_config(fused_optimizer=False, out_dir=str(tmp_path / "plain")), progress=False)
+    plain.fit()
+    fused = Trainer.load(tmp_path / "plain" / "checkpoint.pt")
+    assert plain.optimizers["gen"].param_groups[0]["fused"] in (None, False)
+    assert fused.cfg.fused_optimizer is False   # the saved config: this run stays unfused
+    resumed = Trainer(dataclasses.replace(plain.cfg, fused_optimizer=True, epochs=3), progress=False)
+    resumed.fit(resume=True)
+    assert resumed.optimizers["gen"].param_groups[0]["fused"] is True and len(resumed.history) == 3
+
+
+def _compiled_matches_eager(cfg_eager, cfg_compiled):
+    _, ref_parts, ref_grads = _first_step(cfg_eager)
+    trainer, parts, grads = _first_step(cfg_compiled)
+    assert trainer.fast.compile
+    assert parts == pytest.approx(ref_parts, rel=1e-4)
+    _assert_grads_close(grads, ref_grads, 1e-4)
+    return trainer
+
+
+def test_compiled_predictor_step_matches_eager(tiny_config):
+    """The smallest compiled graph (PURE-CT: P's loss, fwd + bwd) against eager, fp32, one thread."""
+    base = tiny_config("PURE-CT", backend="reference")
+    trainer = _compiled_matches_eager(base, dataclasses.replace(base, compile="on", out_dir=base.out_dir + "-c"))
+    trainer.fit()                                   # and it keeps training, without graph breaks
+    assert len(trainer.history) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", ["MIX-CT-MRI", "CYCLEGAN-CT-MRI"])
+def test_compiled_joint_and_translator_steps_match_eager(tiny_config, setting):
+    base = tiny_config(setting, backend="reference", translator_warmup_steps=2)
+    trainer = _compiled_matches_eager(base, dataclasses.replace(base, compile="on", out_dir=base.out_dir + "-c"))
+    trainer.fit()
+    assert len(trainer.history) == 2
+
+
+@pytest.fixture
+def tiny_bench_size(monkeypatch):
+    from duiit_fast import bench
+    monkeypatch.setitem(bench.SIZES, "T", dict(image_size=32, batch_size=2, ngf=4, ndf=4, predictor="small"))
+    return "T"
+
+
+def test_bench_table_has_every_variant_against_the_baseline(tiny_bench_size):
+    from duiit_fast.bench import VARIANTS, format_table, run_bench
+    eager = [v for v in VARIANTS if not v.compile and not v.bf16]
+    result = run_bench(tiny_bench_size, eager, "cpu", rounds=2, warmup=1, log=lambda m: None)
+    rows = {r["variant"]: r for r in result["rows"]}
+    assert set(rows) == {"eager reference fp32", "eager fused fp32"}
+    assert rows["eager reference fp32"]["speedup"] == 1.0          # the baseline against itself
+    assert result["flops_per_step"] > 0 and all(0 < r["mfu"] for r in rows.values())
+    assert all(r["compile_cold_s"] is None for r in rows.values())
+    table = format_table(result)
+    assert "| eager fused fp32 |" in table and "GFLOP per step" in table
+
+
+def test_profile_writes_a_trace_and_top_ops(tiny_bench_size, tmp_path):
+    from duiit_fast.bench import BASELINE, run_profile
+    table = run_profile(tiny_bench_size, BASELINE, "cpu", 1, tmp_path, log=lambda m: None)
+    assert "convolution" in table
+    assert (tmp_path / "trace-T-eager-reference-fp32.json").stat().st_size > 0
+    assert (tmp_path / "top-ops-T-eager-reference-fp32.txt").read_text().strip() == table.strip()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bench", "--rounds", "0"], "--rounds must be at least 1"),
+    (["bench", "--variants", "fastest"], "unknown variant 'fastest'"),
+    (["profile", "--steps", "0"], "--steps must be at least 1"),
+])
+def test_bench_cli_rejects_bad_arguments_in_one_line(argv, message, capsys):
+    from duiit_fast.cli import main
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

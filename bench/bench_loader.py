@@ -40,6 +40,8 @@ def test_joint_step_consumption(benchmark, device):
     from duiit_fast.config import TrainConfig
     from duiit_fast.train.step import SourceBatch, joint_step
     from duiit_fast.train.trainer import Trainer
+
+    from conftest import synchronize
     batch = 2 if device.type == "cpu" else 16
     cfg = TrainConfig(setting="MIX-CT-MRI", image_size=256, batch_size=batch, device=device.type)
     trainer = Trainer(cfg, data=None, progress=False)  # models only: batches are synthetic
@@ -48,7 +50,8 @@ def test_joint_step_consumption(benchmark, device):
     sources = {"mri": SourceBatch(torch.rand_like(x) * 2 - 1, r)}
 
     def step():
-        joint_step(trainer.nets, trainer.optimizers, trainer.pools, x, r, sources, cfg)  # .item() syncs
+        joint_step(trainer.nets, trainer.optimizers, trainer.pools, x, r, sources, cfg)
+        synchronize(device)
     step()
     benchmark.extra_info.update(device=device_name(device), batch=batch)
     benchmark.pedantic(step, rounds=2 if device.type == "cpu" else 10, warmup_rounds=0)

@@ -46,6 +46,49 @@ def _cmd_experiment(args) -> int:
     return 0
 
 
+def _bench_variants(names):
+    from .bench import VARIANTS, variant_by_name
+    from .errors import DuiitConfigError
+    try:
+        return [variant_by_name(n) for n in names] if names else list(VARIANTS)
+    except ValueError as exc:
+        raise DuiitConfigError(str(exc)) from None
+
+
+def _bench_device(name: str) -> str:
+    import torch
+    from .errors import DuiitConfigError
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DuiitConfigError(f"--device {name}: CUDA is not available on this machine")
+    return name
+
+
+def _cmd_bench(args) -> int:
+    from .bench import format_table, run_bench
+    from .errors import DuiitConfigError
+    from .io import write_json
+    if args.rounds < 1:
+        raise DuiitConfigError(f"--rounds must be at least 1, got {args.rounds}")
+    result = run_bench(args.size, _bench_variants(args.variants), _bench_device(args.device), rounds=args.rounds,
+                       log=lambda m: print(m, file=sys.stderr))
+    print(format_table(result))
+    if args.json:
+        write_json(args.json, result)
+    return 0
+
+
+def _cmd_profile(args) -> int:
+    from .bench import run_profile
+    from .errors import DuiitConfigError
+    if args.steps < 1:
+        raise DuiitConfigError(f"--steps must be at least 1, got {args.steps}")
+    variant, = _bench_variants([args.variant])
+    print(run_profile(args.size, variant, _bench_device(args.device), args.steps, args.out))
+    return 0
+
+
 def _cmd_data_check(args) -> int:
     from .data.check import check_target
     report, clean = check_target(args.target, on_bad_file=args.on_bad_file)
@@ -131,6 +174,32 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--workers", type=int, help="processes at a time (default: min(cores, 2))")
     ex.add_argument("--quick", action="store_true", help="smoke-test sizes (seconds per cell; not a result)")
     ex.set_defaults(func=_cmd_experiment)
+
+    from .bench import SIZES, VARIANTS
+    variant_names = ", ".join(v.name.replace(" ", "-") for v in VARIANTS)
+    sizes = "; ".join(f"{k}: {v['image_size']}², {v['batch_size']} pairs, ngf {v['ngf']}, {v['predictor']} predictor"
+                      for k, v in SIZES.items())
+    bn = sub.add_parser("bench", help="time the joint step: eager reference vs fused ops, compile, bf16",
+                        description="Time one joint DUIIT step (synthetic batch) for each variant, interleaved, "
+                                    "and print step time, pairs/s, speed-up against the eager reference fp32, "
+                                    "MFU against the measured matmul ceiling, cold and cached compile time and "
+                                    f"the projected wall time of the paper's MIX-CT-MRI schedule. Sizes: {sizes}.")
+    bn.add_argument("--size", choices=list(SIZES), default="M")
+    bn.add_argument("--variants", nargs="+", metavar="VARIANT", help=f"default: all ({variant_names})")
+    bn.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    bn.add_argument("--rounds", type=int, default=10, help="interleaved timing rounds (default 10)")
+    bn.add_argument("--json", help="also write the numbers to this JSON file")
+    bn.set_defaults(func=_cmd_bench)
+
+    pr = sub.add_parser("profile", help="torch.profiler trace and top-ops table of the joint step",
+                        description="Profile warm joint steps of one variant: writes a Chrome trace "
+                                    "(chrome://tracing, Perfetto) and the top-ops table to OUT.")
+    pr.add_argument("--size", choices=list(SIZES), default="M")
+    pr.add_argument("--variant", default="eager-reference-fp32", help=f"one of {variant_names}")
+    pr.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    pr.add_argument("--steps", type=int, default=3)
+    pr.add_argument("--out", default="runs/profile", help="output folder (default runs/profile)")
+    pr.set_defaults(func=_cmd_profile)
 
     dt = sub.add_parser("data", help="dataset tools")
     dsub = dt.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)

@@ -7,7 +7,7 @@ import torch
 
 from duiit_fast import Trainer, ops
 from duiit_fast.train.checkpoint import read_checkpoint
-from duiit_fast.train.fast import CPU_COMPILE_MIN_STEPS, resolve_fast_path
+from duiit_fast.train.fast import resolve_fast_path
 
 CPU = torch.device("cpu")
 
@@ -35,15 +35,15 @@ def _assert_grads_close(grads, ref_grads, tol):
         assert float((got - want).norm()) <= tol * float(want.norm()), name
 
 
-def test_auto_is_eager_fp32_for_short_cpu_runs_and_compiles_long_ones(tiny_config):
-    cfg = tiny_config()
-    short = resolve_fast_path(cfg, CPU, planned_steps=100)
-    assert (short.compile, short.bf16, short.channels_last, short.backend) == (False, False, False, "auto")
-    long = resolve_fast_path(cfg, CPU, planned_steps=CPU_COMPILE_MIN_STEPS)
+def test_auto_on_cpu_is_eager_fp32_with_the_fused_ops(tiny_config):
+    auto = resolve_fast_path(tiny_config(), CPU)
+    assert (auto.compile, auto.bf16, auto.channels_last, auto.fused_optimizer, auto.backend) == \
+        (False, False, False, True, "auto")
     # Compiled on CPU, auto takes the reference ops (Inductor fuses them; the C++ op is opaque).
-    assert long.compile and long.backend == "reference"
-    assert resolve_fast_path(tiny_config(backend="cpp", compile="on"), CPU, 1).backend == "cpp"
-    forced = resolve_fast_path(tiny_config(precision="bf16", channels_last="on", compile="off"), CPU, 10 ** 6)
+    compiled = resolve_fast_path(tiny_config(compile="on"), CPU)
+    assert compiled.compile and compiled.backend == "reference"
+    assert resolve_fast_path(tiny_config(backend="cpp", compile="on"), CPU).backend == "cpp"
+    forced = resolve_fast_path(tiny_config(precision="bf16", channels_last="on"), CPU)
     assert (forced.compile, forced.bf16, forced.channels_last) == (False, True, True)
 
 

@@ -1,9 +1,13 @@
 """The fast path of a run: torch.compile, bf16 autocast, channels_last and fused Adam.
 
-Each switch is "auto" by default and resolved once per run from the device (and, for compiling on
-CPU, from the run's length: a cold compile costs 55–230 s on 2 cores, see bench/RESULTS.md). What
-was resolved is stored in the checkpoint and printed by the CLI. The eager fp32 path stays the
-reference: tests compare the two step for step.
+Each switch is "auto" by default and resolved once per run from the device. What was resolved is
+stored in the checkpoint. The eager fp32 path stays the reference: tests compare them step for step.
+
+Measured on this project's 2-core AVX2 CPU (bench/RESULTS.md, size M, one interleaved run): eager
+with the C++ fused ops 1.12× the eager reference, compiled reference ops 1.07×, compiled C++ ops
+1.02×, cold compile 155–224 s; bf16 ~14× slower than fp32. So "auto" on CPU is eager fp32 with the
+fused ops; on CUDA it is compiled bf16 channels_last with the Triton ops (triton_op: Inductor sees
+through them).
 """
 from __future__ import annotations
 
@@ -14,11 +18,6 @@ import torch
 
 from .step import GeneratorLosses, StepFunctions, discriminator_loss, generator_predictor_loss, \
     squared_error_sum, translation_loss
-
-# Compile on CPU only when the run is long enough to repay a cold compile: at the experiment's
-# sizes a step saves ~0.1 s compiled (1.16–1.20×), a cold compile costs 55–230 s on 2 cores.
-CPU_COMPILE_MIN_STEPS = 5000
-
 
 @dataclasses.dataclass(frozen=True)
 class FastPath:
@@ -41,20 +40,18 @@ def _switch(value: str, auto: bool) -> bool:
 def device_defaults(cfg, device: torch.device) -> dict:
     """The switches that depend on the device only (needed before the optimisers are built).
     bf16 is automatic on CUDA only: on this project's AVX2 CPUs (no native bf16) a bf16 step was
-    measured ~17× slower than fp32 (bench/RESULTS.md)."""
+    measured ~14× slower than fp32 (bench/RESULTS.md)."""
     cuda = device.type == "cuda"
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and cuda and torch.cuda.is_bf16_supported())
     return {"bf16": bf16, "channels_last": _switch(cfg.channels_last, auto=cuda),
             "fused_optimizer": cfg.fused_optimizer and device.type in ("cuda", "cpu")}
 
 
-def resolve_fast_path(cfg, device: torch.device, planned_steps: int) -> FastPath:
-    """Everything resolved: compile on CUDA, or on CPU for runs of at least CPU_COMPILE_MIN_STEPS
-    steps. Compiled on CPU, backend "auto" becomes the reference decomposition: the C++ op is
-    opaque to Inductor, which then cannot fuse norm+activation+padding (measured 1.02–1.10× vs
-    1.16–1.20× for compiled reference ops, bench/RESULTS.md). On CUDA the Triton ops stay: they
-    are triton_ops that Inductor sees through."""
-    compile_ = _switch(cfg.compile, auto=device.type == "cuda" or planned_steps >= CPU_COMPILE_MIN_STEPS)
+def resolve_fast_path(cfg, device: torch.device) -> FastPath:
+    """Everything resolved. Compiled on CPU (compile = "on"), backend "auto" becomes the reference
+    decomposition: the C++ op is opaque to Inductor, which then cannot fuse norm + activation +
+    padding (measured 1.02× vs 1.07× for compiled reference ops)."""
+    compile_ = _switch(cfg.compile, auto=device.type == "cuda")
     backend = cfg.backend
     if compile_ and backend == "auto" and device.type == "cpu":
         backend = "reference"

@@ -145,9 +145,8 @@ class Trainer:
             g.update(f)
 
     def _setup_fast_path(self) -> None:
-        """Resolve compile/backend for this run's length and build the step's loss functions."""
-        planned = self.translator_budget() + self.cfg.epochs * self.steps_per_epoch()
-        self.use_fast_path(resolve_fast_path(self.cfg, self.device, planned))
+        """Resolve compile/backend for the device and build the step's loss functions."""
+        self.use_fast_path(resolve_fast_path(self.cfg, self.device))
 
     def use_fast_path(self, fast: FastPath) -> None:
         """Run the steps under `fast` (its backend set on every fused-op module); benchmarks pass

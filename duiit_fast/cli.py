@@ -89,6 +89,50 @@ def _cmd_profile(args) -> int:
     return 0
 
 
+def _load_model(path):
+    from .errors import DuiitConfigError
+    from .train.trainer import Trainer
+    if not Path(path).is_file():
+        raise DuiitConfigError(f"--model {path}: no such checkpoint file")
+    return Trainer.load(path)
+
+
+def _progress(args):
+    if args.no_progress:
+        return None
+    from tqdm.auto import tqdm
+    return lambda it, desc: tqdm(it, desc=desc, leave=False)
+
+
+def _cmd_predict(args) -> int:
+    from .use import predict, read_inputs
+    trainer = _load_model(args.model)
+    summary = predict(trainer, read_inputs(args.inputs, "ct", args.on_bad_file), args.out, _progress(args))
+    known = f"; MSE {summary['mse']:.2f} years² where ages are known" if "mse" in summary else ""
+    print(f"{summary['patients']} patient(s), {summary['slices']} slice(s){known}: "
+          f"{Path(args.out) / 'slices.csv'}, {Path(args.out) / 'patients.csv'}")
+    return 0
+
+
+def _cmd_translate(args) -> int:
+    from .use import read_inputs, translated_patients, write_ct_dataset
+    trainer = _load_model(args.model)
+    volumes = read_inputs(args.inputs, args.source, args.on_bad_file)
+    n = write_ct_dataset(trainer, list(translated_patients(trainer, volumes, args.source)), args.out, args.format,
+                         _progress(args))
+    print(f"translated {len(volumes)} {args.source} patient(s), {n} slice(s) into a CT-like dataset: {args.out}")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from .use import export_training_set
+    trainer = _load_model(args.model)
+    s = export_training_set(trainer, args.out, args.format, _progress(args))
+    print(f"exported {s['ct_patients']} real CT + {s['translated_patients']} translated patient(s), "
+          f"{s['slices']} slice(s): {args.out}")
+    return 0
+
+
 def _cmd_data_check(args) -> int:
     from .data.check import check_target
     report, clean = check_target(args.target, on_bad_file=args.on_bad_file)
@@ -200,6 +244,40 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--steps", type=int, default=3)
     pr.add_argument("--out", default="runs/profile", help="output folder (default runs/profile)")
     pr.set_defaults(func=_cmd_profile)
+
+    pd = sub.add_parser("predict", help="ages from CT with a trained model",
+                        description="Predict ages for CT slices with a checkpoint: dataset folders (labels.csv; "
+                                    "the MSE is reported) or image files / DICOM series folders. Writes "
+                                    "OUT/slices.csv and OUT/patients.csv (mean over a patient's slices).")
+    pd.add_argument("--model", required=True, help="a checkpoint written by duiit train / experiment")
+    pd.add_argument("inputs", nargs="+", metavar="DIR_OR_FILE")
+    pd.add_argument("--out", required=True, help="output folder")
+    pd.add_argument("--on-bad-file", choices=["error", "skip"], default="error")
+    pd.add_argument("--no-progress", action="store_true")
+    pd.set_defaults(func=_cmd_predict)
+
+    tr = sub.add_parser("translate", help="MRI/PET dataset → CT-like dataset with a trained DUIIT model",
+                        description="Translate a labelled source dataset folder into CT style with the model's "
+                                    "G and write it as a dataset folder (labels.csv + 16-bit PNG slices in HU, "
+                                    "or NIfTI volumes) that duiit train reads as CT.")
+    tr.add_argument("--model", required=True)
+    tr.add_argument("--source", choices=["mri", "pet"], required=True)
+    tr.add_argument("inputs", nargs="+", metavar="DIR")
+    tr.add_argument("--out", required=True, help="output dataset folder")
+    tr.add_argument("--format", choices=["png", "nifti"], default="png")
+    tr.add_argument("--on-bad-file", choices=["error", "skip"], default="error")
+    tr.add_argument("--no-progress", action="store_true")
+    tr.set_defaults(func=_cmd_translate)
+
+    exp = sub.add_parser("export", help="write a model's augmented training set (real CT + translated sources)",
+                         description="Write the run's real CT training patients and its source training patients "
+                                     "translated by G (named SOURCE-PATIENT) as one labelled CT dataset folder at "
+                                     "the training size, for training in another framework or with duiit train.")
+    exp.add_argument("--model", required=True)
+    exp.add_argument("--out", required=True, help="output dataset folder")
+    exp.add_argument("--format", choices=["png", "nifti"], default="png")
+    exp.add_argument("--no-progress", action="store_true")
+    exp.set_defaults(func=_cmd_export)
 
     dt = sub.add_parser("data", help="dataset tools")
     dsub = dt.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)

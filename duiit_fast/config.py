@@ -25,7 +25,9 @@ PAPER_IMAGE_SPLIT = (1887 / 2438, 271 / 2438, 280 / 2438)
 # without the predictor (λ = 0), then frozen; the predictor learns from real + translated.
 SETTING_KINDS = ("MIX", "ORACLE", "NAIVE", "CYCLEGAN")
 SOURCE_COMBINATIONS = ("MRI", "PET", "MRI-PET")
-SETTINGS = ("PURE-CT",) + tuple(f"{k}-CT-{s}" for k in SETTING_KINDS for s in SOURCE_COMBINATIONS)
+# AUG: CT only with torchvision's augmentations, the paper's Table 4 baselines (train/augment.py).
+SETTINGS = ("PURE-CT",) + tuple(f"{k}-CT-{s}" for k in SETTING_KINDS for s in SOURCE_COMBINATIONS) + (
+    "AUG-SIMPLE", "AUG-AUTO", "AUG-ERASING")
 PRED_FEEDBACK = ("joint", "ct_reader")
 PREDICTOR_BN_STATS = ("real_ct", "running")
 SWITCHES = ("auto", "on", "off")
@@ -124,7 +126,7 @@ class TrainConfig:
     @property
     def kind(self) -> str:
         """PURE, MIX (joint DUIIT), ORACLE (sources rendered as CT, phantom only), NAIVE (raw
-        sources as CT) or CYCLEGAN (two-stage translation)."""
+        sources as CT), CYCLEGAN (two-stage translation) or AUG (CT with augmentations)."""
         return self.setting.split("-")[0]
 
     @property

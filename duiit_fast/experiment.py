@@ -57,7 +57,7 @@ def parse_arm(arm: str) -> tuple[str, dict]:
         TrainConfig(**overrides).validate()
     except DuiitConfigError as exc:
         raise DuiitConfigError(f"arm {arm!r}: {exc}") from None
-    if not setting.endswith(("-MRI", "-CT")) or "PET" in setting:
+    if not setting.endswith(("-MRI", "-CT")) and not setting.startswith("AUG-") or "PET" in setting:
         raise DuiitConfigError(f"arm {arm!r}: the experiment's phantom arms use MRI as the source")
     return setting, overrides
 

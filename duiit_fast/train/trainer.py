@@ -24,6 +24,7 @@ from .schedule import linear_decay
 from .checkpoint import (CHECKPOINT_NAME, RunFolder, json_roundtrip, load_reader, read_checkpoint,
                          reader_from_state, write_checkpoint)
 from ..models.layers import InstanceNormAct
+from .augment import augment_batch, paper_augmentation
 from .fast import FastPath, build_step_functions, device_defaults, resolve_fast_path
 from .step import SourceBatch, joint_step, make_pools, predictor_step, translator_step
 
@@ -87,6 +88,7 @@ class Trainer:
                 net.to(memory_format=torch.channels_last)
         self.optimizers, self.schedulers = self._build_optimizers()
         self.generator = torch.Generator().manual_seed(cfg.seed)
+        self._augment = paper_augmentation(cfg.setting, cfg.image_size) if cfg.kind == "AUG" else None
         self.pools = make_pools(cfg.sources if cfg.has_translators else (), cfg.pool_size, cfg.seed, self.device)
         self.samplers: dict[str, BatchSampler] = {}
         self.loaders: dict = {}
@@ -445,6 +447,8 @@ class Trainer:
     def _train_step(self, measure_share: bool = False) -> dict:
         data = self.data
         x, r_x = self._batch(data.ct_train, "ct")
+        if self._augment is not None:
+            x = self._layout(augment_batch(self._augment, x))
         if self.cfg.kind != "MIX":
             extra = [self._batch(s, f"extra:{k}") for k, s in self.extra_sets().items()]
             parts = predictor_step(self.nets["P"], self.optimizers["pred"], x, r_x, extra, self.age_std, self._fns)

@@ -25,9 +25,11 @@ PAPER_IMAGE_SPLIT = (1887 / 2438, 271 / 2438, 280 / 2438)
 # without the predictor (λ = 0), then frozen; the predictor learns from real + translated.
 SETTING_KINDS = ("MIX", "ORACLE", "NAIVE", "CYCLEGAN")
 SOURCE_COMBINATIONS = ("MRI", "PET", "MRI-PET")
-# AUG: CT only with torchvision's augmentations, the paper's Table 4 baselines (train/augment.py).
-SETTINGS = ("PURE-CT",) + tuple(f"{k}-CT-{s}" for k in SETTING_KINDS for s in SOURCE_COMBINATIONS) + (
-    "AUG-SIMPLE", "AUG-AUTO", "AUG-ERASING")
+# TL / MTL / DANN: the paper's transfer, multi-task and domain-adversarial baselines, one source
+# (train/baselines.py). AUG: CT only with torchvision's augmentations (train/augment.py).
+BASELINE_KINDS = ("TL", "MTL", "DANN")
+SETTINGS = ("PURE-CT",) + tuple(f"{k}-CT-{s}" for k in SETTING_KINDS for s in SOURCE_COMBINATIONS) + tuple(
+    f"{k}-CT-{s}" for k in BASELINE_KINDS for s in ("MRI", "PET")) + ("AUG-SIMPLE", "AUG-AUTO", "AUG-ERASING")
 PRED_FEEDBACK = ("joint", "ct_reader")
 PREDICTOR_BN_STATS = ("real_ct", "running")
 SWITCHES = ("auto", "on", "off")
@@ -132,6 +134,11 @@ class TrainConfig:
     @property
     def has_translators(self) -> bool:
         return self.kind in ("MIX", "CYCLEGAN")
+
+    @property
+    def samples_sources(self) -> bool:
+        """Whether training draws batches of labelled source slices (translators, TL, MTL, DANN)."""
+        return self.kind in ("MIX", "CYCLEGAN") + BASELINE_KINDS
 
     @property
     def intensity(self):

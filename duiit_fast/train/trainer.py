@@ -25,6 +25,7 @@ from .checkpoint import (CHECKPOINT_NAME, RunFolder, json_roundtrip, load_reader
                          reader_from_state, write_checkpoint)
 from ..models.layers import InstanceNormAct
 from .augment import augment_batch, paper_augmentation
+from .baselines import build_extra_nets, dann_coefficient, dann_step, mtl_step
 from .fast import FastPath, build_step_functions, device_defaults, resolve_fast_path
 from .step import SourceBatch, joint_step, make_pools, predictor_step, translator_step
 
@@ -73,6 +74,8 @@ class Trainer:
         self._data = data
         self.epoch = 0                       # epochs completed
         self.translator_steps = 0            # translator-only steps completed (warm-up / stage 1)
+        self.pretrain_steps = 0              # TL: predictor steps on the source completed
+        self._progress = 0.0                 # fraction of the epochs' steps done (DANN's schedule)
         self.history: list[dict] = []
         self.best: Optional[dict] = None     # {"epoch", "val_mse", "P": state} of the best epoch on val
         self.age_mean, self.age_std = 55.0, 20.0   # replaced by the CT training set's stats in fit
@@ -102,6 +105,7 @@ class Trainer:
     def _build_models(self) -> dict:
         cfg, dev = self.cfg, self.device
         nets = {"P": build_predictor(cfg.predictor).to(dev)}
+        nets.update(build_extra_nets(cfg.kind, nets["P"], dev))   # MTL's source head, DANN's domain critic
         if cfg.predictor_ema:
             # Polyak average of P's weights: what evaluate/predict use (every setting alike).
             nets["P_avg"] = copy.deepcopy(nets["P"])
@@ -128,7 +132,8 @@ class Trainer:
 
         def adam(params, lr):
             return torch.optim.Adam(params, lr=lr, betas=betas, fused=fused)
-        optimizers = {"pred": adam(self.nets["P"].parameters(), cfg.lr_predictor)}
+        predictor = [p for k in ("P", "P_src", "D_dom") if k in self.nets for p in self.nets[k].parameters()]
+        optimizers = {"pred": adam(predictor, cfg.lr_predictor)}
         if cfg.has_translators:
             translator = [p for k in ("G", "F") for p in self.nets[k].parameters()]
             critics = list(self.nets["D_t"].parameters()) + list(self.nets["D_s"].parameters())
@@ -183,8 +188,9 @@ class Trainer:
         cfg, data = self.cfg, self.data
         self.samplers = {"ct": BatchSampler(len(data.ct_train), cfg.batch_size if cfg.has_translators
                                             else self.batch_size, self.generator)}
-        for k in data.sources if cfg.has_translators else ():
-            self.samplers[k] = BatchSampler(len(data.sources[k]), cfg.batch_size, self.generator)
+        for k in data.sources if cfg.samples_sources else ():
+            self.samplers[k] = BatchSampler(len(data.sources[k]), cfg.batch_size if cfg.has_translators
+                                            else self.batch_size, self.generator)
         for k, n in self._extra_sizes().items():
             self.samplers[f"extra:{k}"] = BatchSampler(n, self.batch_size, self.generator)
         if cfg.loader != "memory":
@@ -223,7 +229,7 @@ class Trainer:
         rank, world = 0, 1
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        sets = {"ct": self.data.ct_train, **(self.data.sources if cfg.has_translators else {}),
+        sets = {"ct": self.data.ct_train, **(self.data.sources if cfg.samples_sources else {}),
                 **({f"extra:{k}": s for k, s in self.extra_sets().items() if s.native is not None}
                    if cfg.kind in ("ORACLE", "NAIVE") else {})}
         augment = Augment(flip=cfg.augment_flip, crop_min=cfg.augment_crop_min)
@@ -317,6 +323,7 @@ class Trainer:
     def _fit(self, ckpt: Path) -> list[dict]:
         self._prepare()
         self.warm_up(ckpt)
+        self.pretrain_on_source(ckpt)
         steps = self.steps_per_epoch()
         epochs = self._bar(range(self.epoch, self.cfg.epochs), desc=f"{self.cfg.setting} epochs",
                            initial=self.epoch, total=self.cfg.epochs)
@@ -387,6 +394,25 @@ class Trainer:
                                      or self.translator_steps == budget):
                 self.save(ckpt)
 
+    def pretrain_on_source(self, ckpt=None) -> None:
+        """TL's first phase: P on the source slices and their labels for as many steps as the
+        fine-tune has, then a fresh Adam for the fine-tune on CT (paper, appendix A.6)."""
+        budget = self.cfg.epochs * self.steps_per_epoch() if self.cfg.kind == "TL" else 0
+        if self.pretrain_steps >= budget or self.epoch > 0:   # a longer resumed run does not pretrain again
+            return
+        (source,) = self.cfg.sources
+        for _ in self._bar(range(self.pretrain_steps, budget), desc=f"{self.cfg.setting} pretraining",
+                           initial=self.pretrain_steps, total=budget):
+            xs, r_s = self._batch(self.data.sources[source], source)
+            parts = predictor_step(self.nets["P"], self.optimizers["pred"], xs, r_s, None, self.age_std, self._fns)
+            self.pretrain_steps += 1
+            self._read_step(parts, f"pretraining step {self.pretrain_steps}")
+            if self.pretrain_steps == budget:
+                self.optimizers["pred"].state.clear()   # the fine-tune starts a fresh Adam
+            if ckpt is not None and (self.pretrain_steps % WARMUP_CHECKPOINT_EVERY == 0
+                                     or self.pretrain_steps == budget):
+                self.save(ckpt)
+
     def _load_translators(self, state: dict) -> None:
         """Start from another run's translators, critics, their optimisers and pools (an experiment's
         shared warm-up); the predictor and the data order stay this run's own."""
@@ -411,6 +437,7 @@ class Trainer:
         totals: dict[str, float] = {}
         start = time.perf_counter()
         for i in range(steps):
+            self._progress = (self.epoch * steps + i) / max(self.cfg.epochs * steps, 1)
             parts = self._read_step(self._train_step(measure_share=(i == 0)), f"epoch {self.epoch}, step {i + 1}")
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0.0) + v
@@ -449,7 +476,15 @@ class Trainer:
         x, r_x = self._batch(data.ct_train, "ct")
         if self._augment is not None:
             x = self._layout(augment_batch(self._augment, x))
-        if self.cfg.kind != "MIX":
+        if self.cfg.kind in ("MTL", "DANN"):
+            (source,) = self.cfg.sources
+            xs, r_s = self._batch(data.sources[source], source)
+            if self.cfg.kind == "MTL":
+                parts = mtl_step(self.nets, self.optimizers["pred"], x, r_x, xs, r_s, self.age_std)
+            else:
+                parts = dann_step(self.nets, self.optimizers["pred"], x, r_x, xs, r_s, self.age_std,
+                                  dann_coefficient(self._progress))
+        elif self.cfg.kind != "MIX":
             extra = [self._batch(s, f"extra:{k}") for k, s in self.extra_sets().items()]
             parts = predictor_step(self.nets["P"], self.optimizers["pred"], x, r_x, extra, self.age_std, self._fns)
         else:
@@ -572,7 +607,7 @@ class Trainer:
     def state_dict(self) -> dict:
         return {
             "config": self.cfg.to_dict(), "epoch": self.epoch, "history": self.history,
-            "translator_steps": self.translator_steps, "best": self.best,
+            "translator_steps": self.translator_steps, "pretrain_steps": self.pretrain_steps, "best": self.best,
             "fast_path": None if self.fast is None else dataclasses.asdict(self.fast),
             "age_mean": self.age_mean, "age_std": self.age_std,
             "nets": {k: v.state_dict() for k, v in self.nets.items()},
@@ -596,6 +631,7 @@ class Trainer:
     def _load_state(self, state: dict) -> None:
         self.epoch, self.history = state["epoch"], list(state["history"])
         self.translator_steps, self.best = state.get("translator_steps", 0), state.get("best")
+        self.pretrain_steps = state.get("pretrain_steps", 0)
         self.age_mean, self.age_std = state["age_mean"], state["age_std"]
         for k, v in state["nets"].items():
             self.nets[k].load_state_dict(v)

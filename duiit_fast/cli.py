@@ -214,8 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", required=True, help="output folder")
     ex.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS), metavar="ARM",
                     help=f"settings to compare (default: {' '.join(DEFAULT_ARMS)}); SETTING@ct_reader runs a "
-                         "setting with pred_feedback = ct_reader; AUG-SIMPLE, AUG-AUTO and AUG-ERASING are the paper's "
-                         "augmentation baselines on CT alone")
+                         "setting with pred_feedback = ct_reader; TL-CT-MRI, MTL-CT-MRI, DANN-CT-MRI, AUG-SIMPLE, AUG-AUTO and "
+                         "AUG-ERASING are the paper's other baselines; 'all' runs the defaults and those")
     ex.add_argument("--workers", type=int, help="processes at a time (default: min(cores, 2))")
     ex.add_argument("--quick", action="store_true", help="smoke-test sizes (seconds per cell; not a result)")
     ex.set_defaults(func=_cmd_experiment)

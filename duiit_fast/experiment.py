@@ -22,6 +22,8 @@ from .errors import DuiitConfigError
 from .io import write_json
 
 DEFAULT_ARMS = ("PURE-CT", "ORACLE-CT-MRI", "NAIVE-CT-MRI", "CYCLEGAN-CT-MRI", "MIX-CT-MRI")
+# `--arms all`: the defaults plus the paper's other baselines (Tables 3 and 4) on the phantom's MRI.
+ALL_ARMS = DEFAULT_ARMS + ("TL-CT-MRI", "MTL-CT-MRI", "DANN-CT-MRI", "AUG-SIMPLE", "AUG-AUTO", "AUG-ERASING")
 VARIANT_SEPARATOR = "@"          # MIX-CT-MRI@ct_reader: the same setting with pred_feedback="ct_reader"
 GRID_SLICES = 6
 
@@ -45,6 +47,11 @@ def experiment_config(quick: bool = False) -> TrainConfig:
         cfg.image_size, cfg.epochs, cfg.decay_start_epoch, cfg.steps_per_epoch = 32, 2, 1, 4
         cfg.translator_warmup_steps, cfg.reader_steps, cfg.ngf, cfg.ndf, cfg.n_blocks = 6, 10, 4, 4, 1
     return cfg
+
+
+def expand_arms(arms) -> list[str]:
+    """The arms in order, each once; "all" stands for ALL_ARMS."""
+    return list(dict.fromkeys(a for arm in arms for a in (ALL_ARMS if arm == "all" else (arm,))))
 
 
 def parse_arm(arm: str) -> tuple[str, dict]:
@@ -242,7 +249,7 @@ def run_experiment(out_dir, cohorts: int = 5, arms=DEFAULT_ARMS, workers: int | 
         raise DuiitConfigError(f"--cohorts must be at least 1, got {cohorts}")
     if workers is not None and workers < 1:
         raise DuiitConfigError(f"--workers must be at least 1, got {workers}")
-    arms = list(dict.fromkeys(arms))
+    arms = expand_arms(arms)
     for arm in arms:
         parse_arm(arm)
     out = Path(out_dir)

@@ -64,3 +64,12 @@ def test_paired_tests_match_scipy_and_gap_closed():
             "MIX-CT-MRI": {"test_mse": [75.0, 60.0]}}
     assert compare(arms)["MIX-CT-MRI"]["gap_closed"] == pytest.approx(0.5)
     assert compare(arms)["MIX-CT-MRI"]["gap_closed_per_cohort"] == pytest.approx([0.5, 0.5])
+
+
+def test_all_arms_expand_and_the_baselines_run_as_cells(tmp_path, tiny_base):
+    from duiit_fast.experiment import ALL_ARMS, expand_arms
+    assert expand_arms(["PURE-CT", "all"]) == list(ALL_ARMS)
+    arms = ["PURE-CT", "TL-CT-MRI", "MTL-CT-MRI", "DANN-CT-MRI", "AUG-AUTO"]
+    results = run_experiment(tmp_path, cohorts=1, arms=arms, workers=2, base=tiny_base, log=lambda m: None)
+    assert list(results["arms"]) == arms and all(len(e["test_mse"]) == 1 for e in results["arms"].values())
+    assert not (tmp_path / "cohort-0" / "warmup").exists()   # no translator arm: no shared warm-up job

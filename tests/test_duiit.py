@@ -2,6 +2,7 @@
 translator warm-up, ct_reader feedback, the two-stage CycleGAN, validation selection, label cues."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -203,3 +204,19 @@ def test_bn_statistics_on_real_ct_change_evaluation_not_training(tiny_config):
     with torch.no_grad():
         first = recal.nets["P"].features[0](recal.data.ct_train.images)
     assert torch.allclose(bn.running_mean, first.mean(dim=(0, 2, 3)), atol=1e-4)
+
+
+def test_frechet_distance_and_domain_fid():
+    from duiit_fast.eval.label_cues import frechet_distance
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((500, 8))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    shifted = frechet_distance(a, a + 2.0)                       # only the means differ: 8 · 2²
+    assert shifted == pytest.approx(32.0, rel=1e-6)
+    assert frechet_distance(a, 3 * a) > 1.0                      # covariance differs
+    reader = AgeReader(width=4)
+    real = torch.rand(150, 1, 16, 16) * 2 - 1
+    same = label_cue_metrics(reader, real, torch.full((150,), 50.0), "cpu", real_ct=real)["domain_fid"]
+    other = label_cue_metrics(reader, -real.flip(-1) * 0.2, torch.full((150,), 50.0), "cpu", real_ct=real)
+    # An untrained reader's features are small; what matters is identical ≈ 0 < different.
+    assert same == pytest.approx(0.0, abs=1e-12) and other["domain_fid"] > 1e-8

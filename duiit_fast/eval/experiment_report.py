@@ -23,7 +23,8 @@ def collect_results(out: Path, cohorts: int, arms, base_cfg) -> dict:
                  "seconds": [r["seconds"] for r in cells]}
         if all("label_cues" in r for r in cells):
             for key in cells[0]["label_cues"]:
-                entry[key] = [r["label_cues"][key] for r in cells]
+                if all(key in r["label_cues"] for r in cells):   # cells of an older version lack newer metrics
+                    entry[key] = [r["label_cues"][key] for r in cells]
         shares = [r["history"][-1].get("grad_share") for r in cells]
         if all(s is not None for s in shares):
             entry["grad_share_last_epoch"] = shares
@@ -96,15 +97,16 @@ def write_report(out: Path, results: dict, log=print) -> None:
              f"best validation MSE is kept. Translator arms: ngf {cfg['ngf']}, {cfg['n_blocks']} blocks, "
              f"{cfg['translator_warmup_steps']} warm-up steps (shared), λ = {cfg['lambda_pred']} on L_pred summed "
              "in years², λcyc = " + f"{cfg['lambda_cyc']}.", "",
-             "| arm | test MSE (years²) | val MSE | gap closed | label-cue slope | reader MSE on G(src) | pixel L1 |",
-             "|---|---|---|---|---|---|---|"]
+             "| arm | test MSE (years²) | val MSE | gap closed | label-cue slope | reader MSE on G(src) | pixel L1 "
+             "| domain FID |", "|---|---|---|---|---|---|---|---|"]
     for arm, e in arms.items():
         gap = comp[arm].get("gap_closed", float("nan"))
         lines.append(f"| {arm} | {_fmt(e['test_mse'])} | {_fmt(e['val_mse'])} | "
                      f"{'–' if math.isnan(gap) else f'{100 * gap:.0f}%'} | "
                      f"{_fmt(e['reader_slope'], 2) if 'reader_slope' in e else '–'} | "
                      f"{_fmt(e['reader_mse']) if 'reader_mse' in e else '–'} | "
-                     f"{_fmt(e['pixel_l1'], 3) if 'pixel_l1' in e else '–'} |")
+                     f"{_fmt(e['pixel_l1'], 3) if 'pixel_l1' in e else '–'} | "
+                     f"{_fmt(e['domain_fid'], 2) if 'domain_fid' in e else '–'} |")
     lines += ["", "Per cohort test MSE:", "", "| arm | " + " | ".join(f"cohort {c}" for c in results["cohorts"]) + " |",
               "|---|" + "---|" * n]
     for arm, e in arms.items():
@@ -124,7 +126,9 @@ def write_report(out: Path, results: dict, log=print) -> None:
               "when an arm wins on every cohort.", "",
               "Label cues: a reader trained on real CT (and the MRI patients rendered as CT) reads G(MRI); a slope "
               "near 1 means the translation kept the anatomy that carries age, near 0 that it erased it. "
-              "grad share: ‖∇_G λ·L_pred‖ / ‖∇_G L_trans‖ on the last epoch's first step.", "",
+              "grad share: ‖∇_G λ·L_pred‖ / ‖∇_G L_trans‖ on the last epoch's first step. Domain FID: FID's "
+              "Fréchet distance between G(MRI) and real CT in the CT reader's feature space (0 = "
+              "indistinguishable to the reader; not comparable with Inception FIDs).", "",
               "Figures: `test_mse.png` (mean ± std over cohorts, dots per cohort)"
               + (", " + ", ".join(f"`{g}`" for g in grids) + " (source | G(source) | same patient as CT)" if grids else "")
               + "."]

@@ -540,8 +540,10 @@ class Trainer:
             s = self.data.sources[k]
             idx = evenly_spaced(len(s), LABEL_CUE_PROBES)
             as_ct = self.data.sources_as_ct.get(k)
+            ct = self.data.ct_train
             metrics = label_cue_metrics(reader, self.translate(s.images[idx], k), s.ages[idx], self.device,
-                                        None if as_ct is None else as_ct.images[idx])
+                                        None if as_ct is None else as_ct.images[idx],
+                                        real_ct=ct.images[evenly_spaced(len(ct), LABEL_CUE_PROBES)])
             prefix = "" if len(self.cfg.sources) == 1 else f"{k}_"
             out.update({prefix + name: v for name, v in metrics.items()})
         return out

@@ -127,7 +127,8 @@ def tiny_split(monkeypatch):
     return instance_norm
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 9, 11), (1, 2, 8, 8), (1, 1, 70, 70)])   # 4 chunks (last of 3), 2, 154
+# 4 chunks (the last of 3 elements), 2 exact chunks, 8 chunks (the interpreter costs ~35 s for 154)
+@pytest.mark.parametrize("shape", [(2, 3, 9, 11), (1, 2, 8, 8), (1, 1, 12, 20)])
 @pytest.mark.parametrize("act,residual", CASES)
 @pytest.mark.parametrize("affine", [False, True])
 def test_triton_split_planes_match_reference(tiny_split, shape, act, residual, affine):

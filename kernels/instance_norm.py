@@ -45,6 +45,35 @@ def _activation_slope(z, ACT: tl.constexpr, SLOPE: tl.constexpr):
 
 
 @triton.jit
+def _scale_shift(w_ptr, b_ptr, c, rstd, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, acc_t: tl.constexpr):
+    """The affine of the normalisation for channel c: y = (x - mean)·scale + shift."""
+    scale = rstd
+    shift = 0.0
+    if HAS_WEIGHT:
+        scale = scale * tl.load(w_ptr + c).to(acc_t)
+    if HAS_BIAS:
+        shift = tl.load(b_ptr + c).to(acc_t)
+    return scale, shift
+
+
+@triton.jit
+def _normalize_range(x_ptr, r_ptr, y_ptr, base, start0, end, mean, scale, shift, HAS_RESIDUAL: tl.constexpr,
+                     ACT: tl.constexpr, SLOPE: tl.constexpr, acc_t: tl.constexpr, BLOCK: tl.constexpr):
+    """y over elements [start0, end) of a plane: a whole plane, or one chunk of a split plane."""
+    offs = tl.arange(0, BLOCK)
+    for start in range(start0, end, BLOCK):
+        idx = start + offs
+        mask = idx < end
+        # Subtract the mean before scaling: a folded x*scale + shift cancels on flat planes.
+        z = (tl.load(x_ptr + base + idx, mask=mask, other=0.0).to(acc_t) - mean) * scale + shift
+        if HAS_RESIDUAL:
+            z += tl.load(r_ptr + base + idx, mask=mask, other=0.0).to(acc_t)
+        else:
+            z = _activate(z, ACT, SLOPE)
+        tl.store(y_ptr + base + idx, z.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
 def _in_act_fwd_kernel(x_ptr, w_ptr, b_ptr, r_ptr, y_ptr, mean_ptr, rstd_ptr,
                        C, L, eps,
                        HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
@@ -67,23 +96,8 @@ def _in_act_fwd_kernel(x_ptr, w_ptr, b_ptr, r_ptr, y_ptr, mean_ptr, rstd_ptr,
     rstd = 1.0 / tl.sqrt(tl.sum(sq, axis=0) / L + eps)
     tl.store(mean_ptr + plane, mean)
     tl.store(rstd_ptr + plane, rstd)
-    c = plane % C
-    scale = rstd
-    shift = 0.0
-    if HAS_WEIGHT:
-        scale = scale * tl.load(w_ptr + c).to(acc_t)
-    if HAS_BIAS:
-        shift = tl.load(b_ptr + c).to(acc_t)
-    for start in range(0, L, BLOCK):
-        idx = start + offs
-        mask = idx < L
-        # Subtract the mean before scaling: a folded x*scale + shift cancels on flat planes.
-        z = (tl.load(x_ptr + base + idx, mask=mask, other=0.0).to(acc_t) - mean) * scale + shift
-        if HAS_RESIDUAL:
-            z += tl.load(r_ptr + base + idx, mask=mask, other=0.0).to(acc_t)
-        else:
-            z = _activate(z, ACT, SLOPE)
-        tl.store(y_ptr + base + idx, z.to(y_ptr.dtype.element_ty), mask=mask)
+    scale, shift = _scale_shift(w_ptr, b_ptr, plane % C, rstd, HAS_WEIGHT, HAS_BIAS, acc_t)
+    _normalize_range(x_ptr, r_ptr, y_ptr, base, 0, L, mean, scale, shift, HAS_RESIDUAL, ACT, SLOPE, acc_t, BLOCK)
 
 
 @triton.jit
@@ -94,6 +108,20 @@ def _xhat_and_grad(x_ptr, dy_ptr, offsets, mask, mean, rstd, w, b, ACT: tl.const
     xhat = (tl.load(x_ptr + offsets, mask=mask, other=0.0).to(acc_t) - mean) * rstd
     g = tl.load(dy_ptr + offsets, mask=mask, other=0.0).to(acc_t)
     return xhat, g * _activation_slope(xhat * w + b, ACT, SLOPE)
+
+
+@triton.jit
+def _dx_range(x_ptr, dy_ptr, dx_ptr, base, start0, end, mean, rstd, w, b, mean_g, mean_gx, ACT: tl.constexpr,
+              SLOPE: tl.constexpr, acc_t: tl.constexpr, BLOCK: tl.constexpr):
+    """dx = rstd·w·(g − mean(g) − xhat·mean(g·xhat)) over elements [start0, end) of a plane."""
+    offs = tl.arange(0, BLOCK)
+    k = rstd * w
+    for start in range(start0, end, BLOCK):
+        idx = start + offs
+        mask = idx < end
+        xhat, g = _xhat_and_grad(x_ptr, dy_ptr, base + idx, mask, mean, rstd, w, b, ACT, SLOPE, acc_t)
+        dx = k * (g - mean_g - xhat * mean_gx)
+        tl.store(dx_ptr + base + idx, dx.to(dx_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -123,15 +151,7 @@ def _in_act_bwd_kernel(dy_ptr, x_ptr, mean_ptr, rstd_ptr, w_ptr, b_ptr, dx_ptr,
     # Per-plane partial sums: the host reduces them over the batch into dweight and dbias.
     tl.store(sum_g_ptr + plane, sum_g)
     tl.store(sum_gx_ptr + plane, sum_gx)
-    mean_g = sum_g / L
-    mean_gx = sum_gx / L
-    k = rstd * w
-    for start in range(0, L, BLOCK):
-        idx = start + offs
-        mask = idx < L
-        xhat, g = _xhat_and_grad(x_ptr, dy_ptr, base + idx, mask, mean, rstd, w, b, ACT, SLOPE, acc_t)
-        dx = k * (g - mean_g - xhat * mean_gx)
-        tl.store(dx_ptr + base + idx, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+    _dx_range(x_ptr, dy_ptr, dx_ptr, base, 0, L, mean, rstd, w, b, sum_g / L, sum_gx / L, ACT, SLOPE, acc_t, BLOCK)
 
 
 @triton.jit
@@ -195,24 +215,9 @@ def _in_act_fwd_split_kernel(x_ptr, w_ptr, b_ptr, r_ptr, y_ptr, mean_ptr, rstd_p
     if split == 0:
         tl.store(mean_ptr + plane, mean)
         tl.store(rstd_ptr + plane, rstd)
-    c = plane % C
-    scale = rstd
-    shift = 0.0
-    if HAS_WEIGHT:
-        scale = scale * tl.load(w_ptr + c).to(acc_t)
-    if HAS_BIAS:
-        shift = tl.load(b_ptr + c).to(acc_t)
-    base = plane.to(tl.int64) * L
-    offs = tl.arange(0, BLOCK)
-    for start in range(start0, end, BLOCK):
-        idx = start + offs
-        mask = idx < end
-        z = (tl.load(x_ptr + base + idx, mask=mask, other=0.0).to(acc_t) - mean) * scale + shift
-        if HAS_RESIDUAL:
-            z += tl.load(r_ptr + base + idx, mask=mask, other=0.0).to(acc_t)
-        else:
-            z = _activate(z, ACT, SLOPE)
-        tl.store(y_ptr + base + idx, z.to(y_ptr.dtype.element_ty), mask=mask)
+    scale, shift = _scale_shift(w_ptr, b_ptr, plane % C, rstd, HAS_WEIGHT, HAS_BIAS, acc_t)
+    _normalize_range(x_ptr, r_ptr, y_ptr, plane.to(tl.int64) * L, start0, end, mean, scale, shift, HAS_RESIDUAL,
+                     ACT, SLOPE, acc_t, BLOCK)
 
 
 @triton.jit
@@ -269,17 +274,8 @@ def _in_act_bwd_split_kernel(dy_ptr, x_ptr, mean_ptr, rstd_ptr, w_ptr, b_ptr, dx
     c = plane % C
     w = tl.load(w_ptr + c).to(acc_t) if HAS_WEIGHT else 1.0
     b = tl.load(b_ptr + c).to(acc_t) if HAS_BIAS else 0.0
-    mean_g = sum_g / L
-    mean_gx = sum_gx / L
-    k = rstd * w
-    base = plane.to(tl.int64) * L
-    offs = tl.arange(0, BLOCK)
-    for start in range(start0, end, BLOCK):
-        idx = start + offs
-        mask = idx < end
-        xhat, g = _xhat_and_grad(x_ptr, dy_ptr, base + idx, mask, mean, rstd, w, b, ACT, SLOPE, acc_t)
-        dx = k * (g - mean_g - xhat * mean_gx)
-        tl.store(dx_ptr + base + idx, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+    _dx_range(x_ptr, dy_ptr, dx_ptr, plane.to(tl.int64) * L, start0, end, mean, rstd, w, b, sum_g / L, sum_gx / L,
+              ACT, SLOPE, acc_t, BLOCK)
 
 
 # Planes above SPLIT_MIN elements are split into chunks of CHUNK elements (32 KB of fp32: a chunk's

@@ -3,7 +3,8 @@
 Contract: duiit_fast/reference.py::instance_norm_act. Constexpr flags select the fusion
 (HAS_WEIGHT, HAS_BIAS, HAS_RESIDUAL, ACT) so one kernel serves every layer of the models. The
 ACT codes are duiit_fast._cpp_ops.ACT_CODES (none 0, relu 1, leaky_relu 2), as in csrc/. The
-LeakyReLU slope is a constexpr too (the models use one value, 0.2), which keeps it exact in fp64.
+LeakyReLU slope and eps are constexprs too (the models use one value of each), which keeps them
+exact in fp64 and leaves no float runtime argument: Inductor types those fp64 (see losses.py).
 Statistics: two passes over the plane in BLOCK chunks (mean, then sum of squared deviations),
 accumulated in fp32 — fp64 for fp64 inputs. A plane may be larger than a block (the loops) or a
 single pixel. Bytes moved per element: forward reads x (and residual) and writes y; backward
@@ -75,7 +76,7 @@ def _normalize_range(x_ptr, r_ptr, y_ptr, base, start0, end, mean, scale, shift,
 
 @triton.jit
 def _in_act_fwd_kernel(x_ptr, w_ptr, b_ptr, r_ptr, y_ptr, mean_ptr, rstd_ptr,
-                       C, L, eps,
+                       C, L, EPS: tl.constexpr,
                        HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
                        ACT: tl.constexpr, SLOPE: tl.constexpr, ACC_FP64: tl.constexpr,
                        BLOCK: tl.constexpr):
@@ -93,7 +94,7 @@ def _in_act_fwd_kernel(x_ptr, w_ptr, b_ptr, r_ptr, y_ptr, mean_ptr, rstd_ptr,
         idx = start + offs
         d = tl.load(x_ptr + base + idx, mask=idx < L, other=0.0).to(acc_t) - mean
         sq += tl.where(idx < L, d * d, 0.0)
-    rstd = 1.0 / tl.sqrt(tl.sum(sq, axis=0) / L + eps)
+    rstd = 1.0 / tl.sqrt(tl.sum(sq, axis=0) / L + EPS)
     tl.store(mean_ptr + plane, mean)
     tl.store(rstd_ptr + plane, rstd)
     scale, shift = _scale_shift(w_ptr, b_ptr, plane % C, rstd, HAS_WEIGHT, HAS_BIAS, acc_t)
@@ -199,7 +200,7 @@ def _merged_plane_stats(cmean_ptr, cm2_ptr, plane, L, CHUNK, SPLITS, acc_t: tl.c
 
 @triton.jit
 def _in_act_fwd_split_kernel(x_ptr, w_ptr, b_ptr, r_ptr, y_ptr, mean_ptr, rstd_ptr, cmean_ptr, cm2_ptr,
-                             C, L, CHUNK, SPLITS, eps,
+                             C, L, CHUNK, SPLITS, EPS: tl.constexpr,
                              HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
                              ACT: tl.constexpr, SLOPE: tl.constexpr, ACC_FP64: tl.constexpr,
                              BLOCK: tl.constexpr):
@@ -211,7 +212,7 @@ def _in_act_fwd_split_kernel(x_ptr, w_ptr, b_ptr, r_ptr, y_ptr, mean_ptr, rstd_p
     end = tl.minimum(start0 + CHUNK, L)
     acc_t = tl.float64 if ACC_FP64 else tl.float32
     mean, m2 = _merged_plane_stats(cmean_ptr, cm2_ptr, plane, L, CHUNK, SPLITS, acc_t)
-    rstd = 1.0 / tl.sqrt(m2 / L + eps)
+    rstd = 1.0 / tl.sqrt(m2 / L + EPS)
     if split == 0:
         tl.store(mean_ptr + plane, mean)
         tl.store(rstd_ptr + plane, rstd)
@@ -322,7 +323,7 @@ def instance_norm_act_forward(x, weight, bias, residual, act: int, slope: float,
     w, b, r = (t if t is not None else dummy for t in (weight, bias, residual))
     if splits == 1:
         block = _block(length)
-        launch(_in_act_fwd_kernel)[(n * c,)](x, w, b, r, y, mean, rstd, c, length, eps, **flags,
+        launch(_in_act_fwd_kernel)[(n * c,)](x, w, b, r, y, mean, rstd, c, length, EPS=eps, **flags,
                                              BLOCK=block, num_warps=_warps(block))
         return
     block = _block(chunk)
@@ -331,7 +332,8 @@ def instance_norm_act_forward(x, weight, bias, residual, act: int, slope: float,
                                                       ACC_FP64=flags["ACC_FP64"], BLOCK=block,
                                                       num_warps=_warps(block))
     launch(_in_act_fwd_split_kernel)[(n * c * splits,)](x, w, b, r, y, mean, rstd, cmean, cm2, c, length, chunk,
-                                                        splits, eps, **flags, BLOCK=block, num_warps=_warps(block))
+                                                        splits, EPS=eps, **flags, BLOCK=block,
+                                                        num_warps=_warps(block))
 
 
 def instance_norm_act_backward(grad_y, x, mean, rstd, weight, bias, act: int, slope: float,

@@ -1,0 +1,45 @@
+"""How the Triton kernels are launched, checked without running them (no GPU, no interpreter):
+a recording `launch` wrapper stands in for torch.library.wrap_triton."""
+import pytest
+import torch
+
+from duiit_fast import ops
+
+pytestmark = pytest.mark.skipif(not ops.triton_available(), reason="triton is not installed")
+
+
+def _record_launches():
+    launches = []
+
+    def launch(kernel):
+        class Grid:
+            def __getitem__(self, grid):
+                def run(*args, **kwargs):
+                    launches.append((getattr(kernel, "__name__", repr(kernel)), args, kwargs))
+                return run
+        return Grid()
+    return launches, launch
+
+
+@pytest.mark.parametrize("chunk", [None, 8])     # one program per plane; planes split in chunks of 8
+def test_no_float_reaches_a_kernel_as_a_runtime_argument(chunk):
+    """Inductor launches user kernels (triton_op) with float scalars typed fp64: on an H200 with
+    torch 2.11, `a - target` became fp64 and the compiled step failed to build. Every float a kernel
+    takes is a constexpr (an upper-case keyword), every runtime argument a tensor or an int."""
+    from duiit_fast.kernels import instance_norm, losses
+    launches, launch = _record_launches()
+    x = torch.randn(2, 3, 6, 6)
+    stats = torch.empty(6)
+    instance_norm.instance_norm_act_forward(x, torch.ones(3), None, None, 2, 0.2, 1e-5, torch.empty_like(x),
+                                            stats, stats, launch=launch, chunk=chunk)
+    instance_norm.instance_norm_act_backward(x, x, stats, stats, torch.ones(3), None, 2, 0.2, torch.empty_like(x),
+                                             stats, stats, launch=launch, chunk=chunk)
+    partials = torch.empty(losses.num_partials(x.numel()))
+    for b, target in ((None, 1.0), (x, 0.0)):
+        losses.loss_forward_partials(x, b, target, 0, partials, launch=launch)
+        losses.loss_backward(x, b, target, 0, torch.tensor(1.0), torch.empty_like(x), None, launch=launch)
+    assert len(launches) >= 6
+    for name, args, kwargs in launches:
+        assert all(isinstance(a, (torch.Tensor, int)) and not isinstance(a, bool) for a in args), (name, args)
+        runtime_floats = [k for k, v in kwargs.items() if isinstance(v, float) and not k.isupper()]
+        assert not runtime_floats, (name, runtime_floats)

@@ -1,5 +1,8 @@
 """CUDA: the Triton backend (triton_op) against the reference, fp32 and bf16, and under
 torch.compile. Marker `gpu`; skipped with a reason where CUDA is absent."""
+import dataclasses
+import math
+
 import pytest
 import torch
 
@@ -64,3 +67,98 @@ def test_cuda_opcheck():
     x = torch.randn(2, 3, 8, 8, device="cuda", requires_grad=True)
     torch.library.opcheck(_triton_ops.instance_norm_act_cuda, (x, None, None, None, "relu", 0.2, 1e-5))
     torch.library.opcheck(_triton_ops.loss_cuda, (x, None, 1.0, "lsgan"))
+
+
+# -- the joint step on CUDA: the Trainer's own path, not only the ops --------------------------
+
+def _cuda_first_step(cfg):
+    from test_fast import _first_step
+    return _first_step(dataclasses.replace(cfg, device="cuda"))
+
+
+@pytest.fixture
+def exact_fp32():
+    """cuDNN convolutions default to TF32 on CUDA (10-bit mantissa): fp32 comparisons of whole
+    steps turn it off so that a tolerance of 1e-4 tests the kernels, not TF32's rounding."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+@pytest.mark.parametrize("setting", ["MIX-CT-MRI", "CYCLEGAN-CT-MRI", "PURE-CT"])
+def test_cuda_joint_step_triton_matches_reference(tiny_config, exact_fp32, setting):
+    from test_fast import _assert_grads_close
+    base = tiny_config(setting, compile="off", precision="fp32", translator_warmup_steps=2)
+    _, ref_parts, ref_grads = _cuda_first_step(dataclasses.replace(base, backend="reference"))
+    trainer, parts, grads = _cuda_first_step(dataclasses.replace(base, backend="triton", out_dir=base.out_dir + "-t"))
+    assert trainer.fast.backend == "triton" and next(trainer.nets["P"].parameters()).is_cuda
+    assert parts == pytest.approx(ref_parts, rel=1e-4)
+    _assert_grads_close(grads, ref_grads, 1e-4)
+
+
+def test_cuda_compiled_triton_step_matches_eager_reference(tiny_config, exact_fp32):
+    from test_fast import _assert_grads_close
+    base = tiny_config("MIX-CT-MRI", precision="fp32", translator_warmup_steps=2)
+    _, ref_parts, ref_grads = _cuda_first_step(dataclasses.replace(base, compile="off", backend="reference"))
+    trainer, parts, grads = _cuda_first_step(dataclasses.replace(base, compile="on", backend="triton",
+                                                                 out_dir=base.out_dir + "-c"))
+    assert trainer.fast.compile
+    assert parts == pytest.approx(ref_parts, rel=1e-4)
+    _assert_grads_close(grads, ref_grads, 1e-4)
+
+
+def test_cuda_bf16_step_stays_close_to_fp32(tiny_config):
+    base = tiny_config("MIX-CT-MRI", compile="off", translator_warmup_steps=2)
+    _, ref_parts, _ = _cuda_first_step(dataclasses.replace(base, precision="fp32"))
+    trainer, parts, _ = _cuda_first_step(dataclasses.replace(base, precision="bf16", out_dir=base.out_dir + "-b"))
+    assert trainer.fast.bf16
+    assert all(p.dtype == torch.float32 for net in trainer.nets.values() for p in net.parameters())
+    assert parts == pytest.approx(ref_parts, rel=0.05)
+
+
+def _sync_free(fn):
+    """Run fn under CUDA's sync debug mode "error": any host sync inside raises."""
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        return fn()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.parametrize("fast", [dict(compile="off", precision="fp32"), dict(compile="off", precision="bf16")])
+def test_cuda_joint_step_never_synchronizes(tiny_config, fast):
+    """Forward, backward, both optimiser steps and the image pools run without a host sync: the
+    host can queue the next step while the device works."""
+    from duiit_fast import Trainer
+    from duiit_fast.train.step import SourceBatch, joint_step
+    trainer = Trainer(tiny_config("MIX-CT-MRI", device="cuda", translator_warmup_steps=0, **fast), progress=False)
+    trainer._prepare()
+    trainer._read_step(trainer._train_step(), "warm-up step")   # first step: lazy state, allocations
+    x, r_x = trainer._batch(trainer.data.ct_train, "ct")
+    sources = {"mri": SourceBatch(*trainer._batch(trainer.data.sources["mri"], "mri"))}
+    parts = _sync_free(lambda: joint_step(trainer.nets, trainer.optimizers, trainer.pools, x, r_x, sources,
+                                          trainer.cfg, fns=trainer._fns))
+    assert all(math.isfinite(v) for v in trainer._read_step(parts, "step").values())
+
+
+def test_cuda_training_step_with_sampling_never_synchronizes(tiny_config):
+    """The whole step as the loop runs it, batch sampling and host→device copies included."""
+    from duiit_fast import Trainer
+    trainer = Trainer(tiny_config("MIX-CT-MRI", device="cuda", compile="off", translator_warmup_steps=0),
+                      progress=False)
+    trainer._prepare()
+    trainer._read_step(trainer._train_step(), "warm-up step")
+    parts = _sync_free(trainer._train_step)
+    assert all(math.isfinite(v) for v in trainer._read_step(parts, "step").values())
+
+
+def test_cuda_auto_fast_path_trains(tiny_config):
+    """What a GPU user gets by default: compiled, bf16, channels_last, Triton ops, fused Adam."""
+    from duiit_fast import Trainer
+    trainer = Trainer(tiny_config("MIX-CT-MRI", device="cuda", translator_warmup_steps=2), progress=False)
+    trainer.fit()
+    f = trainer.fast
+    assert (f.compile, f.bf16, f.channels_last, f.fused_optimizer) == (True, True, True, True)
+    assert len(trainer.history) == 2 and all(r["pairs_per_s"] > 0 for r in trainer.history)

@@ -273,10 +273,11 @@ class Trainer:
         images = slices.images[idx].to(self.device, non_blocking=True)
         if self.cfg.augment_flip:
             flip = torch.rand(len(idx), generator=self.generator) < 0.5
-            images = torch.where(flip.to(self.device)[:, None, None, None], images.flip(-1), images)
+            images = torch.where(flip.to(self.device, non_blocking=True)[:, None, None, None], images.flip(-1), images)
         if self.cfg.augment_shift:
             images = random_shift(images, self.cfg.augment_shift, self.generator)
-        return self._layout(images), self._scale(slices.ages[idx]).to(self.device)
+        # non_blocking: a blocking host→device copy waits for the stream, i.e. for the previous step.
+        return self._layout(images), self._scale(slices.ages[idx]).to(self.device, non_blocking=True)
 
     def _layout(self, images: torch.Tensor) -> torch.Tensor:
         if self._device_fast["channels_last"]:

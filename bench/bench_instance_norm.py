@@ -16,7 +16,10 @@ from conftest import fused_backend, run_timed
 # buffers refuse; set before anything is compiled, since dynamo caches per code object.
 torch._functorch.config.donated_buffer = False
 
-SHAPES = {"cpu": (8, 64, 128, 128), "cuda": (16, 256, 64, 64)}
+# CUDA: many small planes (one program each) and few big ones (256² = 64K elements: split across
+# programs with a Chan merge); both 64 MiB in fp32, several times the H100/H200 L2.
+SHAPES = {"cpu": {"planes": (8, 64, 128, 128)},
+          "cuda": {"planes": (16, 256, 64, 64), "big-planes": (16, 64, 256, 256)}}
 IMPLS = ("reference", "fused", "compiled_reference")
 
 
@@ -32,11 +35,14 @@ def _function(impl, device):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("direction", ["forward", "backward", "both"])
 @pytest.mark.parametrize("impl", IMPLS)
-def test_instance_norm_act(benchmark, device, impl, direction, dtype):
+@pytest.mark.parametrize("planes", ["planes", "big-planes"])
+def test_instance_norm_act(benchmark, device, planes, impl, direction, dtype):
     if dtype == torch.bfloat16 and device.type == "cpu":
         pytest.skip("bf16 is a CUDA target; the C++ path computes it in fp32")
+    if planes not in SHAPES[device.type]:
+        pytest.skip(f"{planes}: a CUDA shape")
     fn = _function(impl, device)
-    shape = SHAPES[device.type]
+    shape = SHAPES[device.type][planes]
     x = torch.randn(shape, device=device, dtype=dtype, requires_grad=True)
     dy = torch.randn(shape, device=device, dtype=dtype)
     # Check the output first: a fast wrong kernel is not a result.

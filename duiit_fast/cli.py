@@ -41,8 +41,11 @@ def _train_once(cfg, args) -> int:
 
 
 def _cmd_experiment(args) -> int:
-    from .experiment import run_experiment
-    run_experiment(args.out, cohorts=args.cohorts, arms=args.arms, workers=args.workers, quick=args.quick)
+    import dataclasses
+    from .experiment import experiment_config, run_experiment
+    overrides = {k: getattr(args, k) for k in ("device", "precision", "compile") if getattr(args, k) is not None}
+    base = dataclasses.replace(experiment_config(args.quick), **overrides)
+    run_experiment(args.out, cohorts=args.cohorts, arms=args.arms, workers=args.workers, base=base)
     return 0
 
 
@@ -72,7 +75,7 @@ def _cmd_bench(args) -> int:
     if args.rounds < 1:
         raise DuiitConfigError(f"--rounds must be at least 1, got {args.rounds}")
     result = run_bench(args.size, _bench_variants(args.variants), _bench_device(args.device), rounds=args.rounds,
-                       log=lambda m: print(m, file=sys.stderr))
+                       log=lambda m: print(m, file=sys.stderr), cached_compile=not args.no_cached_compile)
     print(format_table(result))
     if args.json:
         write_json(args.json, result)
@@ -218,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "AUG-ERASING are the paper's other baselines; 'all' runs the defaults and those")
     ex.add_argument("--workers", type=int, help="processes at a time (default: min(cores, 2))")
     ex.add_argument("--quick", action="store_true", help="smoke-test sizes (seconds per cell; not a result)")
+    ex.add_argument("--device", help="auto (CUDA when present; the default), cpu or cuda[:N]")
+    ex.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                    help="auto (default: bf16 on CUDA, fp32 on CPU), fp32 or bf16")
+    ex.add_argument("--compile", choices=["auto", "on", "off"],
+                    help="torch.compile the steps: auto (default: on CUDA), on or off. Each cell is its own "
+                         "process and compiles anew, so short cells may be faster with off")
     ex.set_defaults(func=_cmd_experiment)
 
     from .bench import SIZES, VARIANTS
@@ -234,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     bn.add_argument("--rounds", type=int, default=10, help="interleaved timing rounds (default 10)")
     bn.add_argument("--json", help="also write the numbers to this JSON file")
+    bn.add_argument("--no-cached-compile", action="store_true",
+                    help="skip the second, warm-cache compile of each compiled variant (saves its time)")
     bn.set_defaults(func=_cmd_bench)
 
     pr = sub.add_parser("profile", help="torch.profiler trace and top-ops table of the joint step",

@@ -1,0 +1,63 @@
+"""Compare two `duiit experiment` folders cell by cell, paired by cohort: for every arm both hold,
+the test and validation MSE per cohort, the mean paired difference (B − A) and its paired t-test.
+Reads each finished cell's result.json, so an experiment that was stopped early still counts the
+cohorts it finished in both folders.
+
+    python bench/paired_runs.py runs/q-fp32 runs/q-bf16 [--json out.json]
+"""
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+
+def finished_cells(folder: Path) -> dict:
+    """{arm: {cohort: result}} for every cell with a result.json."""
+    cells: dict = {}
+    for result in sorted(folder.glob("cohort-*/*/result.json")):
+        cohort = int(result.parent.parent.name.split("-")[1])
+        cells.setdefault(result.parent.name, {})[cohort] = json.loads(result.read_text())
+    return cells
+
+
+def paired(a_cells: dict, b_cells: dict, split: str) -> dict:
+    from scipy import stats
+    out = {}
+    for arm in sorted(set(a_cells) & set(b_cells)):
+        cohorts = sorted(set(a_cells[arm]) & set(b_cells[arm]))
+        a = [a_cells[arm][c][split]["mse"] for c in cohorts]
+        b = [b_cells[arm][c][split]["mse"] for c in cohorts]
+        diff = [y - x for x, y in zip(a, b)]
+        row = {"cohorts": cohorts, "a": a, "b": b, "mean_a": statistics.fmean(a) if a else None,
+               "mean_b": statistics.fmean(b) if b else None, "mean_diff": statistics.fmean(diff) if diff else None}
+        if len(diff) >= 2:
+            row["sd_a"], row["sd_b"], row["sd_diff"] = statistics.stdev(a), statistics.stdev(b), statistics.stdev(diff)
+            row["t_test_p"] = float(stats.ttest_rel(b, a).pvalue) if any(diff) else 1.0
+        out[arm] = row
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--json", help="write the comparison here too")
+    args = p.parse_args(argv)
+    a_cells, b_cells = finished_cells(Path(args.a)), finished_cells(Path(args.b))
+    result = {"a": args.a, "b": args.b, "test": paired(a_cells, b_cells, "test"),
+              "val": paired(a_cells, b_cells, "val")}
+    for split in ("test", "val"):
+        print(f"{split} MSE (years²), A = {args.a}, B = {args.b}, paired by cohort:")
+        for arm, r in result[split].items():
+            cells = "  ".join(f"c{c}: {x:.1f}→{y:.1f}" for c, x, y in zip(r["cohorts"], r["a"], r["b"]))
+            summary = (f"A {r['mean_a']:.1f} ± {r.get('sd_a', 0):.1f}, B {r['mean_b']:.1f} ± {r.get('sd_b', 0):.1f}, "
+                       f"B−A {r['mean_diff']:+.1f} ± {r.get('sd_diff', 0):.1f}, p {r.get('t_test_p', float('nan')):.2f}"
+                       if r["cohorts"] else "no cohort finished in both")
+            print(f"  {arm}: {summary}\n    {cells}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

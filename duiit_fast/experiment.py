@@ -22,8 +22,11 @@ from .errors import DuiitConfigError
 from .io import write_json
 
 DEFAULT_ARMS = ("PURE-CT", "ORACLE-CT-MRI", "NAIVE-CT-MRI", "CYCLEGAN-CT-MRI", "MIX-CT-MRI")
-# `--arms all`: the defaults plus the paper's other baselines (Tables 3 and 4) on the phantom's MRI.
-ALL_ARMS = DEFAULT_ARMS + ("TL-CT-MRI", "MTL-CT-MRI", "DANN-CT-MRI", "AUG-SIMPLE", "AUG-AUTO", "AUG-ERASING")
+# The paper's other baselines (Tables 3 and 4) on the phantom's MRI, then its PET settings.
+MRI_BASELINE_ARMS = ("TL-CT-MRI", "MTL-CT-MRI", "DANN-CT-MRI", "AUG-SIMPLE", "AUG-AUTO", "AUG-ERASING")
+PET_ARMS = ("MIX-CT-PET", "CYCLEGAN-CT-PET", "TL-CT-PET", "MTL-CT-PET", "DANN-CT-PET", "MIX-CT-MRI-PET")
+# `--arms all`: every arm of the paper's Tables 2–4 (plus ORACLE and NAIVE) on the phantom.
+ALL_ARMS = DEFAULT_ARMS + MRI_BASELINE_ARMS + PET_ARMS
 VARIANT_SEPARATOR = "@"          # MIX-CT-MRI@ct_reader: the same setting with pred_feedback="ct_reader"
 GRID_SLICES = 6
 
@@ -64,9 +67,13 @@ def parse_arm(arm: str) -> tuple[str, dict]:
         TrainConfig(**overrides).validate()
     except DuiitConfigError as exc:
         raise DuiitConfigError(f"arm {arm!r}: {exc}") from None
-    if not setting.endswith(("-MRI", "-CT")) and not setting.startswith("AUG-") or "PET" in setting:
-        raise DuiitConfigError(f"arm {arm!r}: the experiment's phantom arms use MRI as the source")
     return setting, overrides
+
+
+def warmup_tag(sources) -> str:
+    """The per-cohort files a source set's translator arms share: '' for MRI (the recorded runs'
+    names: warmup/, readers.pt, prepared), '-pet', '-mri-pet'."""
+    return "" if tuple(sources) == ("mri",) else "-" + "-".join(sources)
 
 
 def cohort_config(base: TrainConfig, cohort: int, out_dir: Path) -> TrainConfig:
@@ -82,14 +89,17 @@ def run_prepare_job(cfg: TrainConfig, cohort_dir: Path, feedback_reader: bool) -
     arms of this cohort."""
     from .train.checkpoint import read_checkpoint, save_readers
     from .train.trainer import Trainer
-    cfg = dataclasses.replace(cfg, setting="MIX-CT-MRI", pred_feedback="ct_reader" if feedback_reader else "joint",
-                              label_cues=True, out_dir=str(cohort_dir / "warmup"))
+    sources = TrainConfig(setting=cfg.setting).sources
+    tag = warmup_tag(sources)
+    cfg = dataclasses.replace(cfg, setting="MIX-CT-" + "-".join(m.upper() for m in sources),
+                              pred_feedback="ct_reader" if feedback_reader else "joint",
+                              label_cues=True, out_dir=str(cohort_dir / f"warmup{tag}"))
     trainer = Trainer(cfg, progress=False)
     warm = Path(cfg.out_dir) / "checkpoint.pt"
     if warm.exists():   # a killed warm-up continues
         trainer._load_state(read_checkpoint(warm))
     trainer._prepare()
-    save_readers(trainer.readers, cohort_dir / "readers.pt")
+    save_readers(trainer.readers, cohort_dir / f"readers{tag}.pt")
     trainer.warm_up(Path(cfg.out_dir) / "checkpoint.pt")
 
 
@@ -97,8 +107,9 @@ def run_arm_job(cfg: TrainConfig, cell_dir: Path, cohort_dir: Path) -> dict:
     from .train.checkpoint import CHECKPOINT_NAME
     from .train.trainer import Trainer
     if cfg.has_translators:
-        cfg = dataclasses.replace(cfg, translator_init=str(cohort_dir / "warmup" / CHECKPOINT_NAME),
-                                  reader_path=str(cohort_dir / "readers.pt"))
+        tag = warmup_tag(cfg.sources)
+        cfg = dataclasses.replace(cfg, translator_init=str(cohort_dir / f"warmup{tag}" / CHECKPOINT_NAME),
+                                  reader_path=str(cohort_dir / f"readers{tag}.pt"))
     start = time.perf_counter()
     trainer = Trainer(cfg, progress=False)
     trainer.fit(resume=(cell_dir / CHECKPOINT_NAME).exists())   # a killed cell continues
@@ -116,13 +127,14 @@ def run_arm_job(cfg: TrainConfig, cell_dir: Path, cohort_dir: Path) -> dict:
 def _save_grid(trainer, path: Path) -> None:
     import numpy as np
     from .io import atomic_path
-    src = trainer.data.sources["mri"]
-    as_ct = trainer.data.sources_as_ct.get("mri")
+    source = trainer.cfg.sources[0]
+    src = trainer.data.sources[source]
+    as_ct = trainer.data.sources_as_ct.get(source)
     pids = src.patients
     picks = [pids[i] for i in np.linspace(0, len(pids) - 1, min(GRID_SLICES, len(pids))).astype(int)]
     rows = [np.nonzero(src.patient_ids == p)[0] for p in picks]
     idx = [int(r[len(r) // 2]) for r in rows]   # each picked patient's middle slice
-    arrays = {"source": src.images[idx, 0].numpy(), "translated": trainer.translate(src.images[idx], "mri")[:, 0].numpy(),
+    arrays = {"source": src.images[idx, 0].numpy(), "translated": trainer.translate(src.images[idx], source)[:, 0].numpy(),
               "ages": src.ages[idx].numpy()}
     if as_ct is not None:
         arrays["true_ct"] = as_ct.images[idx, 0].numpy()
@@ -138,7 +150,7 @@ def _job_main(spec_path: str) -> int:
     cohort_dir = Path(spec["cohort_dir"])
     if spec["kind"] == "prepare":
         run_prepare_job(cfg, cohort_dir, spec["feedback_reader"])
-        (cohort_dir / "prepared").write_text("ok\n")
+        (cohort_dir / f"prepared{warmup_tag(cfg.sources)}").write_text("ok\n")
     else:
         run_arm_job(cfg, Path(spec["cell_dir"]), cohort_dir)
     return 0
@@ -159,27 +171,36 @@ class Job:
 
 
 def plan_jobs(base: TrainConfig, out: Path, cohorts: int, arms) -> list[Job]:
+    """Per cohort: one prepare job per source set of the translator arms (MRI, PET, MRI + PET),
+    then one job per arm; a translator arm waits for its source set's prepare job."""
     jobs = []
     for c in range(cohorts):
         cohort_dir = out / f"cohort-{c}"
         cfg = cohort_config(base, c, cohort_dir)
-        translator_arms = [a for a in arms if TrainConfig(setting=parse_arm(a)[0]).has_translators]
-        prep = None
-        if translator_arms:
-            prep = Job(f"cohort {c}: readers + translator warm-up",
-                       {"kind": "prepare", "config": cfg.to_dict(), "cohort_dir": str(cohort_dir),
-                        "feedback_reader": any(parse_arm(a)[1].get("pred_feedback") == "ct_reader"
-                                               for a in translator_arms)},
-                       cohort_dir / "prepared")
-            jobs.append(prep)
+        by_sources: dict[tuple, list[str]] = {}
+        for a in arms:
+            arm_setting = TrainConfig(setting=parse_arm(a)[0])
+            if arm_setting.has_translators:
+                by_sources.setdefault(arm_setting.sources, []).append(a)
+        preps = {}
+        for sources, translator_arms in by_sources.items():
+            tag = warmup_tag(sources)
+            setting = "MIX-CT-" + "-".join(m.upper() for m in sources)
+            preps[sources] = Job(f"cohort {c}: readers + translator warm-up{tag.replace('-', ' ')}",
+                                 {"kind": "prepare", "config": dataclasses.replace(cfg, setting=setting).to_dict(),
+                                  "cohort_dir": str(cohort_dir),
+                                  "feedback_reader": any(parse_arm(a)[1].get("pred_feedback") == "ct_reader"
+                                                         for a in translator_arms)},
+                                 cohort_dir / f"prepared{tag}")
+            jobs.append(preps[sources])
         for arm in arms:
             setting, overrides = parse_arm(arm)
             cell_dir = cohort_dir / arm
             arm_cfg = dataclasses.replace(cfg, **overrides, out_dir=str(cell_dir))
-            needs = (prep.name,) if prep is not None and arm in translator_arms else ()
+            prep = preps.get(arm_cfg.sources) if arm_cfg.has_translators else None
             jobs.append(Job(f"cohort {c}: {arm}", {"kind": "arm", "config": arm_cfg.to_dict(),
                                                    "cohort_dir": str(cohort_dir), "cell_dir": str(cell_dir)},
-                            cell_dir / "result.json", needs))
+                            cell_dir / "result.json", (prep.name,) if prep else ()))
     return jobs
 
 

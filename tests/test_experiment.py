@@ -73,3 +73,25 @@ def test_all_arms_expand_and_the_baselines_run_as_cells(tmp_path, tiny_base):
     results = run_experiment(tmp_path, cohorts=1, arms=arms, workers=2, base=tiny_base, log=lambda m: None)
     assert list(results["arms"]) == arms and all(len(e["test_mse"]) == 1 for e in results["arms"].values())
     assert not (tmp_path / "cohort-0" / "warmup").exists()   # no translator arm: no shared warm-up job
+
+
+def test_pet_arms_share_a_warm_up_per_source_set(tmp_path, tiny_base):
+    """PET and MRI+PET translator arms get their own readers and warm-up; MRI keeps the recorded names."""
+    from duiit_fast.experiment import plan_jobs
+    arms = ["MIX-CT-MRI", "MIX-CT-PET", "CYCLEGAN-CT-PET", "TL-CT-PET", "MIX-CT-MRI-PET"]
+    jobs = {j.name: j for j in plan_jobs(tiny_base, tmp_path, 1, arms)}
+    assert {j.done_file.name for j in jobs.values() if j.spec["kind"] == "prepare"} == \
+        {"prepared", "prepared-pet", "prepared-mri-pet"}
+    assert jobs["cohort 0: CYCLEGAN-CT-PET"].needs == jobs["cohort 0: MIX-CT-PET"].needs != \
+        jobs["cohort 0: MIX-CT-MRI"].needs
+    assert jobs["cohort 0: TL-CT-PET"].needs == ()
+    results = run_experiment(tmp_path, cohorts=1, arms=arms[1:], workers=2, base=tiny_base, log=lambda m: None)
+    cohort = tmp_path / "cohort-0"
+    for tag in ("-pet", "-mri-pet"):
+        assert (cohort / f"warmup{tag}" / "checkpoint.pt").is_file() and (cohort / f"readers{tag}.pt").is_file()
+    assert not (cohort / "warmup").exists()
+    assert "reader_slope" in results["arms"]["MIX-CT-PET"]
+    assert "mri_reader_slope" in results["arms"]["MIX-CT-MRI-PET"]
+    assert (tmp_path / "translations-MIX-CT-PET.png").is_file()
+    report = (tmp_path / "report.md").read_text()
+    assert "### Table 3 analogue" in report and "PET → CT" in report

@@ -132,6 +132,8 @@ def write_report(out: Path, results: dict, log=print) -> None:
               "Figures: `test_mse.png` (mean ± std over cohorts, dots per cohort)"
               + (", " + ", ".join(f"`{g}`" for g in grids) + " (source | G(source) | same patient as CT)" if grids else "")
               + "."]
+    from .paper_tables import paper_tables
+    lines += [""] + paper_tables(arms)
     write_text(out / "report.md", "\n".join(lines) + "\n")
     log("\n".join(lines[4:6 + len(arms)]))
     log(verdict(arms, comp, n))

@@ -253,13 +253,20 @@ def torch_version() -> str:
 
 
 def _check_same_protocol(path: Path, base: TrainConfig) -> None:
-    """Finished cells are reused on a rerun only under the configuration that produced them."""
-    if path.is_file():
-        if json.loads(path.read_text()).get("config") != json.loads(json.dumps(base.to_dict())):
-            raise DuiitConfigError(f"{path.parent} holds an experiment run with another configuration; "
-                                   "use a new --out folder")
-    else:
-        write_json(path, {"config": base.to_dict()})
+    """Finished cells are reused on a rerun only under the configuration that produced them. A
+    field added to TrainConfig after the run was written counts as the same protocol when it holds
+    its default (TrainConfig's or the experiment's), i.e. the behaviour before the field existed."""
+    now = json.loads(json.dumps(base.to_dict()))
+    if not path.is_file():
+        write_json(path, {"config": now})
+        return
+    saved = json.loads(path.read_text()).get("config", {})
+    defaults = [json.loads(json.dumps(c.to_dict())) for c in (TrainConfig(), experiment_config())]
+    same = all(k in now and now[k] == v for k, v in saved.items()) and all(
+        any(now[k] == d.get(k) for d in defaults) for k in now if k not in saved)
+    if not same:
+        raise DuiitConfigError(f"{path.parent} holds an experiment run with another configuration; "
+                               "use a new --out folder")
 
 
 def run_experiment(out_dir, cohorts: int = 5, arms=DEFAULT_ARMS, workers: int | None = None,

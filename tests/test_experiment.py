@@ -95,3 +95,17 @@ def test_pet_arms_share_a_warm_up_per_source_set(tmp_path, tiny_base):
     assert (tmp_path / "translations-MIX-CT-PET.png").is_file()
     report = (tmp_path / "report.md").read_text()
     assert "### Table 3 analogue" in report and "PET → CT" in report
+
+
+def test_a_field_added_after_the_run_at_its_default_is_the_same_protocol(tmp_path, tiny_base):
+    import dataclasses
+    from duiit_fast.experiment import _check_same_protocol
+    from duiit_fast.io import write_json
+    saved = json.loads(json.dumps(tiny_base.to_dict()))
+    del saved["precision"]                                   # as written before the field existed
+    write_json(tmp_path / "experiment.json", {"config": saved})
+    _check_same_protocol(tmp_path / "experiment.json", tiny_base)
+    with pytest.raises(DuiitConfigError, match="another configuration"):
+        _check_same_protocol(tmp_path / "experiment.json", dataclasses.replace(tiny_base, precision="bf16"))
+    with pytest.raises(DuiitConfigError, match="another configuration"):
+        _check_same_protocol(tmp_path / "experiment.json", dataclasses.replace(tiny_base, epochs=9))

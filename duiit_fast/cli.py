@@ -43,7 +43,10 @@ def _train_once(cfg, args) -> int:
 def _cmd_experiment(args) -> int:
     import dataclasses
     from .experiment import experiment_config, run_experiment
-    overrides = {k: getattr(args, k) for k in ("device", "precision", "compile") if getattr(args, k) is not None}
+    overrides = {k: getattr(args, k) for k in ("device", "precision", "compile", "fid_weights")
+                 if getattr(args, k) is not None}
+    if "fid_weights" in overrides:   # every cell is a process of its own: an absolute path
+        overrides["fid_weights"] = str(Path(overrides["fid_weights"]).resolve())
     base = dataclasses.replace(experiment_config(args.quick), **overrides)
     run_experiment(args.out, cohorts=args.cohorts, arms=args.arms, workers=args.workers, base=base)
     return 0
@@ -222,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--workers", type=int, help="processes at a time (default: min(cores, 2))")
     ex.add_argument("--quick", action="store_true", help="smoke-test sizes (seconds per cell; not a result)")
     ex.add_argument("--device", help="auto (CUDA when present; the default), cpu or cuda[:N]")
+    ex.add_argument("--fid-weights", dest="fid_weights", metavar="FILE",
+                    help="torchvision's Inception v3 ImageNet weights (a local .pth): adds IS and FID of "
+                         "G(source) against real CT to every translator arm (Table 5)")
     ex.add_argument("--precision", choices=["auto", "fp32", "bf16"],
                     help="auto (default: bf16 on CUDA, fp32 on CPU), fp32 or bf16")
     ex.add_argument("--compile", choices=["auto", "on", "off"],

@@ -112,6 +112,7 @@ class TrainConfig:
     label_cues: bool = True          # log the CT reader's MSE and slope on G(source) every epoch
     reader_steps: int = 600          # training steps of the CT reader(s) (label cues, ct_reader)
     reader_path: Optional[str] = None  # a saved CT reader to use instead of training one
+    fid_weights: Optional[str] = None  # torchvision Inception v3 weights file: IS/FID of G(source) vs CT
     # The fast path (train/fast.py): "auto" resolves per device and run length
     compile: str = "auto"            # auto | on | off: torch.compile the step's forward + losses
     precision: str = "auto"          # auto | fp32 | bf16: autocast; losses, weights, Adam stay fp32
@@ -201,6 +202,8 @@ class TrainConfig:
                    f"checkpoint {self.translator_init} does not exist")
             _check(self.reader_path is None or Path(self.reader_path).is_file(), "reader_path",
                    f"reader {self.reader_path} does not exist")
+            _check(self.fid_weights is None or Path(self.fid_weights).is_file(), "fid_weights",
+                   f"Inception weights {self.fid_weights} do not exist (a local file: no download at run time)")
         _check(self.split in ("patient", "image"), "split", f"must be 'patient' or 'image', got {self.split!r}")
         _check(self.on_bad_file in ("error", "skip"), "on_bad_file",
                f"must be 'error' or 'skip', got {self.on_bad_file!r}")
@@ -253,7 +256,7 @@ class TrainConfig:
             raise DuiitConfigError(f"{path}: not valid TOML ({exc})") from None
         # Relative data folders (and the output folder) are relative to the config file, not to
         # the working directory.
-        for key in ("ct", "mri", "pet", "cache_dir", "translator_init", "reader_path", "out_dir"):
+        for key in ("ct", "mri", "pet", "cache_dir", "translator_init", "reader_path", "fid_weights", "out_dir"):
             if isinstance(data.get(key), str):
                 data[key] = str((path.parent / data[key]).resolve())
         return cls.from_dict(data).validate()

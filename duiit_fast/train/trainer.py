@@ -549,6 +549,21 @@ class Trainer:
             out.update({prefix + name: v for name, v in metrics.items()})
         return out
 
+    def image_quality(self) -> dict:
+        """Inception score of G(source) and its FID against real CT (the paper's Table 5), on the
+        label-cue probe slices, per source; needs cfg.fid_weights (a local weights file)."""
+        from ..eval.inception import inception_metrics, load_inception
+        model = load_inception(self.cfg.fid_weights, self.device)
+        ct = self.data.ct_train
+        real = ct.images[evenly_spaced(len(ct), LABEL_CUE_PROBES)]
+        out = {}
+        for k in self.cfg.sources:
+            s = self.data.sources[k]
+            translated = self.translate(s.images[evenly_spaced(len(s), LABEL_CUE_PROBES)], k)
+            prefix = "" if len(self.cfg.sources) == 1 else f"{k}_"
+            out.update({prefix + name: v for name, v in inception_metrics(model, translated, real, self.device).items()})
+        return out
+
     # -- inference ----------------------------------------------------------------------------
 
     @property

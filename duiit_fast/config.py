@@ -96,7 +96,7 @@ class TrainConfig:
     augment_shift: int = 0           # random translations of up to this many pixels (air-padded)
     loader: str = "memory"           # memory: slices resized once at load; torch / dali / auto:
                                      # native slices resized per batch (data/loaders.py)
-    augment_crop_min: float = 1.0    # torch/dali loaders: random square crops of U[min, 1] of the side
+    augment_crop_min: float = 1.0    # random square crops of U[min, 1] of the side, resized back
     # DUIIT knobs (beyond the paper's recipe, each off or the paper's behaviour by default)
     translator_warmup_steps: int = 0  # translator-only steps (λ = 0) before the predictor sees
                                       # translations; CYCLEGAN's stage 1 is this plus the joint budget

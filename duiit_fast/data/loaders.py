@@ -4,21 +4,23 @@ and a torch fallback with the same preprocessing.
 Both take native-resolution slices already mapped to [-1, 1] (CT 650², MRI 256², PET 128² may
 share a batch), and per sample apply one augmentation drawn on the host from a seeded torch
 Generator: an integer-pixel square crop (a random fraction of the side, at a random offset) and a
-horizontal flip; the crop is then resized to the training size with an antialiased linear filter.
-Drawing the augmentation once on the host is what makes the two paths comparable batch for batch
-(DALI reads a reversed ROI as a flip). Sharding: rank r of w takes every w-th slice of each
+horizontal flip; the crop is then resized to the training size with an antialiased linear filter,
+and shifted (pipeline.Augment). Drawing the augmentation once on the host is what makes the two
+paths comparable batch for batch (DALI reads a reversed ROI as a flip). Sharding: rank r of w takes every w-th slice of each
 epoch's permutation.
 """
 from __future__ import annotations
 
 import queue
 import threading
-from dataclasses import dataclass
 from typing import Iterator, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from .pipeline import Augment, Batch, BatchSampler, apply_shifts, draw_shifts, resize_box, sample_boxes
+
+__all__ = ["Augment", "Batch", "SliceLoader", "dali_available", "resize_box_torch", "sample_boxes"]
 
 
 def dali_available() -> bool:
@@ -29,62 +31,9 @@ def dali_available() -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class Augment:
-    flip: bool = True           # horizontal flip with probability 1/2
-    crop_min: float = 1.0       # the kept square side is U[crop_min, 1] of the native side
-
-
-@dataclass
-class Batch:
-    images: torch.Tensor        # (B, 1, S, S) float32 in [-1, 1]
-    ages: torch.Tensor          # (B,)
-    indices: torch.Tensor       # (B,) positions in the slice list
-    state: Optional[dict] = None  # the loader's sampling state right after this batch was drawn:
-                                  # a checkpoint stores the consumed batch's, so a resume continues
-                                  # exactly there although the prefetch thread ran ahead
-
-
-def sample_boxes(shapes, augment: Augment, generator: torch.Generator) -> np.ndarray:
-    """Per sample [y0, x0, y1, x1] in pixels; x0 > x1 encodes a horizontal flip."""
-    boxes = np.zeros((len(shapes), 4), dtype=np.int64)
-    u = torch.rand(len(shapes), 4, generator=generator).numpy()
-    for i, (h, w) in enumerate(shapes):
-        frac = augment.crop_min + (1.0 - augment.crop_min) * u[i, 0]
-        ch, cw = max(1, int(round(h * frac))), max(1, int(round(w * frac)))
-        y0, x0 = int(u[i, 1] * (h - ch + 1)), int(u[i, 2] * (w - cw + 1))
-        y0, x0 = min(y0, h - ch), min(x0, w - cw)
-        x_start, x_end = (x0 + cw, x0) if augment.flip and u[i, 3] < 0.5 else (x0, x0 + cw)
-        boxes[i] = (y0, x_start, y0 + ch, x_end)
-    return boxes
-
-
 def resize_box_torch(image: np.ndarray, box, size: int) -> torch.Tensor:
-    """Crop one (H, W) slice to its box (flipping when x0 > x1) and resize to (1, size, size)."""
-    y0, xa, y1, xb = (int(v) for v in box)
-    t = torch.from_numpy(image[y0:y1, min(xa, xb):max(xa, xb)])[None, None]
-    if xa > xb:
-        t = t.flip(-1)
-    shrinking = t.shape[-1] > size or t.shape[-2] > size
-    return F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=shrinking)[0]
-
-
-class _Sampler:
-    """Seeded epoch permutations, sharded by rank."""
-
-    def __init__(self, n: int, batch_size: int, seed: int, rank: int, world_size: int):
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} outside world size {world_size}")
-        self.n, self.batch_size, self.rank, self.world_size = n, batch_size, rank, world_size
-        self.generator = torch.Generator().manual_seed(seed)
-        self.pending = np.zeros(0, dtype=np.int64)
-
-    def next_indices(self) -> np.ndarray:
-        while len(self.pending) < self.batch_size:
-            perm = torch.randperm(self.n, generator=self.generator).numpy()
-            self.pending = np.concatenate([self.pending, perm[self.rank::self.world_size]])
-        take, self.pending = self.pending[:self.batch_size], self.pending[self.batch_size:]
-        return take
+    """resize_box for a NumPy slice (the loaders hold native slices as arrays)."""
+    return resize_box(torch.from_numpy(image), box, size)
 
 
 class SliceLoader:
@@ -103,7 +52,7 @@ class SliceLoader:
         self.ages = torch.as_tensor(np.asarray(ages, dtype=np.float32))
         self.size, self.batch_size, self.augment = size, batch_size, augment
         self.backend, self.device = backend, torch.device(device)
-        self.sampler = _Sampler(len(self.slices), batch_size, seed, rank, world_size)
+        self.sampler = BatchSampler(len(self.slices), batch_size, torch.Generator().manual_seed(seed), rank, world_size)
         self.box_generator = torch.Generator().manual_seed(seed + 1)
         self._dali = _DaliResize(size, batch_size, self.device, num_threads) if backend == "dali" else None
         self._queue: "queue.Queue" = queue.Queue(maxsize=max(1, prefetch))
@@ -111,28 +60,35 @@ class SliceLoader:
         self._stop = threading.Event()
 
     def _plan(self):
-        idx = self.sampler.next_indices()
+        """Everything random about the next batch, drawn on the host: indices, boxes, shifts."""
+        idx = self.sampler.next().numpy()
         boxes = sample_boxes([self.slices[i].shape for i in idx], self.augment, self.box_generator)
-        return idx, boxes, self.state_dict()
+        shifts = draw_shifts(len(idx), self.augment.shift, self.box_generator) if self.augment.shift else None
+        return idx, boxes, shifts, self.state_dict()
 
     def state_dict(self) -> dict:
-        return {"pending": torch.from_numpy(self.sampler.pending.copy()),
-                "order_rng": self.sampler.generator.get_state(), "box_rng": self.box_generator.get_state()}
+        return {"sampler": self.sampler.state_dict(), "order_rng": self.sampler.generator.get_state(),
+                "box_rng": self.box_generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue after the batch whose `state` this is; only before iteration has started."""
         if self._thread is not None:
             raise RuntimeError("load_state_dict must come before the loader is iterated")
-        self.sampler.pending = state["pending"].numpy().copy()
+        if "pending" in state:   # written before the loaders shared BatchSampler: the rest of a permutation
+            self.sampler.load_state_dict({"order": state["pending"].clone(), "pos": 0})
+        else:
+            self.sampler.load_state_dict(state["sampler"])
         self.sampler.generator.set_state(state["order_rng"])
         self.box_generator.set_state(state["box_rng"])
 
-    def _make(self, idx, boxes, state=None) -> Batch:
+    def _make(self, idx, boxes, shifts=None, state=None) -> Batch:
         if self._dali is not None:
             images = self._dali.run([self.slices[i] for i in idx], boxes)
         else:
             images = torch.stack([resize_box_torch(self.slices[i], b, self.size) for i, b in zip(idx, boxes)])
             images = images.to(self.device)
+        if shifts is not None:
+            images = apply_shifts(images, shifts, self.augment.shift)
         return Batch(images, self.ages[idx].to(self.device), torch.as_tensor(idx), state)
 
     def next_batch(self) -> Batch:

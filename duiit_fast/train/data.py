@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
-
 from ..config import PAPER_IMAGE_SPLIT
 from ..data.datasets import (SliceSet, build_slice_set, load_folder, native_size, phantom_cohorts,
                              phantom_volumes, split_images, split_patients)
@@ -66,32 +64,3 @@ def _phantom_data(cfg, progress=None) -> TrainingData:
              if cfg.kind == "ORACLE" or cfg.has_translators else {})
     return TrainingData(ct_train, render(cohorts["ct_val"], "ct"), render(cohorts["ct_test"], "ct"),
                         sources, as_ct)
-
-
-class BatchSampler:
-    """Endless shuffled batches over a slice set; reshuffles after each pass. Seeded by a torch
-    Generator so a resumed run continues the same sequence."""
-
-    def __init__(self, n: int, batch_size: int, generator: torch.Generator):
-        self.n, self.batch_size, self.generator = n, batch_size, generator
-        self.order = torch.randperm(n, generator=generator)
-        self.pos = 0
-
-    def next(self) -> torch.Tensor:
-        picks = []
-        need = self.batch_size
-        while need > 0:
-            if self.pos >= self.n:
-                self.order = torch.randperm(self.n, generator=self.generator)
-                self.pos = 0
-            take = self.order[self.pos:self.pos + need]
-            picks.append(take)
-            self.pos += len(take)
-            need -= len(take)
-        return torch.cat(picks)
-
-    def state_dict(self) -> dict:
-        return {"order": self.order, "pos": self.pos}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.order, self.pos = state["order"], state["pos"]

@@ -11,7 +11,6 @@ from typing import Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import TrainConfig
@@ -19,7 +18,8 @@ from ..errors import DuiitConfigError, DuiitError
 from ..eval.label_cues import AgeReader, OnScale, evenly_spaced, label_cue_metrics, train_reader
 from ..models import PatchDiscriminator, ResnetGenerator, build_predictor
 from ..models.predictor import recalibrate_batchnorm
-from .data import BatchSampler, TrainingData, load_training_data
+from ..data.pipeline import Augment, BatchSampler, MemoryEngine
+from .data import TrainingData, load_training_data
 from .schedule import linear_decay
 from .checkpoint import (CHECKPOINT_NAME, RunFolder, json_roundtrip, load_reader, read_checkpoint,
                          reader_from_state, write_checkpoint)
@@ -41,14 +41,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DuiitConfigError(f"config device: {name} requested but CUDA is not available")
     return device
-
-
-def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Translate each image by up to max_shift pixels in x and y; uncovered pixels become air (-1)."""
-    n, _, h, w = images.shape
-    padded = F.pad(images, (max_shift,) * 4, value=-1.0)
-    offsets = torch.randint(0, 2 * max_shift + 1, (n, 2), generator=generator).tolist()
-    return torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offsets)])
 
 
 class Trainer:
@@ -94,6 +86,7 @@ class Trainer:
         self._augment = paper_augmentation(cfg.setting, cfg.image_size) if cfg.kind == "AUG" else None
         self.pools = make_pools(cfg.sources if cfg.has_translators else (), cfg.pool_size, cfg.seed, self.device)
         self.samplers: dict[str, BatchSampler] = {}
+        self.engines: dict[str, MemoryEngine] = {}   # the memory engine of each sampler
         self.loaders: dict = {}
         self._trained_in: Optional[Path] = None
         self._sampler_states: dict = {}
@@ -193,6 +186,8 @@ class Trainer:
                                             else self.batch_size, self.generator)
         for k, n in self._extra_sizes().items():
             self.samplers[f"extra:{k}"] = BatchSampler(n, self.batch_size, self.generator)
+        self.engines = {name: MemoryEngine(sampler, self._augment_spec(), self.generator, self.device)
+                        for name, sampler in self.samplers.items()}
         if cfg.loader != "memory":
             self._init_loaders(self.batch_size)
 
@@ -224,7 +219,7 @@ class Trainer:
     def _init_loaders(self, batch_size: int) -> None:
         """Per-batch resizing from native resolution (DALI or torch), sharded by rank under
         torch.distributed. A resumed run continues each loader after its last consumed batch."""
-        from ..data.loaders import Augment, SliceLoader
+        from ..data.loaders import SliceLoader
         cfg = self.cfg
         rank, world = 0, 1
         if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -232,7 +227,7 @@ class Trainer:
         sets = {"ct": self.data.ct_train, **(self.data.sources if cfg.samples_sources else {}),
                 **({f"extra:{k}": s for k, s in self.extra_sets().items() if s.native is not None}
                    if cfg.kind in ("ORACLE", "NAIVE") else {})}
-        augment = Augment(flip=cfg.augment_flip, crop_min=cfg.augment_crop_min)
+        augment = self._augment_spec()
         self.loaders = {
             name: SliceLoader(s.native, s.ages, cfg.image_size, batch_size, augment, seed=cfg.seed + 7 * i,
                               backend=cfg.loader, device=str(self.device), rank=rank, world_size=world)
@@ -268,16 +263,13 @@ class Trainer:
         if name in self.loaders:
             batch = next(self._loader_iters[name])  # made ahead by the loader's prefetch thread
             self._loader_states[name] = batch.state
-            return self._layout(batch.images), self._scale(batch.ages)
-        idx = self.samplers[name].next()
-        images = slices.images[idx].to(self.device, non_blocking=True)
-        if self.cfg.augment_flip:
-            flip = torch.rand(len(idx), generator=self.generator) < 0.5
-            images = torch.where(flip.to(self.device, non_blocking=True)[:, None, None, None], images.flip(-1), images)
-        if self.cfg.augment_shift:
-            images = random_shift(images, self.cfg.augment_shift, self.generator)
-        # non_blocking: a blocking host→device copy waits for the stream, i.e. for the previous step.
-        return self._layout(images), self._scale(slices.ages[idx]).to(self.device, non_blocking=True)
+        else:
+            batch = self.engines[name].next_batch(slices.images, slices.ages)
+        return self._layout(batch.images), self._scale(batch.ages)   # ages: scaled here, for every engine
+
+    def _augment_spec(self) -> Augment:
+        cfg = self.cfg
+        return Augment(flip=cfg.augment_flip, crop_min=cfg.augment_crop_min, shift=cfg.augment_shift)
 
     def _layout(self, images: torch.Tensor) -> torch.Tensor:
         if self._device_fast["channels_last"]:
@@ -658,7 +650,12 @@ class Trainer:
         for k, v in state["optimizers"].items():
             self._load_optimizer(k, v)
         for k, v in state["schedulers"].items():
-            self.schedulers[k].load_state_dict(v)
+            sched = self.schedulers[k]
+            sched.load_state_dict(v)
+            # The coming epoch's learning rate from this run's schedule: a run extended beyond its
+            # checkpoint's epochs continues on the new schedule, not at the old one's final 0.
+            for group, base, factor in zip(sched.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):
+                group["lr"] = base * factor(sched.last_epoch)
         self._load_pools(state)
         # Samplers need the training data: they are rebuilt when training continues (_prepare),
         # so that a model loaded for inference never touches its training folders.

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Optional
 
 from .errors import DuiitConfigError
+from .models.predictor import PREDICTORS   # the leaves own their names; config only checks them
+from .ops import BACKENDS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -34,8 +36,6 @@ PRED_FEEDBACK = ("joint", "ct_reader")
 PREDICTOR_BN_STATS = ("real_ct", "running")
 SWITCHES = ("auto", "on", "off")
 PRECISIONS = ("auto", "fp32", "bf16")
-BACKENDS = ("reference", "triton", "cpp", "auto")
-PREDICTORS = ("resnet50", "resnet18", "small")
 
 
 @dataclass

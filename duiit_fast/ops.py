@@ -22,8 +22,8 @@ import torch
 from torch import Tensor
 
 from . import _cpp_ops, _triton_ops, reference
-from .config import BACKENDS
 
+BACKENDS = ("reference", "triton", "cpp", "auto")
 _default_backend: Optional[str] = None
 _C = _cpp_ops._C
 _C_IMPORT_ERROR = _cpp_ops.IMPORT_ERROR

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
-from ..config import PREDICTORS
+PREDICTORS = ("resnet50", "resnet18", "small")   # build_predictor's names
 
 
 def _torchvision_resnet(name: str) -> nn.Module:

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..errors import DuiitConfigError, DuiitError
+from ..eval.evaluate import per_source, predict_ages, regression_metrics
 from ..eval.label_cues import AgeReader, OnScale, evenly_spaced, label_cue_metrics, train_reader
 from ..models import PatchDiscriminator, ResnetGenerator, build_predictor
 from ..models.predictor import recalibrate_batchnorm
@@ -527,19 +528,15 @@ class Trainer:
     def label_cues(self) -> dict:
         """The label-cue reader on G(source) for a fixed probe set of source slices, per source
         (keys prefixed by the source when there are several)."""
-        out = {}
-        reader = self.readers["cues"]
-        for k in self.cfg.sources:
-            s = self.data.sources[k]
+        ct = self.data.ct_train
+        real_ct = ct.images[evenly_spaced(len(ct), LABEL_CUE_PROBES)]
+
+        def metrics_of(k):
+            s, as_ct = self.data.sources[k], self.data.sources_as_ct.get(k)
             idx = evenly_spaced(len(s), LABEL_CUE_PROBES)
-            as_ct = self.data.sources_as_ct.get(k)
-            ct = self.data.ct_train
-            metrics = label_cue_metrics(reader, self.translate(s.images[idx], k), s.ages[idx], self.device,
-                                        None if as_ct is None else as_ct.images[idx],
-                                        real_ct=ct.images[evenly_spaced(len(ct), LABEL_CUE_PROBES)])
-            prefix = "" if len(self.cfg.sources) == 1 else f"{k}_"
-            out.update({prefix + name: v for name, v in metrics.items()})
-        return out
+            return label_cue_metrics(self.readers["cues"], self.translate(s.images[idx], k), s.ages[idx],
+                                     self.device, None if as_ct is None else as_ct.images[idx], real_ct=real_ct)
+        return per_source(self.cfg.sources, metrics_of)
 
     def image_quality(self) -> dict:
         """Inception score of G(source) and its FID against real CT (the paper's Table 5), on the
@@ -548,13 +545,12 @@ class Trainer:
         model = load_inception(self.cfg.fid_weights, self.device)
         ct = self.data.ct_train
         real = ct.images[evenly_spaced(len(ct), LABEL_CUE_PROBES)]
-        out = {}
-        for k in self.cfg.sources:
+
+        def metrics_of(k):
             s = self.data.sources[k]
             translated = self.translate(s.images[evenly_spaced(len(s), LABEL_CUE_PROBES)], k)
-            prefix = "" if len(self.cfg.sources) == 1 else f"{k}_"
-            out.update({prefix + name: v for name, v in inception_metrics(model, translated, real, self.device).items()})
-        return out
+            return inception_metrics(model, translated, real, self.device)
+        return per_source(self.cfg.sources, metrics_of)
 
     # -- inference ----------------------------------------------------------------------------
 
@@ -563,29 +559,14 @@ class Trainer:
         """The predictor that is evaluated and used: P's weight average where enabled, else P."""
         return self.nets.get("P_avg", self.nets["P"])
 
-    @torch.no_grad()
     def predict(self, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
         """Ages in years for (N, 1, S, S) CT slices in [-1, 1]."""
-        P = self.eval_predictor
-        was_training = P.training
-        P.eval()
-        out = [P(images[i:i + batch_size].to(self.device)).squeeze(1).float().cpu()
-               for i in range(0, len(images), batch_size)]
-        P.train(was_training)
-        return torch.cat(out) * self.age_std + self.age_mean
+        return predict_ages(self.eval_predictor, images, self.device, self.age_mean, self.age_std, batch_size)
 
     def evaluate(self, split: str = "test") -> dict:
         """Slice-level MSE/MAE in years² / years on a CT split, and MSE of patient-mean predictions."""
         slices = self.data.split(split)
-        pred = self.predict(slices.images)
-        err = pred - slices.ages
-        per_patient = []
-        for pid in slices.patients:
-            mask = torch.from_numpy(slices.patient_ids == pid)
-            per_patient.append(float(pred[mask].mean() - slices.ages[mask][0]))
-        return {"mse": float(err.square().mean()), "mae": float(err.abs().mean()),
-                "patient_mse": float(np.mean(np.square(per_patient))),
-                "n_slices": len(slices), "n_patients": len(per_patient), "split": self.split_protocol}
+        return {**regression_metrics(self.predict(slices.images), slices), "split": self.split_protocol}
 
     @property
     def split_protocol(self) -> str:

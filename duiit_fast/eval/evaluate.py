@@ -1,0 +1,41 @@
+"""Evaluation of trained models on data: ages predicted by P, regression metrics per split, and
+per-source metrics of translations. Functions of models and slices (Eval → Models), not of the
+trainer, which only calls them."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@torch.no_grad()
+def predict_ages(predictor: nn.Module, images: torch.Tensor, device, age_mean: float, age_std: float,
+                 batch_size: int = 128) -> torch.Tensor:
+    """Ages in years for (N, 1, S, S) CT slices in [-1, 1] (P predicts standardised ages)."""
+    was_training = predictor.training
+    predictor.eval()
+    out = [predictor(images[i:i + batch_size].to(device)).squeeze(1).float().cpu()
+           for i in range(0, len(images), batch_size)]
+    predictor.train(was_training)
+    return torch.cat(out) * age_std + age_mean
+
+
+def regression_metrics(pred: torch.Tensor, slices) -> dict:
+    """Slice-level MSE/MAE in years² / years, and the MSE of each patient's mean prediction."""
+    err = pred - slices.ages
+    per_patient = []
+    for pid in slices.patients:
+        mask = torch.from_numpy(slices.patient_ids == pid)
+        per_patient.append(float(pred[mask].mean() - slices.ages[mask][0]))
+    return {"mse": float(err.square().mean()), "mae": float(err.abs().mean()),
+            "patient_mse": float(np.mean(np.square(per_patient))),
+            "n_slices": len(slices), "n_patients": len(per_patient)}
+
+
+def per_source(sources, metrics_of) -> dict:
+    """metrics_of(source) for every source, keys prefixed by the source when there are several."""
+    out = {}
+    for k in sources:
+        prefix = "" if len(sources) == 1 else f"{k}_"
+        out.update({prefix + name: v for name, v in metrics_of(k).items()})
+    return out

@@ -109,3 +109,12 @@ def test_a_field_added_after_the_run_at_its_default_is_the_same_protocol(tmp_pat
         _check_same_protocol(tmp_path / "experiment.json", dataclasses.replace(tiny_base, precision="bf16"))
     with pytest.raises(DuiitConfigError, match="another configuration"):
         _check_same_protocol(tmp_path / "experiment.json", dataclasses.replace(tiny_base, epochs=9))
+
+
+def test_pet_arms_are_tested_against_the_references_of_their_source():
+    arms = {"PURE-CT": {"test_mse": [100.0, 80.0, 90.0]}, "ORACLE-CT-MRI": {"test_mse": [50.0, 40.0, 45.0]},
+            "NAIVE-CT-MRI": {"test_mse": [95.0, 85.0, 90.0]}, "NAIVE-CT-PET": {"test_mse": [99.0, 83.0, 91.0]},
+            "MIX-CT-PET": {"test_mse": [75.0, 60.0, 70.0]}, "MIX-CT-MRI": {"test_mse": [75.0, 60.0, 70.0]}}
+    comp = compare(arms)
+    assert set(comp["MIX-CT-PET"]) == {"vs PURE-CT", "vs NAIVE-CT-PET"}   # no PET oracle: no gap
+    assert "vs NAIVE-CT-MRI" in comp["MIX-CT-MRI"] and "gap_closed" in comp["MIX-CT-MRI"]

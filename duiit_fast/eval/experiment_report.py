@@ -13,6 +13,17 @@ from ..io import write_text
 REFERENCES = ("PURE-CT", "NAIVE-CT-MRI", "CYCLEGAN-CT-MRI")
 
 
+def source_of(arm: str) -> str:
+    """'MRI', 'PET' or 'MRI-PET': the source set an arm draws on (MRI for CT-only arms)."""
+    return arm.partition("@")[0].split("-CT-")[-1] if "-CT-" in arm else "MRI"
+
+
+def references_for(arm: str) -> tuple:
+    """The arms an arm is tested against: PURE-CT and the NAIVE / two-stage CycleGAN of its source."""
+    src = source_of(arm)
+    return ("PURE-CT", f"NAIVE-CT-{src}", f"CYCLEGAN-CT-{src}")
+
+
 def collect_results(out: Path, cohorts: int, arms, base_cfg) -> dict:
     arms_out = {}
     for arm in arms:
@@ -60,15 +71,15 @@ def compare(arms: dict) -> dict:
     """Per arm: gap closed (on cohort means and per cohort) and paired tests against the references."""
     out = {}
     pure = arms.get("PURE-CT", {}).get("test_mse")
-    oracle = arms.get("ORACLE-CT-MRI", {}).get("test_mse")
     for arm, entry in arms.items():
         row = {}
+        oracle = arms.get(f"ORACLE-CT-{source_of(arm)}", {}).get("test_mse")   # the gap of the arm's source
         if pure and oracle:
             p, o, m = np.mean(pure), np.mean(oracle), np.mean(entry["test_mse"])
             row["gap_closed"] = float((p - m) / (p - o)) if p > o else float("nan")
             row["gap_closed_per_cohort"] = [float((pc - mc) / (pc - oc)) if pc > oc else float("nan")
                                             for pc, oc, mc in zip(pure, oracle, entry["test_mse"])]
-        for ref in REFERENCES:
+        for ref in references_for(arm):
             if ref in arms and ref != arm:
                 row[f"vs {ref}"] = paired_tests(entry["test_mse"], arms[ref]["test_mse"])
         out[arm] = row
@@ -148,9 +159,10 @@ def verdict(arms: dict, comp: dict, n: int) -> str:
     for arm in duiit:
         row = comp[arm]
         gap = row.get("gap_closed", float("nan"))
-        beats = [ref for ref in REFERENCES if f"vs {ref}" in row and row[f"vs {ref}"]["mean_difference"] < 0
+        refs = references_for(arm)
+        beats = [ref for ref in refs if f"vs {ref}" in row and row[f"vs {ref}"]["mean_difference"] < 0
                  and row[f"vs {ref}"]["t_p"] < 0.1]
-        missing = [ref for ref in REFERENCES if f"vs {ref}" in row and ref not in beats]
+        missing = [ref for ref in refs if f"vs {ref}" in row and ref not in beats]
         gap_text = "n/a" if math.isnan(gap) else f"{100 * gap:.0f}%"
         goal = not missing and not math.isnan(gap) and gap >= 0.5
         parts.append(f"**{arm}** closes {gap_text} of the PURE→ORACLE gap; it beats "

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# One call on a lent GPU machine (device tool), ~9 minutes: CUDA correctness (Triton vs reference
-# ops fwd+bwd fp32/bf16, the Trainer's joint step fused/compiled/bf16 vs eager, host syncs), the bf16
-# quality check (phantom experiment fp32 vs bf16, paired by cohort), kernel benches and the joint-step
-# bench at the paper's size. Everything lands under $OUT (at most 8 files come back: logs are tarred).
-# That machine has torch, triton, scipy, tqdm, matplotlib but no pydicom/nibabel and no network; the
-# package runs from the source tree (PYTHONPATH; no C++ build: CUDA uses the Triton kernels).
+# The whole CUDA check in one command, ~9 minutes on one GPU: `OUT=dir bash bench/gpu_check.sh` from
+# the repository root. CUDA correctness (Triton vs reference ops fwd+bwd fp32/bf16, the Trainer's
+# joint step fused/compiled/bf16 vs eager, host syncs), the bf16 quality check (phantom experiment
+# fp32 vs bf16, paired by cohort), kernel benches and the joint-step bench at the paper's size.
+# Results land under $OUT in a few files (the logs tarred). Needs torch, triton, scipy, tqdm and
+# matplotlib, no network; the package runs from the source tree (PYTHONPATH; no C++ build: CUDA
+# uses the Triton kernels).
 set -uo pipefail
 START=$SECONDS
 BUDGET=${GPU_CHECK_BUDGET_S:-560}          # the script ends its last step by then

@@ -10,8 +10,6 @@ import numpy as np
 
 from ..io import write_text
 
-REFERENCES = ("PURE-CT", "NAIVE-CT-MRI", "CYCLEGAN-CT-MRI")
-
 
 def source_of(arm: str) -> str:
     """'MRI', 'PET' or 'MRI-PET': the source set an arm draws on (MRI for CT-only arms)."""

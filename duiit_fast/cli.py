@@ -226,8 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--quick", action="store_true", help="smoke-test sizes (seconds per cell; not a result)")
     ex.add_argument("--device", help="auto (CUDA when present; the default), cpu or cuda[:N]")
     ex.add_argument("--fid-weights", dest="fid_weights", metavar="FILE",
-                    help="torchvision's Inception v3 ImageNet weights (a local .pth): adds IS and FID of "
-                         "G(source) against real CT to every translator arm (Table 5)")
+                    help="Inception v3 weights as a local .pth: torch-fidelity's TF-Inception "
+                         "(pt_inception-2015-12-05-6726825d.pth, the standard FID) or torchvision's "
+                         "ImageNet file; adds IS and FID of G(source) against real CT to every "
+                         "translator arm (Table 5)")
     ex.add_argument("--precision", choices=["auto", "fp32", "bf16"],
                     help="auto (default: bf16 on CUDA, fp32 on CPU), fp32 or bf16")
     ex.add_argument("--compile", choices=["auto", "on", "off"],

@@ -206,6 +206,25 @@ def test_bn_statistics_on_real_ct_change_evaluation_not_training(tiny_config):
     assert torch.allclose(bn.running_mean, first.mean(dim=(0, 2, 3)), atol=1e-4)
 
 
+@pytest.mark.parametrize("n_a, n_b, dim", [(30, 20, 12), (200, 150, 12), (15, 40, 64), (3000, 2000, 5)])
+def test_frechet_distance_equals_the_matrix_square_root_form_and_torchmetrics(n_a, n_b, dim):
+    """The sample-space (nuclear norm) evaluation against FID as usually written: scipy's sqrtm of
+    ΣaΣb, and torchmetrics' own _compute_fid — fewer or more samples than dimensions alike."""
+    from scipy import linalg
+    from torchmetrics.image.fid import _compute_fid
+    from duiit_fast.eval.label_cues import frechet_distance
+    rng = np.random.default_rng(n_a)
+    a = rng.standard_normal((n_a, dim)) @ rng.standard_normal((dim, dim))
+    b = 0.5 * rng.standard_normal((n_b, dim)) @ rng.standard_normal((dim, dim)) + 0.3
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = linalg.sqrtm(cov_a @ cov_b).real
+    by_sqrtm = np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(cov_a + cov_b - 2 * root)
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    by_torchmetrics = float(_compute_fid(ta.mean(0), torch.cov(ta.T), tb.mean(0), torch.cov(tb.T)))
+    assert frechet_distance(a, b) == pytest.approx(by_sqrtm, rel=1e-6)
+    assert frechet_distance(a, b) == pytest.approx(by_torchmetrics, rel=1e-6)
+
+
 def test_frechet_distance_and_domain_fid():
     from duiit_fast.eval.label_cues import frechet_distance
     rng = np.random.default_rng(0)
@@ -214,6 +233,10 @@ def test_frechet_distance_and_domain_fid():
     shifted = frechet_distance(a, a + 2.0)                       # only the means differ: 8 · 2²
     assert shifted == pytest.approx(32.0, rel=1e-6)
     assert frechet_distance(a, 3 * a) > 1.0                      # covariance differs
+    # 1-d: (μa − μb)² + (σa − σb)²; for x and 3x that is (2μ)² + (2σ)² of x's sample estimates.
+    one_d = rng.standard_normal((20000, 1))
+    expected = 4.0 * one_d.mean() ** 2 + 4.0 * one_d.var(ddof=1)
+    assert frechet_distance(one_d, 3 * one_d) == pytest.approx(expected, rel=1e-9)
     reader = AgeReader(width=4)
     real = torch.rand(150, 1, 16, 16) * 2 - 1
     same = label_cue_metrics(reader, real, torch.full((150,), 50.0), "cpu", real_ct=real)["domain_fid"]

@@ -83,13 +83,19 @@ def reader_features(reader: AgeReader, images: torch.Tensor, device, batch_size:
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """‖μa − μb‖² + tr(Σa + Σb − 2(ΣaΣb)^½) between Gaussians fitted to two feature sets (FID's formula)."""
-    from scipy import linalg
+    """‖μa − μb‖² + tr(Σa + Σb − 2(ΣaΣb)^½) between Gaussians fitted to two feature sets (FID's formula).
+
+    Evaluated exactly without a d × d matrix square root (d = 2048 for Inception: about a minute on
+    2 cores): with the centred features A = Qa·Ra (QR; Ra is min(na, d) × d) and Σa = AᵀA/(na−1) =
+    RaᵀRa/(na−1), the eigenvalues of ΣaΣb are the squared singular values of Ra·Rbᵀ/√((na−1)(nb−1)),
+    so tr((ΣaΣb)^½) is that small matrix's nuclear norm. No complex rounding residue either."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root = linalg.sqrtm(cov_a @ cov_b)
-    root = root.real if np.iscomplexobj(root) else root   # rounding leaves tiny imaginary parts
-    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2.0 * root))
+    dof_a, dof_b = len(a) - 1, len(b) - 1
+    r_a, r_b = np.linalg.qr(a - mu_a, mode="r"), np.linalg.qr(b - mu_b, mode="r")
+    cross = np.linalg.svd(r_a @ r_b.T, compute_uv=False).sum() / np.sqrt(dof_a * dof_b)
+    traces = (r_a ** 2).sum() / dof_a + (r_b ** 2).sum() / dof_b   # ‖R‖²_F = ‖A‖²_F = (n−1)·tr Σ
+    return float(np.sum((mu_a - mu_b) ** 2) + traces - 2.0 * cross)
 
 
 def label_cue_metrics(reader: nn.Module, translated: torch.Tensor, ages: torch.Tensor, device,

@@ -137,6 +137,14 @@ def table5(arms: dict) -> list[str]:
         sentence += (f" Here DUIIT's domain FID is {'higher' if duiit > cyc else 'lower'} than CycleGAN's "
                      f"({duiit:.2f} vs {cyc:.2f}) — " + ("agrees with the paper's FID order." if duiit > cyc
                                                          else "the paper's FID order is reversed."))
+    if all(a in arms and "inception_fid" in arms[a] for a in pairs.values()):
+        (d_is, c_is), (d_fid, c_fid) = ([np.mean(arms[pairs[m]][k]) for m in ("DUIIT", "CycleGAN")]
+                                        for k in ("inception_score", "inception_fid"))
+        kind = arms[pairs["DUIIT"]].get("inception_kind", ["?"])[0]
+        sentence += (f" With {kind} weights DUIIT's IS is {'higher' if d_is > c_is else 'lower'} ({d_is:.2f} vs "
+                     f"{c_is:.2f}) and its FID {'higher' if d_fid > c_fid else 'lower'} ({d_fid:.1f} vs {c_fid:.1f}): "
+                     + ("the paper's IS order holds" if d_is > c_is else "the paper's IS order is reversed") + ", "
+                     + ("and its FID order holds." if d_fid > c_fid else "and its FID order is reversed."))
     if not any("inception_fid" in arms.get(a, {}) for a in pairs.values()):
         sentence += (" Inception IS/FID need the Inception weights as a local file (`fid_weights`); this run had "
                      "none, so only the domain FID (in the CT reader's feature space, not comparable in value "

@@ -14,6 +14,14 @@ def _cmd_demo(args) -> int:
 
 def _cmd_train(args) -> int:
     from .config import TrainConfig
+    from .errors import DuiitConfigError
+    from .train.distributed import launched_by_torchrun
+    if args.nproc < 1:
+        raise DuiitConfigError(f"--nproc must be at least 1, got {args.nproc}")
+    if args.nproc > 1 and args.splits is not None:
+        raise DuiitConfigError("--splits runs its splits one after another: use it without --nproc")
+    if args.nproc > 1 and not launched_by_torchrun():
+        return _spawn_torchrun(args.nproc, args.argv)
     cfg = TrainConfig.from_toml(args.config)
     if args.out:
         cfg.out_dir = args.out
@@ -25,14 +33,50 @@ def _cmd_train(args) -> int:
                              progress=not args.no_progress)
         print(summary["table"])
         return 0
+    if launched_by_torchrun():
+        return _train_distributed(cfg, args)
     return _train_once(cfg, args)
 
 
-def _train_once(cfg, args) -> int:
+def _spawn_torchrun(nproc: int, argv: list) -> int:
+    """`duiit train --nproc N ...` = `torchrun --standalone --nproc_per_node N -m duiit_fast train ...`
+    on this machine (multi-node: run torchrun yourself, README)."""
+    import subprocess
+    from .errors import DuiitError
+    rest, skip = [], False
+    for a in argv:   # the same command line without --nproc (each rank is one process)
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            rest.append(a)
+    code = subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                            f"--nproc_per_node={nproc}", "-m", "duiit_fast", *rest])
+    if code != 0:
+        raise DuiitError(f"distributed training failed: a rank exited with status {code} (its error is above); "
+                         "completed checkpoints are kept, continue with --resume")
+    return 0
+
+
+def _train_distributed(cfg, args) -> int:
+    """One rank of a torchrun job: every rank trains its shard; rank 0 alone evaluates and writes."""
+    import torch.distributed as dist
+    from .train.distributed import init_from_env
+    world = init_from_env(cfg.device, args.timeout)
+    try:
+        return _train_once(cfg, args, main=world.is_main)
+    finally:
+        dist.destroy_process_group()
+
+
+def _train_once(cfg, args, main: bool = True) -> int:
     from .io import write_json
     from .train.trainer import Trainer
-    trainer = Trainer(cfg, progress=not args.no_progress)
+    trainer = Trainer(cfg, progress=main and not args.no_progress)
     trainer.fit(resume=args.resume, overwrite=args.overwrite)
+    if not main:
+        return 0
     metrics = {split: trainer.evaluate(split) for split in ("val", "test")}
     write_json(Path(cfg.out_dir) / "metrics.json", {"setting": cfg.setting, **metrics})
     print(f"{cfg.setting}: val MSE {metrics['val']['mse']:.2f}, test MSE {metrics['test']['mse']:.2f} "
@@ -206,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "report mean ± std test MSE")
     t.add_argument("--on-bad-file", choices=["error", "skip"],
                    help="error (default): stop at the first bad file; skip: leave it out and count it")
+    t.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="data-parallel training in N processes on this machine (torchrun; one GPU each on "
+                        "CUDA, gloo on CPU); rank 0 writes the checkpoint and metrics")
+    t.add_argument("--timeout", type=float, default=600.0, metavar="S",
+                   help="distributed runs: seconds a rank waits for the others before the job stops "
+                        "(default 600)")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.set_defaults(func=_cmd_train)
 
@@ -337,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from .errors import DuiitError, printable
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)   # `train --nproc` hands it to torchrun
     try:
         return args.func(args)
     except DuiitError as exc:

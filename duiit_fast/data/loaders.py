@@ -53,7 +53,9 @@ class SliceLoader:
         self.size, self.batch_size, self.augment = size, batch_size, augment
         self.backend, self.device = backend, torch.device(device)
         self.sampler = BatchSampler(len(self.slices), batch_size, torch.Generator().manual_seed(seed), rank, world_size)
-        self.box_generator = torch.Generator().manual_seed(seed + 1)
+        # The permutation is shared by the ranks (each takes its shard of it); the augmentation
+        # draws are each rank's own, else every rank would flip and crop its images alike.
+        self.box_generator = torch.Generator().manual_seed(seed + 1 + 1_000_003 * rank)
         self._dali = _DaliResize(size, batch_size, self.device, num_threads) if backend == "dali" else None
         self._queue: "queue.Queue" = queue.Queue(maxsize=max(1, prefetch))
         self._thread: Optional[threading.Thread] = None

@@ -30,13 +30,16 @@ class RunFolder:
     """A run's output folder, held under an exclusive lock while a process trains in it: a second
     process is refused at once instead of racing. Stale temporaries of a killed run are removed."""
 
-    def __init__(self, out_dir):
+    def __init__(self, out_dir, lock: bool = True):
+        self.lock = lock   # False: a non-writing rank of a distributed run, which rank 0's lock covers
         self.path = Path(out_dir)
         self.checkpoint = self.path / CHECKPOINT_NAME
         self._fd = None
 
     def __enter__(self) -> "RunFolder":
         import fcntl
+        if not self.lock:
+            return self
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -52,7 +55,8 @@ class RunFolder:
         return self
 
     def __exit__(self, *exc) -> None:
-        os.close(self._fd)   # closing releases the lock (the kernel does it too if we are killed)
+        if self._fd is not None:
+            os.close(self._fd)   # closing releases the lock (the kernel does it too if we are killed)
 
 
 def write_checkpoint(state: dict, path) -> Path:

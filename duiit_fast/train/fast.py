@@ -66,7 +66,7 @@ def _autocast(device: torch.device, bf16: bool):
 
 
 def build_step_functions(nets, cfg, fast: FastPath, device: torch.device, label_scale: float = 1.0,
-                         reader=None) -> StepFunctions:
+                         reader=None, replicas: int = 1) -> StepFunctions:
     """The step's forward+loss functions under the fast path: each runs under bf16 autocast where
     chosen (losses and their sums in fp32) and is compiled with fullgraph=True (a graph break is
     an error, not a silent slowdown). Optimiser steps, image pools and logging stay outside."""
@@ -83,7 +83,7 @@ def build_step_functions(nets, cfg, fast: FastPath, device: torch.device, label_
 
     def gen_parts(x, r_x, sources):
         losses = generator_predictor_loss(nets, x, r_x, sources, cfg.lambda_cyc, cfg.lambda_pred,
-                                          label_scale, reader, backend)
+                                          label_scale, reader, backend, replicas)
         return losses.total, losses.trans, losses.pred, losses.feedback, losses.fakes
 
     gen_eager = under_autocast(gen_parts)

@@ -65,8 +65,10 @@ def translation_loss(nets, x, sources: dict, lambda_cyc: float, backend=None):
 
 
 def generator_predictor_loss(nets, x, r_x, sources: dict, lambda_cyc: float, lambda_pred: float,
-                             label_scale: float = 1.0, reader=None, backend=None) -> GeneratorLosses:
+                             label_scale: float = 1.0, reader=None, backend=None, replicas: int = 1) -> GeneratorLosses:
     """L = L_trans + λ·L_pred (eq. 3), L_pred in label units (years²) summed over the batch.
+    Under data parallelism (`replicas` ranks, gradients averaged) λ·L_pred is taken `replicas`
+    times, so the average is λ times the sum over the global batch (train/distributed.py).
 
     reader=None is the paper: P sees real CT and translated sources and its loss on the
     translations sends the discriminative gradient into G. With a frozen `reader` (a CT predictor
@@ -82,11 +84,11 @@ def generator_predictor_loss(nets, x, r_x, sources: dict, lambda_cyc: float, lam
     pred_loss = squared_error_sum(pred, torch.cat(targets), label_scale)
     if reader is None:
         feedback = pred_loss
-        total = trans + lambda_pred * pred_loss
+        total = trans + (lambda_pred * replicas) * pred_loss
     else:
         fake_xs = torch.cat([fakes[k][0] for k in sources])
         feedback = squared_error_sum(reader(fake_xs).squeeze(1), torch.cat(targets[1:]), label_scale)
-        total = trans + lambda_pred * (pred_loss + feedback)
+        total = trans + (lambda_pred * replicas) * (pred_loss + feedback)
     return GeneratorLosses(total, trans, pred_loss, feedback, fakes)
 
 
@@ -175,10 +177,10 @@ def translator_step(nets, optimizers, pools, x, sources: dict, cfg, backend=None
 
 
 def predictor_step(predictor: nn.Module, optimizer, x, r_x, extra=None, label_scale: float = 1.0,
-                   fns=None) -> dict:
+                   fns=None, replicas: int = 1) -> dict:
     """PURE-CT, ORACLE, NAIVE and CycleGAN's stage 2: the predictor alone on real CT plus, where the
     setting has them, extra (images, ages) batches (oracle CT, raw or translated sources), in one
-    call as in the joint step."""
+    call as in the joint step. `replicas`: as in generator_predictor_loss (a sum over the global batch)."""
     optimizer.zero_grad(set_to_none=True)
     images = torch.cat([x] + [e[0] for e in extra or ()])
     targets = torch.cat([r_x] + [e[1] for e in extra or ()])
@@ -186,7 +188,7 @@ def predictor_step(predictor: nn.Module, optimizer, x, r_x, extra=None, label_sc
         loss = squared_error_sum(predictor(images).squeeze(1), targets, label_scale)
     else:
         loss = fns.predictor_loss(images, targets)
-    loss.backward()
+    (loss * replicas).backward()
     optimizer.step()
     mse = loss.detach() / len(targets)
     return {"loss": mse, "pred": mse}
@@ -204,10 +206,11 @@ class StepFunctions:
         self.eager_generator_loss = eager_generator_loss  # for the gradient share's double backward
 
     @classmethod
-    def eager(cls, nets, cfg, backend=None, label_scale: float = 1.0, reader=None) -> "StepFunctions":
+    def eager(cls, nets, cfg, backend=None, label_scale: float = 1.0, reader=None,
+              replicas: int = 1) -> "StepFunctions":
         def gen(x, r_x, sources):
             return generator_predictor_loss(nets, x, r_x, sources, cfg.lambda_cyc, cfg.lambda_pred,
-                                            label_scale, reader, backend)
+                                            label_scale, reader, backend, replicas)
         return cls(gen, lambda x, sources: translation_loss(nets, x, sources, cfg.lambda_cyc, backend),
                    lambda x, sources, pooled: discriminator_loss(nets, x, sources, pooled, backend),
                    lambda images, targets: squared_error_sum(nets["P"](images).squeeze(1), targets, label_scale),

@@ -28,10 +28,13 @@ from ..models.layers import InstanceNormAct
 from .augment import augment_batch, paper_augmentation
 from .baselines import build_extra_nets, dann_coefficient, dann_step, mtl_step
 from .fast import FastPath, build_step_functions, device_defaults, resolve_fast_path
+from .distributed import (average_gradients_before_step, broadcast_from_main, current_world, gather_to_all,
+                          mean_over_ranks, rank_seed)
 from .step import SourceBatch, joint_step, make_pools, predictor_step, translator_step
 
 LABEL_CUE_PROBES = 240        # source slices translated for the label-cue metric
 WARMUP_CHECKPOINT_EVERY = 250  # translator-only steps between checkpoints during the warm-up
+RANK_LOCAL_KEYS = ("pools", "pool_rng", "samplers", "loaders", "rng")   # differ per rank under DDP
 RUNAWAY_FACTOR = 100          # validation MSE this many times that of predicting the mean: stop
 
 
@@ -55,7 +58,10 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, data: Optional[TrainingData] = None, progress: bool = True,
                  check_paths: bool = True):
         self.cfg = cfg.validate(check_paths)
+        self.world = current_world()          # rank and size under torchrun; (0, 1) otherwise
         self.device = resolve_device(cfg.device)
+        if self.world.distributed and self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", self.world.local_rank)   # one GPU per rank
         if cfg.loader == "dali":
             from ..data.loaders import dali_available
             if not dali_available():
@@ -83,9 +89,14 @@ class Trainer:
             for net in self.nets.values():
                 net.to(memory_format=torch.channels_last)
         self.optimizers, self.schedulers = self._build_optimizers()
-        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.generator = torch.Generator().manual_seed(cfg.seed)   # data order: shared by all ranks
+        # Augmentation draws: the same stream as the data order on one process (as the recorded runs
+        # drew them); each rank's own under torch.distributed.
+        self.aug_generator = (self.generator if not self.world.distributed
+                              else torch.Generator().manual_seed(rank_seed(cfg.seed, self.world, 1)))
         self._augment = paper_augmentation(cfg.setting, cfg.image_size) if cfg.kind == "AUG" else None
-        self.pools = make_pools(cfg.sources if cfg.has_translators else (), cfg.pool_size, cfg.seed, self.device)
+        self.pools = make_pools(cfg.sources if cfg.has_translators else (), cfg.pool_size,
+                                rank_seed(cfg.seed, self.world, 2), self.device)   # image pools per rank
         self.samplers: dict[str, BatchSampler] = {}
         self.engines: dict[str, MemoryEngine] = {}   # the memory engine of each sampler
         self.loaders: dict = {}
@@ -93,6 +104,16 @@ class Trainer:
         self._sampler_states: dict = {}
         self._loader_states: dict = {}       # loader name → state after its last consumed batch
         self._last_cues: Optional[dict] = None
+        if self.world.distributed:
+            self._join_world()
+
+    def _join_world(self) -> None:
+        """Data parallelism (train/distributed.py): rank 0's weights everywhere, every optimiser
+        averages its gradients over the ranks before it steps, rank-local torch randomness."""
+        broadcast_from_main(self.nets.values())
+        for optimizer in self.optimizers.values():
+            average_gradients_before_step(optimizer, self.world)
+        torch.manual_seed(rank_seed(self.cfg.seed, self.world, 3))
 
     # -- construction -------------------------------------------------------------------------
 
@@ -160,7 +181,8 @@ class Trainer:
         reader = None
         if self.cfg.kind == "MIX" and self.cfg.pred_feedback == "ct_reader":
             reader = OnScale(self.readers["feedback"], self.age_mean, self.age_std)
-        self._fns = build_step_functions(self.nets, self.cfg, fast, self.device, self.age_std, reader)
+        self._fns = build_step_functions(self.nets, self.cfg, fast, self.device, self.age_std, reader,
+                                         replicas=self.world.size)
 
     # -- data ---------------------------------------------------------------------------------
 
@@ -180,14 +202,15 @@ class Trainer:
 
     def _init_samplers(self) -> None:
         cfg, data = self.cfg, self.data
+        shard = (self.world.rank, self.world.size)   # rank r takes every w-th index of each permutation
         self.samplers = {"ct": BatchSampler(len(data.ct_train), cfg.batch_size if cfg.has_translators
-                                            else self.batch_size, self.generator)}
+                                            else self.batch_size, self.generator, *shard)}
         for k in data.sources if cfg.samples_sources else ():
             self.samplers[k] = BatchSampler(len(data.sources[k]), cfg.batch_size if cfg.has_translators
-                                            else self.batch_size, self.generator)
+                                            else self.batch_size, self.generator, *shard)
         for k, n in self._extra_sizes().items():
-            self.samplers[f"extra:{k}"] = BatchSampler(n, self.batch_size, self.generator)
-        self.engines = {name: MemoryEngine(sampler, self._augment_spec(), self.generator, self.device)
+            self.samplers[f"extra:{k}"] = BatchSampler(n, self.batch_size, self.generator, *shard)
+        self.engines = {name: MemoryEngine(sampler, self._augment_spec(), self.aug_generator, self.device)
                         for name, sampler in self.samplers.items()}
         if cfg.loader != "memory":
             self._init_loaders(self.batch_size)
@@ -222,9 +245,7 @@ class Trainer:
         torch.distributed. A resumed run continues each loader after its last consumed batch."""
         from ..data.loaders import SliceLoader
         cfg = self.cfg
-        rank, world = 0, 1
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        rank, world = self.world.rank, self.world.size
         sets = {"ct": self.data.ct_train, **(self.data.sources if cfg.samples_sources else {}),
                 **({f"extra:{k}": s for k, s in self.extra_sets().items() if s.native is not None}
                    if cfg.kind in ("ORACLE", "NAIVE") else {})}
@@ -284,7 +305,7 @@ class Trainer:
         checkpoint in cfg.out_dir is loaded first and the run continues from it; a folder that holds
         a run is never trained into otherwise, unless overwrite=True. Order: CT readers (label
         cues / ct_reader feedback), translator-only steps, then the epochs."""
-        with RunFolder(self.cfg.out_dir) as folder:
+        with RunFolder(self.cfg.out_dir, lock=self.world.is_main) as folder:   # rank 0 is the one writer
             ckpt = folder.checkpoint
             if resume:
                 if not ckpt.exists():
@@ -305,6 +326,11 @@ class Trainer:
         may_change = {"epochs", "decay_start_epoch", "out_dir", "num_threads", "device", "backend", "loader",
                       "compile", "fused_optimizer",
                       "cache_dir", "on_bad_file", "translator_init", "reader_path", "ct", "mri", "pet"}
+        saved_world = state.get("world_size", 1)
+        if saved_world != self.world.size:
+            raise DuiitConfigError(f"{path}: written by {saved_world} process(es); resume it with as many "
+                                   f"(--nproc {saved_world}), not {self.world.size}: each rank's place in its "
+                                   "shard of the data is in the checkpoint")
         theirs = TrainConfig.from_dict(state["config"]).to_dict()
         ours = json_roundtrip(self.cfg.to_dict())
         differ = sorted(k for k in ours if k not in may_change and json_roundtrip(theirs.get(k)) != ours[k])
@@ -398,7 +424,8 @@ class Trainer:
         for _ in self._bar(range(self.pretrain_steps, budget), desc=f"{self.cfg.setting} pretraining",
                            initial=self.pretrain_steps, total=budget):
             xs, r_s = self._batch(self.data.sources[source], source)
-            parts = predictor_step(self.nets["P"], self.optimizers["pred"], xs, r_s, None, self.age_std, self._fns)
+            parts = predictor_step(self.nets["P"], self.optimizers["pred"], xs, r_s, None, self.age_std, self._fns,
+                                   self.world.size)
             self.pretrain_steps += 1
             self._read_step(parts, f"pretraining step {self.pretrain_steps}")
             if self.pretrain_steps == budget:
@@ -452,7 +479,8 @@ class Trainer:
                    for net in self.nets.values()]
         names = list(parts)
         values = torch.stack([torch.as_tensor(parts[k], device=self.device).float().reshape(()) for k in names]
-                             + per_net).tolist()
+                             + per_net)
+        values = mean_over_ranks(values, self.world).tolist()   # every rank logs and checks the same numbers
         read = dict(zip(names, values[:len(names)]))
         bad = [k for k, v in read.items() if not math.isfinite(v)]
         if bad:
@@ -480,7 +508,8 @@ class Trainer:
                                   dann_coefficient(self._progress))
         elif self.cfg.kind != "MIX":
             extra = [self._batch(s, f"extra:{k}") for k, s in self.extra_sets().items()]
-            parts = predictor_step(self.nets["P"], self.optimizers["pred"], x, r_x, extra, self.age_std, self._fns)
+            parts = predictor_step(self.nets["P"], self.optimizers["pred"], x, r_x, extra, self.age_std, self._fns,
+                                   self.world.size)
         else:
             sources = {k: SourceBatch(*self._batch(data.sources[k], k)) for k in self.cfg.sources}
             parts = joint_step(self.nets, self.optimizers, self.pools, x, r_x, sources, self.cfg,
@@ -499,7 +528,10 @@ class Trainer:
             a.copy_(b)
 
     def _after_epoch(self, record: dict) -> None:
-        """Validation MSE (and the best epoch on it) and the translators' label cues."""
+        """Validation MSE (and the best epoch on it) and the translators' label cues: rank 0's job
+        (the full validation set, as in one process); the other ranks go on to the next epoch."""
+        if not self.world.is_main:
+            return
         if self.cfg.predictor_bn_stats == "real_ct":
             recalibrate_batchnorm(self.eval_predictor, self.data.ct_train.images, self.device)
         record["val_mse"] = self.evaluate("val")["mse"]
@@ -596,7 +628,7 @@ class Trainer:
     # -- checkpoints --------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        return {
+        state = {
             "config": self.cfg.to_dict(), "epoch": self.epoch, "history": self.history,
             "translator_steps": self.translator_steps, "pretrain_steps": self.pretrain_steps, "best": self.best,
             "fast_path": None if self.fast is None else dataclasses.asdict(self.fast),
@@ -612,6 +644,13 @@ class Trainer:
             "loaders": dict(self._loader_states),
             "rng": {"generator": self.generator.get_state(), "torch": torch.get_rng_state()},
         }
+        if self.world.distributed:
+            # Where each rank is in its shard, its pools and its random streams: rank 0 writes them all.
+            local = {k: state[k] for k in RANK_LOCAL_KEYS}
+            local["aug_rng"] = self.aug_generator.get_state()
+            state["ranks"] = gather_to_all(local, self.world)   # a collective: every rank saves
+            state["world_size"] = self.world.size
+        return state
 
     def _load_pools(self, state: dict) -> None:
         for side, pools in self.pools.items():
@@ -620,6 +659,9 @@ class Trainer:
                 pool.generator.set_state(state["pool_rng"][side][k])
 
     def _load_state(self, state: dict) -> None:
+        if self.world.distributed and "ranks" in state:
+            state = {**state, **state["ranks"][self.world.rank]}   # this rank's shard position and streams
+            self.aug_generator.set_state(state["aug_rng"])
         self.epoch, self.history = state["epoch"], list(state["history"])
         self.translator_steps, self.best = state.get("translator_steps", 0), state.get("best")
         self.pretrain_steps = state.get("pretrain_steps", 0)
@@ -646,8 +688,12 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
 
     def save(self, path) -> Path:
-        """Write a complete checkpoint atomically (temporary file, fsync, then rename)."""
-        return write_checkpoint(self.state_dict(), path)
+        """Write a complete checkpoint atomically (temporary file, fsync, then rename). Under
+        torch.distributed every rank calls it and rank 0 alone writes."""
+        state = self.state_dict()
+        if not self.world.is_main:
+            return Path(path)
+        return write_checkpoint(state, path)
 
     @classmethod
     def load(cls, path, data: Optional[TrainingData] = None, progress: bool = False) -> "Trainer":

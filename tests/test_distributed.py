@@ -130,11 +130,13 @@ def test_two_ranks_train_to_the_parameters_of_one_process(tiny_config, tmp_path)
         torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=2e-4, msg=key)
 
 
-def test_a_two_rank_run_resumes_exactly_and_only_with_two_ranks(tiny_config, tmp_path):
-    full = _config(tiny_config, tmp_path, "full", batch_size=2, epochs=2, steps_per_epoch=2,
+@pytest.mark.parametrize("loader", ["memory", "torch"])
+def test_a_two_rank_run_resumes_exactly_and_only_with_two_ranks(tiny_config, tmp_path, loader):
+    """Each rank's place in its shard, its augmentation draws and its image pools come back."""
+    full = _config(tiny_config, tmp_path, "full", batch_size=2, epochs=2, steps_per_epoch=2, loader=loader,
                    augment_flip=True, pool_size=4, translator_warmup_steps=2)
     uninterrupted = _run_two_ranks(tmp_path, "full", full)["params"]
-    half = _config(tiny_config, tmp_path, "half", batch_size=2, epochs=1, steps_per_epoch=2,
+    half = _config(tiny_config, tmp_path, "half", batch_size=2, epochs=1, steps_per_epoch=2, loader=loader,
                    augment_flip=True, pool_size=4, translator_warmup_steps=2, decay_start_epoch=1)
     _run_two_ranks(tmp_path, "first", half)
     resumed = _run_two_ranks(tmp_path, "resumed", TrainConfig.from_dict({**half.to_dict(), "epochs": 2}),

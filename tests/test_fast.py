@@ -53,6 +53,8 @@ def test_resolved_fast_path_is_recorded_in_the_checkpoint_and_history(tiny_confi
     state = read_checkpoint(trainer.cfg.out_dir + "/checkpoint.pt")
     assert state["fast_path"] == dataclasses.asdict(trainer.fast)
     assert all(r["pairs_per_s"] > 0 and r["steps"] == 2 and r["seconds"] > 0 for r in trainer.history)
+    # slices/s counts every slice a step batches: here CT plus one source batch per pair
+    assert all(r["slices_per_s"] == pytest.approx(2 * r["pairs_per_s"]) for r in trainer.history)
     assert trainer.optimizers["gen"].param_groups[0]["fused"] is True
 
 

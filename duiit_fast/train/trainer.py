@@ -17,16 +17,16 @@ from ..config import TrainConfig
 from ..errors import DuiitConfigError, DuiitError
 from ..eval.evaluate import per_source, predict_ages, regression_metrics
 from ..eval.label_cues import AgeReader, OnScale, evenly_spaced, label_cue_metrics, train_reader
-from ..models import PatchDiscriminator, ResnetGenerator, build_predictor
+from ..models import build_predictor
 from ..models.predictor import recalibrate_batchnorm
 from ..data.pipeline import Augment, BatchSampler, MemoryEngine
 from .data import TrainingData, load_training_data
-from .schedule import linear_decay
 from .checkpoint import (CHECKPOINT_NAME, RunFolder, json_roundtrip, load_reader, read_checkpoint,
                          reader_from_state, write_checkpoint)
 from ..models.layers import InstanceNormAct
 from .augment import augment_batch, paper_augmentation
-from .baselines import build_extra_nets, dann_coefficient, dann_step, mtl_step
+from .baselines import dann_coefficient, dann_step, mtl_step
+from .networks import Networks
 from .fast import FastPath, build_step_functions, device_defaults, resolve_fast_path
 from .distributed import (average_gradients_before_step, broadcast_from_main, current_world, gather_to_all,
                           mean_over_ranks, rank_seed)
@@ -84,11 +84,10 @@ class Trainer:
         self._device_fast = device_defaults(cfg, self.device)   # bf16, channels_last, fused Adam
         self.fast: Optional[FastPath] = None   # all switches, resolved when training starts
         self._fns = None                       # the step's (compiled / autocast) loss functions
-        self.nets = self._build_models()
+        self.nets = Networks.build(cfg, self.device, build_predictor)
         if self._device_fast["channels_last"]:
-            for net in self.nets.values():
-                net.to(memory_format=torch.channels_last)
-        self.optimizers, self.schedulers = self._build_optimizers()
+            self.nets.to(memory_format=torch.channels_last)
+        self.optimizers, self.schedulers = self.nets.build_optimizers(cfg, self._device_fast["fused_optimizer"])
         self.generator = torch.Generator().manual_seed(cfg.seed)   # data order: shared by all ranks
         # Augmentation draws: the same stream as the data order on one process (as the recorded runs
         # drew them); each rank's own under torch.distributed.
@@ -104,6 +103,7 @@ class Trainer:
         self._sampler_states: dict = {}
         self._loader_states: dict = {}       # loader name → state after its last consumed batch
         self._last_cues: Optional[dict] = None
+        self._slices_drawn = 0               # training slices batched (every engine, every rank's own)
         if self.world.distributed:
             self._join_world()
 
@@ -116,46 +116,6 @@ class Trainer:
         torch.manual_seed(rank_seed(self.cfg.seed, self.world, 3))
 
     # -- construction -------------------------------------------------------------------------
-
-    def _build_models(self) -> dict:
-        cfg, dev = self.cfg, self.device
-        nets = {"P": build_predictor(cfg.predictor).to(dev)}
-        nets.update(build_extra_nets(cfg.kind, nets["P"], dev))   # MTL's source head, DANN's domain critic
-        if cfg.predictor_ema:
-            # Polyak average of P's weights: what evaluate/predict use (every setting alike).
-            nets["P_avg"] = copy.deepcopy(nets["P"])
-            nets["P_avg"].requires_grad_(False)
-        if cfg.has_translators:
-            def gen():
-                return ResnetGenerator(1, 1, cfg.ngf, cfg.resolved_n_blocks, backend=cfg.backend).to(dev)
-
-            def disc():
-                return PatchDiscriminator(1, cfg.ndf, 3, backend=cfg.backend).to(dev)
-            nets["G"] = nn.ModuleDict({k: gen() for k in cfg.sources})   # source → CT
-            nets["F"] = nn.ModuleDict({k: gen() for k in cfg.sources})   # CT → source
-            nets["D_s"] = nn.ModuleDict({k: disc() for k in cfg.sources})
-            nets["D_t"] = disc()                                         # shared CT critic
-        return nets
-
-    def _build_optimizers(self):
-        cfg = self.cfg
-        betas = (cfg.beta1, 0.999)
-        # P has its own Adam at lr_predictor. In DUIIT it steps on the gradient of the joint loss
-        # L_trans + λ·L_pred: Adam is invariant to a constant loss scale, so λ does not shrink
-        # P's steps (two optimisers on one loss = one optimiser with two parameter groups).
-        fused = self._device_fast["fused_optimizer"] or None   # None: torch's default (foreach)
-
-        def adam(params, lr):
-            return torch.optim.Adam(params, lr=lr, betas=betas, fused=fused)
-        predictor = [p for k in ("P", "P_src", "D_dom") if k in self.nets for p in self.nets[k].parameters()]
-        optimizers = {"pred": adam(predictor, cfg.lr_predictor)}
-        if cfg.has_translators:
-            translator = [p for k in ("G", "F") for p in self.nets[k].parameters()]
-            critics = list(self.nets["D_t"].parameters()) + list(self.nets["D_s"].parameters())
-            optimizers["gen"] = adam(translator, cfg.lr_translator)
-            optimizers["disc"] = adam(critics, cfg.lr_translator)
-        schedulers = {k: linear_decay(o, cfg.epochs, cfg.decay_start_epoch) for k, o in optimizers.items()}
-        return optimizers, schedulers
 
     def _load_optimizer(self, name: str, state: dict) -> None:
         """Adam's saved param_groups carry the fused/foreach flags of the run that saved them:
@@ -287,6 +247,7 @@ class Trainer:
             self._loader_states[name] = batch.state
         else:
             batch = self.engines[name].next_batch(slices.images, slices.ages)
+        self._slices_drawn += len(batch.ages)
         return self._layout(batch.images), self._scale(batch.ages)   # ages: scaled here, for every engine
 
     def _augment_spec(self) -> Augment:
@@ -456,7 +417,7 @@ class Trainer:
         for k in ("G", "F") if self.cfg.kind == "CYCLEGAN" else ():
             self.nets[k].eval()   # stage 2: the translators are frozen
         totals: dict[str, float] = {}
-        start = time.perf_counter()
+        start, drawn = time.perf_counter(), self._slices_drawn
         for i in range(steps):
             self._progress = (self.epoch * steps + i) / max(self.cfg.epochs * steps, 1)
             parts = self._read_step(self._train_step(measure_share=(i == 0)), f"epoch {self.epoch}, step {i + 1}")
@@ -464,7 +425,9 @@ class Trainer:
                 totals[k] = totals.get(k, 0.0) + v
         seconds = time.perf_counter() - start
         record = {"epoch": self.epoch, "steps": steps, "seconds": seconds,
-                  "pairs_per_s": steps * self.batch_size / max(seconds, 1e-9),
+                  "pairs_per_s": steps * self.batch_size * self.world.size / max(seconds, 1e-9),
+                  # every slice a step consumed (CT, sources, extra sets), over all ranks
+                  "slices_per_s": (self._slices_drawn - drawn) * self.world.size / max(seconds, 1e-9),
                   "lr": [g["lr"] for o in self.optimizers.values() for g in o.param_groups]}
         record.update({k: v / steps for k, v in totals.items() if k != "grad_share"})
         if "grad_share" in totals:   # measured on the epoch's first step

@@ -3,7 +3,6 @@ translates, and saves/loads checkpoints (atomically, every epoch)."""
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import time
 from pathlib import Path
@@ -21,20 +20,18 @@ from ..models import build_predictor
 from ..models.predictor import recalibrate_batchnorm
 from ..data.pipeline import Augment, BatchSampler, MemoryEngine
 from .data import TrainingData, load_training_data
-from .checkpoint import (CHECKPOINT_NAME, RunFolder, json_roundtrip, load_reader, read_checkpoint,
-                         reader_from_state, write_checkpoint)
+from .checkpoint import CHECKPOINT_NAME, RunFolder, load_reader, read_checkpoint, write_checkpoint
 from ..models.layers import InstanceNormAct
 from .augment import augment_batch, paper_augmentation
 from .baselines import dann_coefficient, dann_step, mtl_step
+from . import state as run_state
 from .networks import Networks
 from .fast import FastPath, build_step_functions, device_defaults, resolve_fast_path
-from .distributed import (average_gradients_before_step, broadcast_from_main, current_world, gather_to_all,
-                          mean_over_ranks, rank_seed)
+from .distributed import average_gradients_before_step, broadcast_from_main, current_world, mean_over_ranks, rank_seed
 from .step import SourceBatch, joint_step, make_pools, predictor_step, translator_step
 
 LABEL_CUE_PROBES = 240        # source slices translated for the label-cue metric
 WARMUP_CHECKPOINT_EVERY = 250  # translator-only steps between checkpoints during the warm-up
-RANK_LOCAL_KEYS = ("pools", "pool_rng", "samplers", "loaders", "rng")   # differ per rank under DDP
 RUNAWAY_FACTOR = 100          # validation MSE this many times that of predicting the mean: stop
 
 
@@ -116,15 +113,6 @@ class Trainer:
         torch.manual_seed(rank_seed(self.cfg.seed, self.world, 3))
 
     # -- construction -------------------------------------------------------------------------
-
-    def _load_optimizer(self, name: str, state: dict) -> None:
-        """Adam's saved param_groups carry the fused/foreach flags of the run that saved them:
-        this run's own choice is put back after loading."""
-        opt = self.optimizers[name]
-        flags = [{k: g.get(k) for k in ("fused", "foreach")} for g in opt.param_groups]
-        opt.load_state_dict(state)
-        for g, f in zip(opt.param_groups, flags):
-            g.update(f)
 
     def _setup_fast_path(self) -> None:
         """Resolve compile/backend for the device and build the step's loss functions."""
@@ -273,33 +261,13 @@ class Trainer:
                     raise DuiitError(f"{self.cfg.out_dir}: nothing to resume (no {CHECKPOINT_NAME}); "
                                      "drop --resume to start a new run")
                 state = read_checkpoint(ckpt)
-                self._check_resumable(state, ckpt)
+                run_state.check_resumable(self.cfg, self.world.size, state, ckpt)
                 self._load_state(state)
             elif ckpt.exists() and not overwrite and self._trained_in != folder.path.resolve():
                 raise DuiitError(f"{self.cfg.out_dir} already holds a run ({CHECKPOINT_NAME}); use --resume to "
                                  "continue it or --overwrite to replace it")
             self._trained_in = folder.path.resolve()   # a further fit() of this trainer continues its own run
             return self._fit(ckpt)
-
-    def _check_resumable(self, state: dict, path) -> None:
-        """Resuming needs the configuration the checkpoint was trained with; only the length of
-        the run and where/how it executes may change."""
-        may_change = {"epochs", "decay_start_epoch", "out_dir", "num_threads", "device", "backend", "loader",
-                      "compile", "fused_optimizer",
-                      "cache_dir", "on_bad_file", "translator_init", "reader_path", "ct", "mri", "pet"}
-        saved_world = state.get("world_size", 1)
-        if saved_world != self.world.size:
-            raise DuiitConfigError(f"{path}: written by {saved_world} process(es); resume it with as many "
-                                   f"(--nproc {saved_world}), not {self.world.size}: each rank's place in its "
-                                   "shard of the data is in the checkpoint")
-        theirs = TrainConfig.from_dict(state["config"]).to_dict()
-        ours = json_roundtrip(self.cfg.to_dict())
-        differ = sorted(k for k in ours if k not in may_change and json_roundtrip(theirs.get(k)) != ours[k])
-        if differ:
-            first = differ[0]
-            raise DuiitConfigError(f"{path}: cannot resume with another configuration: {first} was "
-                                   f"{theirs.get(first)!r}, now {getattr(self.cfg, first)!r}"
-                                   + (f" (and {len(differ) - 1} more field(s))" if len(differ) > 1 else ""))
 
     def _fit(self, ckpt: Path) -> list[dict]:
         self._prepare()
@@ -407,8 +375,8 @@ class Trainer:
         for k in ("G", "F", "D_s", "D_t"):
             self.nets[k].load_state_dict(state["nets"][k])
         for k in ("gen", "disc"):
-            self._load_optimizer(k, state["optimizers"][k])
-        self._load_pools(state)
+            run_state.load_optimizer(self.optimizers[k], state["optimizers"][k])
+        run_state.load_pools(self.pools, state, self.device)
         self.translator_steps = min(state.get("translator_steps", 0), self.translator_budget())
 
     def _train_epoch(self, steps: int) -> dict:
@@ -591,64 +559,10 @@ class Trainer:
     # -- checkpoints --------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        state = {
-            "config": self.cfg.to_dict(), "epoch": self.epoch, "history": self.history,
-            "translator_steps": self.translator_steps, "pretrain_steps": self.pretrain_steps, "best": self.best,
-            "fast_path": None if self.fast is None else dataclasses.asdict(self.fast),
-            "age_mean": self.age_mean, "age_std": self.age_std,
-            "nets": {k: v.state_dict() for k, v in self.nets.items()},
-            "readers": {k: r.state_dict() for k, r in self.readers.items()},
-            "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
-            "schedulers": {k: v.state_dict() for k, v in self.schedulers.items()},
-            "pools": {side: {k: p.state_dict() for k, p in pools.items()} for side, pools in self.pools.items()},
-            "pool_rng": {side: {k: p.generator.get_state() for k, p in pools.items()}
-                         for side, pools in self.pools.items()},
-            "samplers": {k: s.state_dict() for k, s in self.samplers.items()},
-            "loaders": dict(self._loader_states),
-            "rng": {"generator": self.generator.get_state(), "torch": torch.get_rng_state()},
-        }
-        if self.world.distributed:
-            # Where each rank is in its shard, its pools and its random streams: rank 0 writes them all.
-            local = {k: state[k] for k in RANK_LOCAL_KEYS}
-            local["aug_rng"] = self.aug_generator.get_state()
-            state["ranks"] = gather_to_all(local, self.world)   # a collective: every rank saves
-            state["world_size"] = self.world.size
-        return state
-
-    def _load_pools(self, state: dict) -> None:
-        for side, pools in self.pools.items():
-            for k, pool in pools.items():
-                pool.load_state_dict(state["pools"][side][k], self.device)
-                pool.generator.set_state(state["pool_rng"][side][k])
+        return run_state.capture(self)
 
     def _load_state(self, state: dict) -> None:
-        if self.world.distributed and "ranks" in state:
-            state = {**state, **state["ranks"][self.world.rank]}   # this rank's shard position and streams
-            self.aug_generator.set_state(state["aug_rng"])
-        self.epoch, self.history = state["epoch"], list(state["history"])
-        self.translator_steps, self.best = state.get("translator_steps", 0), state.get("best")
-        self.pretrain_steps = state.get("pretrain_steps", 0)
-        self.age_mean, self.age_std = state["age_mean"], state["age_std"]
-        for k, v in state["nets"].items():
-            self.nets[k].load_state_dict(v)
-        for k, v in state.get("readers", {}).items():
-            self.readers[k] = reader_from_state(v, self.device)
-        for k, v in state["optimizers"].items():
-            self._load_optimizer(k, v)
-        for k, v in state["schedulers"].items():
-            sched = self.schedulers[k]
-            sched.load_state_dict(v)
-            # The coming epoch's learning rate from this run's schedule: a run extended beyond its
-            # checkpoint's epochs continues on the new schedule, not at the old one's final 0.
-            for group, base, factor in zip(sched.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):
-                group["lr"] = base * factor(sched.last_epoch)
-        self._load_pools(state)
-        # Samplers need the training data: they are rebuilt when training continues (_prepare),
-        # so that a model loaded for inference never touches its training folders.
-        self._sampler_states = state["samplers"]
-        self._loader_states = dict(state.get("loaders", {}))
-        self.generator.set_state(state["rng"]["generator"])
-        torch.set_rng_state(state["rng"]["torch"])
+        run_state.restore(self, state)
 
     def save(self, path) -> Path:
         """Write a complete checkpoint atomically (temporary file, fsync, then rename). Under

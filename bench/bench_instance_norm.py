@@ -8,7 +8,8 @@ FLOPs are ~10 per element: the op is memory-bound on every device we target.
 import pytest
 import torch
 
-from duiit_fast import ops, reference
+from duiit_fast import ops
+from duiit_fast.ops import reference
 
 from conftest import fused_backend, run_timed
 

@@ -6,7 +6,8 @@ l1 forward reads a and b (2), backward reads both and writes both gradients (4).
 import pytest
 import torch
 
-from duiit_fast import ops, reference
+from duiit_fast import ops
+from duiit_fast.ops import reference
 
 from conftest import fused_backend, run_timed
 

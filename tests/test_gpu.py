@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from duiit_fast import ops, reference
+from duiit_fast import ops
+from duiit_fast.ops import reference
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")]
@@ -63,10 +64,10 @@ def test_cuda_triton_op_compiles_with_inductor():
 
 
 def test_cuda_opcheck():
-    from duiit_fast import _triton_ops
+    from duiit_fast.ops import triton_backend
     x = torch.randn(2, 3, 8, 8, device="cuda", requires_grad=True)
-    torch.library.opcheck(_triton_ops.instance_norm_act_cuda, (x, None, None, None, "relu", 0.2, 1e-5))
-    torch.library.opcheck(_triton_ops.loss_cuda, (x, None, 1.0, "lsgan"))
+    torch.library.opcheck(triton_backend.instance_norm_act_cuda, (x, None, None, None, "relu", 0.2, 1e-5))
+    torch.library.opcheck(triton_backend.loss_cuda, (x, None, 1.0, "lsgan"))
 
 
 # -- the joint step on CUDA: the Trainer's own path, not only the ops --------------------------

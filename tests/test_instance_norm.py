@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from duiit_fast import _cpp_ops, ops, reference
+from duiit_fast import ops
+from duiit_fast.ops import cpp_backend, reference
 
 pytestmark = pytest.mark.skipif(not ops.cpp_available(), reason="duiit_fast._C is not built")
 
@@ -82,8 +83,8 @@ def test_opcheck_cpp_op():
     x = torch.randn(2, 3, 5, 6, dtype=torch.float64, requires_grad=True)
     w = torch.randn(3, dtype=torch.float64, requires_grad=True)
     b = torch.randn(3, dtype=torch.float64, requires_grad=True)
-    torch.library.opcheck(_cpp_ops.instance_norm_act, (x, w, b, None, "leaky_relu", 0.2, 1e-5))
-    torch.library.opcheck(_cpp_ops.instance_norm_act, (x, None, None, torch.randn_like(x), "none", 0.2, 1e-5))
+    torch.library.opcheck(cpp_backend.instance_norm_act, (x, w, b, None, "leaky_relu", 0.2, 1e-5))
+    torch.library.opcheck(cpp_backend.instance_norm_act, (x, None, None, torch.randn_like(x), "none", 0.2, 1e-5))
 
 
 def test_compiles_fullgraph():

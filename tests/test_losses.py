@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from duiit_fast import ops, reference
+from duiit_fast import ops
+from duiit_fast.ops import reference
 
 pytestmark = pytest.mark.skipif(not ops.cpp_available(), reason="duiit_fast._C is not built")
 TOL = {torch.float32: dict(atol=1e-6, rtol=1e-5), torch.float64: dict(atol=1e-12, rtol=1e-10)}
@@ -58,9 +59,9 @@ def test_non_contiguous_and_half_inputs():
 def test_opcheck_and_compile_cpp_losses():
     a = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
     b = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
-    from duiit_fast import _cpp_ops
-    torch.library.opcheck(_cpp_ops.loss, (a, b, 0.0, "l1"))
-    torch.library.opcheck(_cpp_ops.loss, (a, None, 1.0, "lsgan"))
+    from duiit_fast.ops import cpp_backend
+    torch.library.opcheck(cpp_backend.loss, (a, b, 0.0, "l1"))
+    torch.library.opcheck(cpp_backend.loss, (a, None, 1.0, "lsgan"))
     fn = torch.compile(lambda x, y: ops.l1_loss(x, y, backend="cpp") + ops.lsgan_loss(x, 1.0, backend="cpp"),
                        fullgraph=True, backend="aot_eager")
     out = fn(a, b)
@@ -78,12 +79,12 @@ def test_loss_argument_errors():
 
 
 def test_cpp_loss_backward_writes_no_gradient_for_a_data_target():
-    from duiit_fast import _cpp_ops
+    from duiit_fast.ops import cpp_backend
     a, b = torch.randn(50), torch.randn(50)
     g = torch.tensor(1.0)
-    grad_a, grad_b = _cpp_ops.loss_backward(g, a, b, 0.0, "l1", False)
+    grad_a, grad_b = cpp_backend.loss_backward(g, a, b, 0.0, "l1", False)
     assert grad_b.numel() == 0
-    grad_a2, grad_b2 = _cpp_ops.loss_backward(g, a, b, 0.0, "l1", True)
+    grad_a2, grad_b2 = cpp_backend.loss_backward(g, a, b, 0.0, "l1", True)
     torch.testing.assert_close(grad_a, grad_a2)
     torch.testing.assert_close(grad_b2, -grad_a2)
     # Through autograd: a target without requires_grad gets none, one with it gets −grad_a.

@@ -8,7 +8,8 @@ import os
 import pytest
 import torch
 
-from duiit_fast import ops, reference
+from duiit_fast import ops
+from duiit_fast.ops import reference
 
 pytestmark = [
     pytest.mark.interpret,
@@ -86,12 +87,12 @@ def test_triton_losses_gradcheck_fp64():
 
 
 def test_triton_interpret_ops_pass_opcheck():
-    from duiit_fast import _triton_ops
+    from duiit_fast.ops import triton_backend
     x = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
     w = torch.randn(3, dtype=torch.float64, requires_grad=True)
-    torch.library.opcheck(_triton_ops.instance_norm_act_interpret, (x, w, None, None, "relu", 0.2, 1e-5))
+    torch.library.opcheck(triton_backend.instance_norm_act_interpret, (x, w, None, None, "relu", 0.2, 1e-5))
     a = torch.randn(7, dtype=torch.float64, requires_grad=True)
-    torch.library.opcheck(_triton_ops.loss_interpret, (a, a.detach() * 2, 0.0, "l1"))
+    torch.library.opcheck(triton_backend.loss_interpret, (a, a.detach() * 2, 0.0, "l1"))
 
 
 def test_triton_ops_compile_fullgraph():
@@ -162,11 +163,11 @@ def test_triton_split_statistics_are_stable_far_from_zero(tiny_split):
 
 
 def test_loss_backward_writes_no_gradient_for_a_data_target():
-    from duiit_fast import _triton_ops
+    from duiit_fast.ops import triton_backend
     a, b = torch.randn(50), torch.randn(50)
     g = torch.tensor(1.0)
-    grad_a, grad_b = _triton_ops.loss_backward_interpret(g, a, b, 0.0, "l1", False)
+    grad_a, grad_b = triton_backend.loss_backward_interpret(g, a, b, 0.0, "l1", False)
     assert grad_b.numel() == 0
-    grad_a2, grad_b2 = _triton_ops.loss_backward_interpret(g, a, b, 0.0, "l1", True)
+    grad_a2, grad_b2 = triton_backend.loss_backward_interpret(g, a, b, 0.0, "l1", True)
     torch.testing.assert_close(grad_a, grad_a2)
     torch.testing.assert_close(grad_b2, -grad_a2)

@@ -1,4 +1,5 @@
-"""The C++ backend as torch.library custom ops (opaque to torch.compile, with fake kernels).
+"""The C++ backend as torch.library custom ops (opaque to torch.compile, with fake kernels and
+the contract's autograd).
 
 The extension works on numpy views of contiguous CPU tensors; outputs are allocated here and
 always contiguous, in the fake implementations too.
@@ -10,17 +11,16 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .contract import ACT_CODES, LOSS_CODES, fake_loss, fake_loss_backward, register_instance_norm_autograd, \
+    register_loss_autograd
+
 try:
-    from . import _C  # absent in a source tree that was never built
+    from .. import _C  # absent in a source tree that was never built
 except ImportError as exc:  # pragma: no cover - exercised only without a build
     _C = None
     IMPORT_ERROR = str(exc)
 else:
     IMPORT_ERROR = ""
-
-ACT_CODES = {"none": 0, "relu": 1, "leaky_relu": 2}
-LOSS_CODES = {"lsgan": 0, "l1": 1}
-
 
 def _np(t: Optional[Tensor]):
     return None if t is None else t.detach().contiguous().numpy()
@@ -72,10 +72,6 @@ def loss(a: Tensor, b: Optional[Tensor], target: float, kind: str) -> Tensor:
     return torch.tensor(value, dtype=a.dtype)
 
 
-def fake_loss(a, b, target, kind):
-    return a.new_empty(())
-
-
 loss.register_fake(fake_loss)
 
 
@@ -93,9 +89,6 @@ def loss_backward(grad_out: Tensor, a: Tensor, b: Optional[Tensor], target: floa
     return grad_a, grad_b
 
 
-def fake_loss_backward(grad_out, a, b, target, kind, need_grad_b):
-    grad_a = torch.empty_like(a, memory_format=torch.contiguous_format)
-    return grad_a, (torch.empty_like(grad_a) if b is not None and need_grad_b else a.new_empty(0))
-
-
 loss_backward.register_fake(fake_loss_backward)
+register_instance_norm_autograd(instance_norm_act, instance_norm_act_backward)
+register_loss_autograd(loss, loss_backward)

@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 from torch.library import triton_op, wrap_triton
 
-from ._cpp_ops import ACT_CODES, LOSS_CODES, fake_loss, fake_loss_backward
+from .contract import ACT_CODES, LOSS_CODES, fake_loss, fake_loss_backward, register_instance_norm_autograd, \
+    register_loss_autograd
 
 
 def _identity(kernel):
@@ -24,7 +25,7 @@ def _identity(kernel):
 
 
 def _kernels():
-    from .kernels import instance_norm, losses
+    from ..kernels import instance_norm, losses
     return instance_norm, losses
 
 
@@ -149,3 +150,8 @@ def loss_backward_interpret(grad_out: Tensor, a: Tensor, b: Optional[Tensor], ta
 
 
 loss_backward_interpret.register_fake(fake_loss_backward)
+
+register_instance_norm_autograd(instance_norm_act_cuda, instance_norm_act_backward_cuda)
+register_instance_norm_autograd(instance_norm_act_interpret, instance_norm_act_backward_interpret)
+register_loss_autograd(loss_cuda, loss_backward_cuda)
+register_loss_autograd(loss_interpret, loss_backward_interpret)

@@ -1,7 +1,11 @@
 """The op layer: one function per fused op, dispatching to an implementation by backend.
 
+The package: this module (the public functions and the choice of backend), `contract` (codes,
+output shapes, the autograd formula), `reference` (eager PyTorch: the oracle), `cpp_backend`
+(duiit_fast._C) and `triton_backend` (duiit_fast.kernels).
+
 Backends (same contract, forward and backward; see docs/ops.md):
-  reference  eager PyTorch (duiit_fast.reference), any device and dtype: the oracle;
+  reference  eager PyTorch (duiit_fast.ops.reference), any device and dtype: the oracle;
   triton     Triton kernels (duiit_fast.kernels): CUDA tensors, or CPU tensors when
              TRITON_INTERPRET=1 was set before the process started (tests);
   cpp        C++/OpenMP kernels of duiit_fast._C: CPU tensors;
@@ -21,12 +25,12 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from . import _cpp_ops, _triton_ops, reference
+from . import cpp_backend, reference, triton_backend
 
 BACKENDS = ("reference", "triton", "cpp", "auto")
 _default_backend: Optional[str] = None
-_C = _cpp_ops._C
-_C_IMPORT_ERROR = _cpp_ops.IMPORT_ERROR
+_C = cpp_backend._C
+_C_IMPORT_ERROR = cpp_backend.IMPORT_ERROR
 
 
 def cpp_available() -> bool:
@@ -83,60 +87,16 @@ def resolve_backend(backend: Optional[str], device: torch.device) -> str:
     return name
 
 
-# --- autograd, shared by the fused backends ---------------------------------------------------
-
-def _register_instance_norm_autograd(forward_op, backward_op) -> None:
-    def setup_context(ctx, inputs, output):
-        x, weight, bias, residual, act, slope, eps = inputs
-        _, mean, rstd = output
-        ctx.save_for_backward(x, mean, rstd, weight, bias)
-        ctx.act, ctx.slope, ctx.has_residual = act, slope, residual is not None
-
-    def backward(ctx, grad_y, _grad_mean, _grad_rstd):
-        # mean and rstd are saved statistics, not outputs anyone differentiates.
-        x, mean, rstd, weight, bias = ctx.saved_tensors
-        need_w = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
-        grad_x, grad_w, grad_b = backward_op(grad_y, x, mean, rstd, weight, bias, ctx.act, ctx.slope, need_w)
-        return (grad_x, grad_w if ctx.needs_input_grad[1] else None,
-                grad_b if ctx.needs_input_grad[2] else None,
-                grad_y if ctx.has_residual else None, None, None, None)
-
-    forward_op.register_autograd(backward, setup_context=setup_context)
-
-
-def _register_loss_autograd(forward_op, backward_op) -> None:
-    def setup_context(ctx, inputs, output):
-        a, b, target, kind = inputs
-        ctx.save_for_backward(a, b)
-        ctx.target, ctx.kind = target, kind
-
-    def backward(ctx, grad_out):
-        a, b = ctx.saved_tensors
-        need_b = b is not None and ctx.needs_input_grad[1]
-        grad_a, grad_b = backward_op(grad_out, a, b, ctx.target, ctx.kind, need_b)
-        return grad_a, (grad_b if need_b else None), None, None
-
-    forward_op.register_autograd(backward, setup_context=setup_context)
-
-
-_register_instance_norm_autograd(_cpp_ops.instance_norm_act, _cpp_ops.instance_norm_act_backward)
-_register_instance_norm_autograd(_triton_ops.instance_norm_act_cuda, _triton_ops.instance_norm_act_backward_cuda)
-_register_instance_norm_autograd(_triton_ops.instance_norm_act_interpret,
-                                 _triton_ops.instance_norm_act_backward_interpret)
-_register_loss_autograd(_cpp_ops.loss, _cpp_ops.loss_backward)
-_register_loss_autograd(_triton_ops.loss_cuda, _triton_ops.loss_backward_cuda)
-_register_loss_autograd(_triton_ops.loss_interpret, _triton_ops.loss_backward_interpret)
-
 _CPP_DTYPES = (torch.float32, torch.float64)
 
 
 def _fused_ops(backend: str, device: torch.device):
     """(instance_norm_act op, loss op) of a fused backend for tensors on `device`."""
     if backend == "cpp":
-        return _cpp_ops.instance_norm_act, _cpp_ops.loss
+        return cpp_backend.instance_norm_act, cpp_backend.loss
     if device.type == "cuda":
-        return _triton_ops.instance_norm_act_cuda, _triton_ops.loss_cuda
-    return _triton_ops.instance_norm_act_interpret, _triton_ops.loss_interpret
+        return triton_backend.instance_norm_act_cuda, triton_backend.loss_cuda
+    return triton_backend.instance_norm_act_interpret, triton_backend.loss_interpret
 
 
 def _upcast_for_cpp(backend: str, *tensors):

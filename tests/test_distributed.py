@@ -203,3 +203,12 @@ def test_a_killed_rank_stops_the_job_with_one_line(tmp_path, tiny_phantom):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 2 and time.time() - start < 120
     assert err.strip().splitlines()[-1].startswith("duiit: error: distributed training failed")
+
+
+def test_an_epoch_is_one_pass_over_the_data_at_any_world_size(tiny_config):
+    from duiit_fast.train.distributed import World
+    from duiit_fast.train.trainer import Trainer
+    trainer = Trainer(tiny_config(steps_per_epoch=None, batch_size=2), progress=False)
+    one = trainer.steps_per_epoch()            # 12 slices per set, 2 per step
+    trainer.world = World(rank=0, size=2)      # each rank takes half of every pass
+    assert (one, trainer.steps_per_epoch()) == (6, 3)

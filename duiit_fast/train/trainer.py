@@ -217,7 +217,9 @@ class Trainer:
         if self.cfg.steps_per_epoch:
             return self.cfg.steps_per_epoch
         sizes = [len(self.data.ct_train)] + [len(s) for s in self.data.sources.values()]
-        return max(1, math.ceil(max(sizes) / self.batch_size))
+        # One pass over the largest set per epoch at any number of ranks (each takes its shard), so
+        # the per-epoch learning-rate schedule means the same under torch.distributed.
+        return max(1, math.ceil(max(sizes) / (self.batch_size * self.world.size)))
 
     def translator_budget(self) -> int:
         """Translator-only steps before the epochs: the warm-up; for the two-stage CycleGAN also the

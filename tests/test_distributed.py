@@ -212,3 +212,12 @@ def test_an_epoch_is_one_pass_over_the_data_at_any_world_size(tiny_config):
     one = trainer.steps_per_epoch()            # 12 slices per set, 2 per step
     trainer.world = World(rank=0, size=2)      # each rank takes half of every pass
     assert (one, trainer.steps_per_epoch()) == (6, 3)
+
+
+def test_bad_nproc_is_one_line(tmp_path, capsys):
+    from duiit_fast.cli import main
+    cfg = write_train_toml(tmp_path / "c.toml", setting="PURE-CT", out_dir=str(tmp_path / "run"))
+    assert main(["train", "--config", str(cfg), "--nproc", "0"]) == 2
+    assert main(["train", "--config", str(cfg), "--nproc", "2", "--splits", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "--nproc must be at least 1" in err[0] and "--splits" in err[1]

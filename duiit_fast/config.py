@@ -100,6 +100,10 @@ class TrainConfig:
     # DUIIT knobs (beyond the paper's recipe, each off or the paper's behaviour by default)
     translator_warmup_steps: int = 0  # translator-only steps (λ = 0) before the predictor sees
                                       # translations; CYCLEGAN's stage 1 is this plus the joint budget
+    joint_warmup_steps: int = 0      # DUIIT: joint steps (L_trans + λ·L_pred) with a scratch predictor after
+                                      # the warm-up; P then restarts from its initial weights and a fresh
+                                      # Adam, so its budget is every arm's while G learns to keep the cues;
+                                      # CYCLEGAN's stage 1 grows by as many steps, other settings ignore it
     translator_init: Optional[str] = None  # checkpoint whose translators/critics (after warm-up) start
                                       # this run: lets the arms of one experiment share a warm-up
     pred_feedback: str = "joint"     # joint: G's discriminative gradient from the co-trained P
@@ -195,7 +199,7 @@ class TrainConfig:
                f"must lie in [0.1, 1], got {self.augment_crop_min}")
         _check(self.pred_feedback in PRED_FEEDBACK, "pred_feedback",
                f"must be one of {PRED_FEEDBACK}, got {self.pred_feedback!r}")
-        for name in ("translator_warmup_steps", "reader_steps"):
+        for name in ("translator_warmup_steps", "joint_warmup_steps", "reader_steps"):
             _check(getattr(self, name) >= 0, name, f"must not be negative, got {getattr(self, name)}")
         if check_paths:
             _check(self.translator_init is None or Path(self.translator_init).is_file(), "translator_init",

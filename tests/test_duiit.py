@@ -243,3 +243,66 @@ def test_frechet_distance_and_domain_fid():
     other = label_cue_metrics(reader, -real.flip(-1) * 0.2, torch.full((150,), 50.0), "cpu", real_ct=real)
     # An untrained reader's features are small; what matters is identical ≈ 0 < different.
     assert same == pytest.approx(0.0, abs=1e-12) and other["domain_fid"] > 1e-8
+
+
+def test_joint_warm_up_trains_g_with_a_scratch_predictor_then_restarts_p(tiny_config):
+    trainer = Trainer(tiny_config(translator_warmup_steps=1, joint_warmup_steps=3, epochs=1), progress=False)
+    initial_p = {k: v.clone() for k, v in trainer.nets["P"].state_dict().items()}
+    trainer._prepare()
+    trainer.warm_up()
+    g_before = [p.clone() for p in trainer.nets["G"]["mri"].parameters()]
+    p_moved = []
+    step = trainer._train_step
+
+    def joint_step_watching_p(*args, **kwargs):
+        parts = step(*args, **kwargs)   # P learns during the joint warm-up
+        p_moved.append(any(not torch.equal(v, initial_p[k]) for k, v in trainer.nets["P"].state_dict().items()))
+        return parts
+    trainer._train_step = joint_step_watching_p
+    trainer.joint_warm_up()
+    assert trainer.joint_warmup_done == 3 and p_moved == [True, True, True]
+    assert not all(torch.equal(a, b) for a, b in zip(g_before, trainer.nets["G"]["mri"].parameters()))
+    # P is back where every arm's P starts, with an empty Adam: its own budget begins now.
+    for k, v in trainer.nets["P"].state_dict().items():
+        assert torch.equal(v, initial_p[k]), k
+    assert not trainer.optimizers["pred"].state
+    trainer._train_step = step
+    trainer.fit()
+    assert trainer.joint_warmup_done == 3 and len(trainer.history) == 1   # not warmed up twice
+
+
+def test_joint_warm_up_is_duiit_only_and_lengthens_cyclegan_stage_one(tiny_config):
+    pure = Trainer(tiny_config("PURE-CT", joint_warmup_steps=4), progress=False)
+    pure.fit()
+    assert pure.joint_warmup_done == 0
+    cyclegan = Trainer(tiny_config("CYCLEGAN-CT-MRI", translator_warmup_steps=2, joint_warmup_steps=4), progress=False)
+    cyclegan._prepare()
+    assert cyclegan.translator_budget() == 2 + 4 + 2 * 2   # the same translator steps as DUIIT's
+
+
+def test_joint_warm_up_resumes_exactly(tiny_config, tmp_path, monkeypatch):
+    import duiit_fast.train.trainer as trainer_module
+    monkeypatch.setattr(trainer_module, "WARMUP_CHECKPOINT_EVERY", 2)
+    overrides = dict(translator_warmup_steps=1, joint_warmup_steps=5, epochs=1)
+    whole = Trainer(tiny_config(out_dir=str(tmp_path / "whole"), **overrides), progress=False)
+    whole.fit()
+    cut = Trainer(tiny_config(out_dir=str(tmp_path / "cut"), **overrides), progress=False)
+    cut._prepare()
+    cut.warm_up(tmp_path / "cut" / "checkpoint.pt")
+    calls = {"n": 0}
+    step = cut._train_step
+
+    def interrupted(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt   # killed after the checkpoint at joint warm-up step 2
+        return step(*a, **k)
+    cut._train_step = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        cut.joint_warm_up(tmp_path / "cut" / "checkpoint.pt")
+    resumed = Trainer(tiny_config(out_dir=str(tmp_path / "cut"), **overrides), progress=False)
+    resumed.fit(resume=True)
+    assert resumed.joint_warmup_done == 5
+    for a, b in zip(whole.nets.parameters(), resumed.nets.parameters()):
+        assert torch.equal(a, b)
+    assert [r["loss"] for r in whole.history] == [r["loss"] for r in resumed.history]

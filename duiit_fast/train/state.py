@@ -2,7 +2,7 @@
 
 The file format (checksummed, tensors and plain data only, written atomically) is checkpoint.py's;
 this module is the one place that knows which parts of a run are persisted: the configuration,
-progress (epoch, warm-up and pretraining steps, history, the best epoch on validation), the
+progress (epoch, warm-up, joint warm-up and pretraining steps, history, the best epoch on validation), the
 networks, readers, optimisers, schedules and image pools, and where the data order stands. Under
 torch.distributed rank 0 writes every rank's own part (RANK_LOCAL_KEYS) too.
 """
@@ -31,6 +31,7 @@ def capture(trainer) -> dict:
     state = {
         "config": t.cfg.to_dict(), "epoch": t.epoch, "history": t.history,
         "translator_steps": t.translator_steps, "pretrain_steps": t.pretrain_steps, "best": t.best,
+        "joint_warmup_done": t.joint_warmup_done,
         "fast_path": None if t.fast is None else dataclasses.asdict(t.fast),
         "age_mean": t.age_mean, "age_std": t.age_std,
         "nets": {k: v.state_dict() for k, v in t.nets.items()},
@@ -102,6 +103,7 @@ def restore(trainer, state: dict) -> None:
     t.epoch, t.history = state["epoch"], list(state["history"])
     t.translator_steps, t.best = state.get("translator_steps", 0), state.get("best")
     t.pretrain_steps = state.get("pretrain_steps", 0)
+    t.joint_warmup_done = state.get("joint_warmup_done", 0)
     t.age_mean, t.age_std = state["age_mean"], state["age_std"]
     for k, v in state["nets"].items():
         t.nets[k].load_state_dict(v)

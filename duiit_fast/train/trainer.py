@@ -71,6 +71,7 @@ class Trainer:
         self.epoch = 0                       # epochs completed
         self.translator_steps = 0            # translator-only steps completed (warm-up / stage 1)
         self.pretrain_steps = 0              # TL: predictor steps on the source completed
+        self.joint_warmup_done = 0           # DUIIT: joint warm-up steps completed (scratch predictor)
         self._progress = 0.0                 # fraction of the epochs' steps done (DANN's schedule)
         self.history: list[dict] = []
         self.best: Optional[dict] = None     # {"epoch", "val_mse", "P": state} of the best epoch on val
@@ -223,9 +224,11 @@ class Trainer:
 
     def translator_budget(self) -> int:
         """Translator-only steps before the epochs: the warm-up; for the two-stage CycleGAN also the
-        joint phase's steps, so both arms' translators train for the same number of steps."""
+        joint phase's steps (and DUIIT's joint warm-up), so both arms' translators train for the
+        same number of steps."""
         if self.cfg.kind == "CYCLEGAN":
-            return self.cfg.translator_warmup_steps + self.cfg.epochs * self.steps_per_epoch()
+            return (self.cfg.translator_warmup_steps + self.cfg.joint_warmup_steps
+                    + self.cfg.epochs * self.steps_per_epoch())
         return self.cfg.translator_warmup_steps if self.cfg.kind == "MIX" else 0
 
     def _scale(self, ages: torch.Tensor) -> torch.Tensor:
@@ -274,6 +277,7 @@ class Trainer:
     def _fit(self, ckpt: Path) -> list[dict]:
         self._prepare()
         self.warm_up(ckpt)
+        self.joint_warm_up(ckpt)
         self.pretrain_on_source(ckpt)
         steps = self.steps_per_epoch()
         epochs = self._bar(range(self.epoch, self.cfg.epochs), desc=f"{self.cfg.setting} epochs",
@@ -344,6 +348,35 @@ class Trainer:
             if ckpt is not None and (self.translator_steps % WARMUP_CHECKPOINT_EVERY == 0
                                      or self.translator_steps == budget):
                 self.save(ckpt)
+
+    def joint_warm_up(self, ckpt=None) -> None:
+        """DUIIT's joint warm-up (joint_warmup_steps, beyond the paper): G trains on L_trans + λ·L_pred
+        against a scratch predictor, so it learns to keep the label cues before the budgeted
+        predictor starts; then P restarts from its initial weights with a fresh Adam."""
+        budget = self.cfg.joint_warmup_steps if self.cfg.kind == "MIX" else 0
+        if self.joint_warmup_done >= budget or self.epoch > 0:
+            return
+        for _ in self._bar(range(self.joint_warmup_done, budget), desc=f"{self.cfg.setting} joint warm-up",
+                           initial=self.joint_warmup_done, total=budget):
+            parts = self._train_step()
+            self.joint_warmup_done += 1
+            self._read_step(parts, f"joint warm-up step {self.joint_warmup_done}")
+            if self.joint_warmup_done == budget:
+                self._restart_predictor()
+            if ckpt is not None and (self.joint_warmup_done % WARMUP_CHECKPOINT_EVERY == 0
+                                     or self.joint_warmup_done == budget):
+                self.save(ckpt)
+
+    def _restart_predictor(self) -> None:
+        """P (and its average) back to the weights it was built with — the same seed as every arm's
+        P — and its Adam emptied; the global random stream is left where it was."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.cfg.seed)
+            initial = build_predictor(self.cfg.predictor).state_dict()
+        for name in ("P", "P_avg"):
+            if name in self.nets:
+                self.nets[name].load_state_dict(initial)
+        self.optimizers["pred"].state.clear()
 
     def pretrain_on_source(self, ckpt=None) -> None:
         """TL's first phase: P on the source slices and their labels for as many steps as the

@@ -91,7 +91,7 @@ def _cmd_experiment(args) -> int:
                  if getattr(args, k) is not None}
     if "fid_weights" in overrides:   # every cell is a process of its own: an absolute path
         overrides["fid_weights"] = str(Path(overrides["fid_weights"]).resolve())
-    base = dataclasses.replace(experiment_config(args.quick), **overrides)
+    base = dataclasses.replace(experiment_config(args.quick), **overrides).with_settings(args.set or [])
     run_experiment(args.out, cohorts=args.cohorts, arms=args.arms, workers=args.workers, base=base)
     return 0
 
@@ -285,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--compile", choices=["auto", "on", "off"],
                     help="torch.compile the steps: auto (default: on CUDA), on or off. Each cell is its own "
                          "process and compiles anew, so short cells may be faster with off")
+    ex.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="change one field of the experiment's configuration for every arm (repeatable), e.g. "
+                         "--set lambda_pred=4e-3 --set joint_warmup_steps=800; choose on validation MSE, "
+                         "and use a new --out folder per configuration")
     ex.set_defaults(func=_cmd_experiment)
 
     from .bench import SIZES, VARIANTS

@@ -249,6 +249,26 @@ class TrainConfig:
         except TypeError as exc:
             raise DuiitConfigError(f"bad configuration: {exc}") from None
 
+    def with_settings(self, settings) -> "TrainConfig":
+        """This configuration with KEY=VALUE strings applied (`duiit experiment --set`): VALUE is read
+        as a TOML value (1e-3, 800, true, "text"; a bare word is a string), `phantom.KEY` reaches
+        the phantom's fields; unknown keys and wrong types are one-line errors."""
+        data = self.to_dict()
+        for text in settings:
+            key, sep, raw = text.partition("=")
+            key, raw = key.strip(), raw.strip()
+            if not sep or not key or not raw:
+                raise DuiitConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. lambda_pred=4e-3")
+            try:
+                value = tomllib.loads(f"v = {raw}")["v"]
+            except tomllib.TOMLDecodeError:
+                value = raw
+            table, _, name = key.rpartition(".")
+            if table not in ("", "phantom"):
+                raise DuiitConfigError(f"--set {text!r}: unknown table {table!r} (only phantom.KEY)")
+            (data["phantom"] if table else data)[name] = value
+        return TrainConfig.from_dict(data).validate(check_paths=False)
+
     @classmethod
     def from_toml(cls, path) -> "TrainConfig":
         path = Path(path)

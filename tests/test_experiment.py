@@ -54,6 +54,27 @@ def test_experiment_cli_rejects_bad_arguments(tmp_path, capsys):
     assert len(err) == 3 and all(line.startswith("duiit: error:") for line in err)
 
 
+def test_set_changes_the_experiment_configuration_with_typed_values():
+    from duiit_fast.experiment import experiment_config
+    cfg = experiment_config().with_settings(["lambda_pred=4e-3", "joint_warmup_steps = 800",
+                                             "phantom.source_patients=20", "pred_feedback=ct_reader"])
+    assert (cfg.lambda_pred, cfg.joint_warmup_steps, cfg.pred_feedback) == (4e-3, 800, "ct_reader")
+    assert cfg.phantom.source_patients == 20 and cfg.ngf == experiment_config().ngf
+    for bad, message in [("lambda_pred", "KEY=VALUE"), ("lambda_prd=1", "unknown field"),
+                         ("epochs=many", "epochs"), ("model.ngf=8", "unknown table"),
+                         ("joint_warmup_steps=-1", "negative")]:
+        with pytest.raises(DuiitConfigError, match=message):
+            experiment_config().with_settings([bad])
+
+
+def test_experiment_cli_set_errors_are_one_line(tmp_path, capsys):
+    assert main(["experiment", "--out", str(tmp_path), "--set", "lambda_pred=big"]) == 2
+    assert main(["experiment", "--out", str(tmp_path), "--set", "nonsense"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("duiit: error:") for line in err)
+    assert not (tmp_path / "experiment.json").exists()   # nothing ran, nothing written
+
+
 def test_paired_tests_match_scipy_and_gap_closed():
     from scipy import stats
     a, b = [30.0, 41.0, 35.0, 50.0, 44.0], [52.0, 58.0, 49.0, 61.0, 47.0]

@@ -104,8 +104,10 @@ def write_report(out: Path, results: dict, log=print) -> None:
              f"Every arm: predictor `{cfg['predictor']}`, {cfg['epochs']} epochs × {cfg['steps_per_epoch']} steps, "
              f"real-CT batch {cfg['batch_size']}, images {cfg['image_size']}²; the predictor of the epoch with the "
              f"best validation MSE is kept. Translator arms: ngf {cfg['ngf']}, {cfg['n_blocks']} blocks, "
-             f"{cfg['translator_warmup_steps']} warm-up steps (shared), λ = {cfg['lambda_pred']} on L_pred summed "
-             "in years², λcyc = " + f"{cfg['lambda_cyc']}.", "",
+             f"{cfg['translator_warmup_steps']} warm-up steps (shared)"
+             + (f", then {cfg['joint_warmup_steps']} joint warm-up steps against a scratch predictor (DUIIT)"
+                if cfg.get("joint_warmup_steps") else "")
+             + f", λ = {cfg['lambda_pred']} on L_pred summed in years², λcyc = {cfg['lambda_cyc']}.", "",
              "| arm | test MSE (years²) | val MSE | gap closed | label-cue slope | reader MSE on G(src) | pixel L1 "
              "| domain FID |", "|---|---|---|---|---|---|---|---|"]
     for arm, e in arms.items():

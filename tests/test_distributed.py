@@ -150,6 +150,43 @@ def test_a_two_rank_run_resumes_exactly_and_only_with_two_ranks(tiny_config, tmp
     assert Trainer.load(tmp_path / "half" / "checkpoint.pt").evaluate("test")["mse"] > 0   # inference: 1 process
 
 
+OTHER_SETTINGS = ["CYCLEGAN-CT-MRI", "TL-CT-MRI", "MTL-CT-MRI", "DANN-CT-MRI", "AUG-SIMPLE", "MIX-CT-MRI-PET"]
+
+
+def _every_setting_main(rank, store, cfg_dicts, out):
+    """Train each setting on this rank's shard, then hand rank 0 every rank's parameters."""
+    import torch.distributed as dist
+    from duiit_fast.train.distributed import World, gather_to_all
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD,
+                            timeout=datetime.timedelta(seconds=120))
+    try:
+        per_setting = {}
+        for name, cfg_dict in cfg_dicts.items():
+            trainer = _train(cfg_dict, steps_only=False, strip_bn=False)
+            per_setting[name] = gather_to_all(_snapshot(trainer, grads=False), World(rank, WORLD))
+        if rank == 0:
+            torch.save(per_setting, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_every_setting_keeps_its_ranks_in_step(tiny_config, tmp_path):
+    """The ranks see different shards (and augmentation draws), so only the gradient average keeps
+    their networks equal: TL's pretraining, MTL's source head, DANN's domain critic, AUG's
+    augmentation, CycleGAN's two stages and two translators in MIX-CT-MRI-PET included."""
+    cfgs = {s: tiny_config(s, out_dir=str(tmp_path / s), epochs=1, steps_per_epoch=2, label_cues=False,
+                           translator_warmup_steps=1).to_dict() for s in OTHER_SETTINGS}
+    out = tmp_path / "every.pt"
+    mp.spawn(_every_setting_main, args=(str(tmp_path / "store"), cfgs, str(out)), nprocs=WORLD, join=True)
+    for setting, (rank0, rank1) in torch.load(out, weights_only=True).items():
+        assert rank0.keys() == rank1.keys()
+        moved = [k for k in rank0 if k.split(".")[0] in ("P", "P_src", "D_dom")]
+        assert moved, setting
+        for key in rank0:
+            torch.testing.assert_close(rank1[key], rank0[key], rtol=0, atol=0, msg=f"{setting}: {key}")
+
+
 def _cli(tmp_path, *args, **popen):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "duiit_fast", *args], cwd=tmp_path, env=env,

@@ -24,11 +24,13 @@ def _err(out, ref64):
 @pytest.mark.parametrize("shape", [(16, 256, 64, 64), (2, 3, 63, 21), (4, 8, 1, 1), (1, 4, 300, 300)])
 @pytest.mark.parametrize("act,residual", [("relu", False), ("leaky_relu", False), ("none", True)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_cuda_instance_norm_matches_reference(shape, act, residual, dtype):
-    x = torch.randn(shape, device="cuda", dtype=dtype, requires_grad=True)
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_cuda_instance_norm_matches_reference(shape, act, residual, dtype, layout):
+    x = torch.randn(shape, device="cuda", dtype=dtype).to(memory_format=layout).requires_grad_()
     w = torch.randn(shape[1], device="cuda", dtype=dtype, requires_grad=True)
-    r = torch.randn(shape, device="cuda", dtype=dtype, requires_grad=True) if residual else None
+    r = torch.randn(shape, device="cuda", dtype=dtype).to(memory_format=layout).requires_grad_() if residual else None
     y = ops.instance_norm_act(x, w, None, r, act=act, backend="triton")
+    assert y.is_contiguous(memory_format=layout)   # channels_last in, channels_last out (NHWC kernels)
     y_ref = reference.instance_norm_act(x, w, None, r, act=act)
     # fused error within twice the same-dtype eager error (vs an fp64 oracle), plus a floor
     y64 = reference.instance_norm_act(x.double(), w.double(), None, None if r is None else r.double(), act=act)
@@ -63,10 +65,28 @@ def test_cuda_triton_op_compiles_with_inductor():
     torch.testing.assert_close(x.grad, x2.grad, atol=1e-5, rtol=1e-4)
 
 
+def test_cuda_channels_last_triton_op_compiles_with_inductor():
+    """The NHWC kernels inside a compiled graph, as the CUDA fast path runs them (channels_last)."""
+    x = torch.randn(4, 16, 32, 32, device="cuda").to(memory_format=torch.channels_last).requires_grad_()
+    w = torch.randn(16, device="cuda", requires_grad=True)
+    fn = torch.compile(lambda t, s: ops.instance_norm_act(t, s, act="leaky_relu", backend="triton").square().mean(),
+                       fullgraph=True)
+    out = fn(x, w)
+    out.backward()
+    x2, w2 = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    ref = reference.instance_norm_act(x2, w2, act="leaky_relu").square().mean()
+    ref.backward()
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(x.grad, x2.grad, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(w.grad, w2.grad, atol=1e-5, rtol=1e-4)
+
+
 def test_cuda_opcheck():
     from duiit_fast.ops import triton_backend
     x = torch.randn(2, 3, 8, 8, device="cuda", requires_grad=True)
     torch.library.opcheck(triton_backend.instance_norm_act_cuda, (x, None, None, None, "relu", 0.2, 1e-5))
+    x_cl = torch.randn(2, 8, 8, 8, device="cuda").to(memory_format=torch.channels_last).requires_grad_()
+    torch.library.opcheck(triton_backend.instance_norm_act_cuda, (x_cl, None, None, None, "relu", 0.2, 1e-5))
     torch.library.opcheck(triton_backend.loss_cuda, (x, None, 1.0, "lsgan"))
 
 

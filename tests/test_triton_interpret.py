@@ -55,10 +55,52 @@ def test_triton_constant_plane_is_finite_and_zero():
     assert torch.isfinite(x.grad).all()
 
 
-def test_triton_channels_last_input():
-    x = torch.randn(2, 3, 6, 5).to(memory_format=torch.channels_last)
-    torch.testing.assert_close(ops.instance_norm_act(x, act="leaky_relu", backend="triton"),
-                               reference.instance_norm_act(x, act="leaky_relu"), **TOL[torch.float32])
+@pytest.fixture
+def nhwc_rows(monkeypatch):
+    """Set the NHWC kernels' chunk length (pixels per program): several chunks at interpreter sizes."""
+    from duiit_fast.kernels import instance_norm_nhwc
+    plan = instance_norm_nhwc.nhwc_plan
+
+    def force(rows):
+        monkeypatch.setattr(instance_norm_nhwc, "nhwc_plan", lambda n, c, length, _=None: plan(n, c, length, rows))
+    return force
+
+
+# (2, 3, 6, 5): one channel block, 3 of 64 lanes; (1, 70, 3, 2): two channel blocks, the second of 6
+@pytest.mark.parametrize("shape,rows", [((2, 3, 6, 5), None), ((2, 3, 6, 5), 7), ((1, 70, 3, 2), 4)])
+@pytest.mark.parametrize("act,residual", CASES)
+def test_triton_channels_last_stays_channels_last_and_matches_reference(nhwc_rows, shape, rows, act, residual):
+    nhwc_rows(rows)
+    cl = torch.channels_last
+    x = (torch.randn(shape) * 3 + 5).to(memory_format=cl).requires_grad_()
+    w, b = torch.randn(shape[1], requires_grad=True), torch.randn(shape[1], requires_grad=True)
+    r = torch.randn(shape).to(memory_format=cl).requires_grad_() if residual else None
+    y = ops.instance_norm_act(x, w, b, r, act=act, backend="triton")
+    assert y.is_contiguous(memory_format=cl) and not y.is_contiguous()   # no copy to NCHW and back
+    y_ref = reference.instance_norm_act(x, w, b, r, act=act)
+    torch.testing.assert_close(y, y_ref, **TOL[torch.float32])
+    leaves = [t for t in (x, w, b, r) if t is not None]
+    g = torch.randn_like(y)
+    grads = torch.autograd.grad(y, leaves, g)
+    assert grads[0].is_contiguous(memory_format=cl)
+    for got, want in zip(grads, torch.autograd.grad(y_ref, leaves, g)):
+        torch.testing.assert_close(got, want, **TOL[torch.float32])
+
+
+def test_triton_channels_last_gradcheck_fp64(nhwc_rows):
+    nhwc_rows(5)    # 3 chunks of a 12-pixel plane, the last of 2
+    x = torch.randn(1, 3, 3, 4, dtype=torch.float64).to(memory_format=torch.channels_last).requires_grad_()
+    w = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t, s: ops.instance_norm_act(t, s, act="leaky_relu", backend="triton"),
+                                    (x, w))
+
+
+def test_triton_channels_last_statistics_are_stable_far_from_zero(nhwc_rows):
+    # The chunk statistics are one pass over shifted data: a 1e4 offset must not eat the variance.
+    nhwc_rows(48)
+    x = 1e4 + torch.randn(1, 2, 16, 16, dtype=torch.float64)
+    y = ops.instance_norm_act(x.float().to(memory_format=torch.channels_last), act="none", backend="triton")
+    torch.testing.assert_close(y.double(), reference.instance_norm_act(x, act="none"), atol=2e-3, rtol=1e-3)
 
 
 @pytest.mark.parametrize("n", [1, 37, 5000])  # 5000 spans two blocks

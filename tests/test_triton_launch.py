@@ -26,20 +26,35 @@ def test_no_float_reaches_a_kernel_as_a_runtime_argument(chunk):
     """Inductor launches user kernels (triton_op) with float scalars typed fp64: on an H200 with
     torch 2.11, `a - target` became fp64 and the compiled step failed to build. Every float a kernel
     takes is a constexpr (an upper-case keyword), every runtime argument a tensor or an int."""
-    from duiit_fast.kernels import instance_norm, losses
+    from duiit_fast.kernels import instance_norm, instance_norm_nhwc, losses
     launches, launch = _record_launches()
     x = torch.randn(2, 3, 6, 6)
     stats = torch.empty(6)
-    instance_norm.instance_norm_act_forward(x, torch.ones(3), None, None, 2, 0.2, 1e-5, torch.empty_like(x),
-                                            stats, stats, launch=launch, chunk=chunk)
-    instance_norm.instance_norm_act_backward(x, x, stats, stats, torch.ones(3), None, 2, 0.2, torch.empty_like(x),
-                                             stats, stats, launch=launch, chunk=chunk)
+    for kernels, tiling in ((instance_norm, dict(chunk=chunk)), (instance_norm_nhwc, dict(rows=chunk))):
+        kernels.instance_norm_act_forward(x, torch.ones(3), None, None, 2, 0.2, 1e-5, torch.empty_like(x),
+                                          stats, stats, launch=launch, **tiling)
+        kernels.instance_norm_act_backward(x, x, stats, stats, torch.ones(3), None, 2, 0.2, torch.empty_like(x),
+                                           stats, stats, launch=launch, **tiling)
     partials = torch.empty(losses.num_partials(x.numel()))
     for b, target in ((None, 1.0), (x, 0.0)):
         losses.loss_forward_partials(x, b, target, 0, partials, launch=launch)
         losses.loss_backward(x, b, target, 0, torch.tensor(1.0), torch.empty_like(x), None, launch=launch)
-    assert len(launches) >= 6
+    assert len(launches) >= 12
     for name, args, kwargs in launches:
         assert all(isinstance(a, (torch.Tensor, int)) and not isinstance(a, bool) for a in args), (name, args)
         runtime_floats = [k for k, v in kwargs.items() if isinstance(v, float) and not k.isupper()]
         assert not runtime_floats, (name, runtime_floats)
+
+
+@pytest.mark.parametrize("n,c,length", [(16, 64, 256 * 256), (16, 256, 64 * 64), (1, 3, 7), (2, 512, 31 * 31),
+                                        (1, 1, 1)])
+def test_nhwc_plan_covers_every_pixel_with_enough_programs(n, c, length):
+    """The channels_last tiling: chunks cover the plane exactly, the merge's tile holds every chunk,
+    and a large activation gets enough programs to fill a GPU (the reason planes are split)."""
+    from duiit_fast.kernels.instance_norm_nhwc import MAX_SPLITS, TARGET_PROGRAMS, TILE, nhwc_plan
+    plan = nhwc_plan(n, c, length)
+    assert (plan["splits"] - 1) * plan["rows"] < length <= plan["splits"] * plan["rows"]
+    assert plan["splits"] <= min(MAX_SPLITS, plan["block_s"])
+    assert plan["block_c"] * plan["cblocks"] >= c and plan["block_p"] * plan["block_c"] <= max(TILE, 2 * plan["block_c"])
+    programs = n * plan["cblocks"] * plan["splits"]
+    assert programs >= min(TARGET_PROGRAMS // 2, n * plan["cblocks"] * length)   # rows round up: a few fewer

@@ -14,7 +14,9 @@ Backends (same contract, forward and backward; see docs/ops.md):
 `backend=None` takes the process default: `set_default_backend`, else DUIIT_BACKEND from the
 environment, else "auto". Every fused implementation is a torch.library op with a fake
 implementation and registered autograd, so it works under torch.compile(fullgraph=True).
-Inputs of any layout (channels_last, strided views) are copied to contiguous NCHW first.
+Inputs of any layout work. The Triton instance norm keeps a channels_last activation channels_last
+(its NHWC kernels; output channels_last, as the convolution around it wants); every other input, and
+every input of the C++ ops, is copied to contiguous NCHW first.
 """
 from __future__ import annotations
 

@@ -24,9 +24,32 @@ def _identity(kernel):
     return kernel
 
 
+# channels_last activations go to the NHWC kernels as they are; False copies them to NCHW first
+# (what every channels_last input cost before those kernels: kept for the A/B on a GPU).
+NHWC_KERNELS = True
+
+
 def _kernels():
-    from ..kernels import instance_norm, losses
-    return instance_norm, losses
+    from ..kernels import losses
+    return losses
+
+
+def _norm_kernels_and_layout(x: Tensor):
+    """The instance-norm kernel module for x's layout, and the memory format it works in."""
+    from ..kernels import instance_norm, instance_norm_nhwc
+    if NHWC_KERNELS and _is_channels_last(x):
+        return instance_norm_nhwc, torch.channels_last
+    return instance_norm, torch.contiguous_format
+
+
+def _is_channels_last(x: Tensor) -> bool:
+    # A tensor with C == 1 or H·W == 1 is both: it takes the NCHW kernels.
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _out_format(x: Tensor) -> torch.memory_format:
+    """The memory format of the op's image-shaped outputs (what the fakes must promise)."""
+    return torch.channels_last if NHWC_KERNELS and _is_channels_last(x) else torch.contiguous_format
 
 
 def _contiguous(t: Optional[Tensor]) -> Optional[Tensor]:
@@ -40,27 +63,29 @@ def _stats(x: Tensor) -> Tensor:
 
 
 def _in_forward(x, weight, bias, residual, act, slope, eps, launch):
-    instance_norm, _ = _kernels()
-    x = x.contiguous()
-    y, mean, rstd = torch.empty_like(x), _stats(x), _stats(x)
-    instance_norm.instance_norm_act_forward(x, _contiguous(weight), _contiguous(bias), _contiguous(residual),
-                                            ACT_CODES[act], slope, eps, y, mean, rstd, launch=launch)
+    kernels, layout = _norm_kernels_and_layout(x)
+    x = x.contiguous(memory_format=layout)
+    residual = None if residual is None else residual.contiguous(memory_format=layout)
+    y, mean, rstd = torch.empty_like(x, memory_format=layout), _stats(x), _stats(x)
+    kernels.instance_norm_act_forward(x, _contiguous(weight), _contiguous(bias), residual,
+                                      ACT_CODES[act], slope, eps, y, mean, rstd, launch=launch)
     return y, mean, rstd
 
 
 def _in_backward(grad_y, x, mean, rstd, weight, bias, act, slope, launch):
-    instance_norm, _ = _kernels()
-    x, grad_y = x.contiguous(), grad_y.contiguous()
-    grad_x, sum_g, sum_gx = torch.empty_like(x), torch.empty_like(mean), torch.empty_like(mean)
-    instance_norm.instance_norm_act_backward(grad_y, x, mean, rstd, _contiguous(weight), _contiguous(bias),
-                                             ACT_CODES[act], slope, grad_x, sum_g, sum_gx, launch=launch)
+    kernels, layout = _norm_kernels_and_layout(x)
+    x, grad_y = x.contiguous(memory_format=layout), grad_y.contiguous(memory_format=layout)
+    grad_x = torch.empty_like(x, memory_format=layout)
+    sum_g, sum_gx = torch.empty_like(mean), torch.empty_like(mean)
+    kernels.instance_norm_act_backward(grad_y, x, mean, rstd, _contiguous(weight), _contiguous(bias),
+                                       ACT_CODES[act], slope, grad_x, sum_g, sum_gx, launch=launch)
     param_dtype = weight.dtype if weight is not None else x.dtype
     # Per-plane sums → per-channel gradients: a fixed-order reduction over the batch.
     return grad_x, sum_gx.sum(0).to(param_dtype), sum_g.sum(0).to(param_dtype)
 
 
 def _loss_forward(a, b, target, kind, launch):
-    _, losses = _kernels()
+    losses = _kernels()
     a = a.contiguous()
     acc = torch.float64 if a.dtype == torch.float64 else torch.float32
     partials = torch.empty(losses.num_partials(a.numel()), dtype=acc, device=a.device)
@@ -69,7 +94,7 @@ def _loss_forward(a, b, target, kind, launch):
 
 
 def _loss_backward(grad_out, a, b, target, kind, need_grad_b, launch):
-    _, losses = _kernels()
+    losses = _kernels()
     a = a.contiguous()
     grad_a = torch.empty_like(a)
     write_b = b is not None and need_grad_b   # a data target gets no gradient written
@@ -117,7 +142,7 @@ def instance_norm_act_interpret(x: Tensor, weight: Optional[Tensor], bias: Optio
 
 @instance_norm_act_interpret.register_fake
 def _(x, weight, bias, residual, act, slope, eps):
-    return torch.empty_like(x, memory_format=torch.contiguous_format), _stats(x), _stats(x)
+    return torch.empty_like(x, memory_format=_out_format(x)), _stats(x), _stats(x)
 
 
 @torch.library.custom_op("duiit_fast::instance_norm_act_triton_interpret_backward", mutates_args=())
@@ -131,7 +156,7 @@ def instance_norm_act_backward_interpret(grad_y: Tensor, x: Tensor, mean: Tensor
 def _(grad_y, x, mean, rstd, weight, bias, act, slope, need_weight_grads):
     dtype = weight.dtype if weight is not None else x.dtype
     c = x.shape[1]
-    return (torch.empty_like(x, memory_format=torch.contiguous_format),
+    return (torch.empty_like(x, memory_format=_out_format(x)),
             x.new_empty(c, dtype=dtype), x.new_empty(c, dtype=dtype))
 
 

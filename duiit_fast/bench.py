@@ -251,7 +251,12 @@ def run_profile(size: str, variant: Variant, device: str, steps: int, out_dir, l
         _synchronize(dev)
     trace = out / f"trace-{size}-{variant.name.replace(' ', '-')}.json"
     prof.export_chrome_trace(str(trace))
-    sort = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+    # torch ≥ 2.4 names the device column self_device_time_total (self_cuda_time_total before)
+    sort = "self_cpu_time_total"
+    if dev.type == "cuda":
+        averages = prof.key_averages()
+        sort = "self_device_time_total" if averages and hasattr(averages[0], "self_device_time_total") \
+            else "self_cuda_time_total"
     table = prof.key_averages().table(sort_by=sort, row_limit=20)
     write_text(out / f"top-ops-{size}-{variant.name.replace(' ', '-')}.txt", table + "\n")
     log(f"trace: {trace}")

@@ -1,0 +1,92 @@
+"""Interleaved timing of joint-step variants, `duiit bench`'s harness plus one switch it lacks:
+how the Triton instance norm takes channels_last activations (its NHWC kernels, or copies to NCHW
+and back as before those kernels existed: suffix `:nchw-copy`).
+
+    python bench/step_ab.py --size paper --device cuda --variants eager-reference-fp32 \
+        eager-fused-bf16 eager-fused-bf16:nchw-copy compiled-reference-bf16 compiled-fused-bf16
+
+The first variant is the baseline of every speed-up (median of per-round ratios). `--wait-for FILE`
+builds (and compiles) every variant, then waits for FILE before timing: compile beside other work,
+time alone.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from duiit_fast import bench
+from duiit_fast.ops import triton_backend
+
+
+def _build(size, spec, device):
+    name, _, mode = spec.partition(":")
+    nhwc = mode != "nchw-copy"
+    triton_backend.NHWC_KERNELS = nhwc
+    h = bench.StepHarness(size, bench.variant_by_name(name), device)
+    start = time.perf_counter()
+    h.step()
+    bench._synchronize(device)
+    first = time.perf_counter() - start
+    for _ in range(2):
+        h.step()
+    return h, nhwc, first
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", default="paper", choices=sorted(bench.SIZES))
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--variants", nargs="+", required=True)
+    ap.add_argument("--wait-for", help="build everything, then wait for this file before timing")
+    ap.add_argument("--wait-max", type=float, default=300.0)
+    ap.add_argument("--json")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="duiit-step-ab-"))
+    device = torch.device(args.device)
+    built = {}
+    for spec in args.variants:
+        print(f"building {args.size} / {spec} ...", flush=True)
+        built[spec] = _build(args.size, spec, device)
+        print(f"  first step {built[spec][2]:.1f} s", flush=True)
+    if args.wait_for:
+        deadline = time.time() + args.wait_max
+        while not Path(args.wait_for).exists() and time.time() < deadline:
+            time.sleep(1)
+    times = {spec: [] for spec in built}
+    for _ in range(args.rounds):
+        for spec, (h, nhwc, _) in built.items():
+            triton_backend.NHWC_KERNELS = nhwc
+            bench._synchronize(device)
+            start = time.perf_counter()
+            h.step()
+            bench._synchronize(device)
+            times[spec].append(time.perf_counter() - start)
+    base = args.variants[0]
+    pairs = bench.SIZES[args.size]["batch_size"]
+    rows = []
+    print(f"{bench.device_description(device)}, torch {torch.__version__}, size {args.size}, "
+          f"{args.rounds} interleaved rounds; speed-up = median per-round ratio vs {base}")
+    print(f"{'variant':36s} {'step ms':>9s} {'pairs/s':>8s} {'speed-up':>9s} {'first step s':>13s}")
+    for spec, ts in times.items():
+        med = statistics.median(ts)
+        ratio = statistics.median(b / t for b, t in zip(times[base], ts))
+        rows.append(dict(variant=spec, step_s=med, pairs_per_s=pairs / med, speedup=ratio,
+                         first_step_s=built[spec][2], times_s=ts))
+        print(f"{spec:36s} {med * 1e3:9.1f} {pairs / med:8.1f} {ratio:8.2f}x {built[spec][2]:13.1f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(dict(size=args.size, device=bench.device_description(device),
+                                                   torch=torch.__version__, rows=rows), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

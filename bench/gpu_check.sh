@@ -41,9 +41,9 @@ TESTS=$!
 
 step "joint step at the paper's size (256², 16 pairs, ngf 64, ResNet50): build + compile now, time after the tests"
 timeout $(( $(left) - 100 )) python3 bench/step_ab.py --size paper --device cuda --rounds 10 \
-  --wait-for "$W/tests.done" --wait-max 300 --json "$OUT/step_ab.json" \
+  --wait-for "$W/tests.done" --wait-max 300 --build-budget $(( $(left) - 300 )) --json "$OUT/step_ab.json" \
   --variants eager-reference-fp32 eager-fused-bf16 eager-fused-bf16:nchw-copy \
-             compiled-reference-bf16 compiled-fused-bf16 2>&1 | tee "$W/step_ab.log" | grep -v "^  " | tail -9
+             compiled-fused-bf16 compiled-reference-bf16 2>&1 | tee "$W/step_ab.log" | grep -v "^  " | tail -9
 wait $TESTS
 grep -E "passed|failed|error" "$OUT/gpu_tests.log" | tail -3
 grep -E "^(FAILED|ERROR)" "$OUT/gpu_tests.log" | head -10

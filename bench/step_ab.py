@@ -48,15 +48,31 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", nargs="+", required=True)
     ap.add_argument("--wait-for", help="build everything, then wait for this file before timing")
     ap.add_argument("--wait-max", type=float, default=300.0)
+    ap.add_argument("--build-budget", type=float, default=None,
+                    help="seconds: a variant whose build would start later is skipped (a compile cannot be cut)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="duiit-step-ab-"))
     device = torch.device(args.device)
-    built = {}
+    built, failed = {}, {}
+    started = time.time()
     for spec in args.variants:
+        if args.build_budget is not None and time.time() - started > args.build_budget:
+            failed[spec] = f"skipped: build budget of {args.build_budget:.0f} s spent"
+            continue
         print(f"building {args.size} / {spec} ...", flush=True)
-        built[spec] = _build(args.size, spec, device)
+        try:
+            built[spec] = _build(args.size, spec, device)
+        except Exception as e:   # one broken variant (a kernel that fails to build, OOM) must not cost the rest
+            failed[spec] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            print(f"  FAILED {failed[spec]}", flush=True)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            continue
         print(f"  first step {built[spec][2]:.1f} s", flush=True)
+    if args.variants[0] not in built:
+        print(f"the baseline {args.variants[0]} did not build: nothing to compare against")
+        return 1
     if args.wait_for:
         deadline = time.time() + args.wait_max
         while not Path(args.wait_for).exists() and time.time() < deadline:
@@ -82,9 +98,11 @@ def main(argv=None) -> int:
         rows.append(dict(variant=spec, step_s=med, pairs_per_s=pairs / med, speedup=ratio,
                          first_step_s=built[spec][2], times_s=ts))
         print(f"{spec:36s} {med * 1e3:9.1f} {pairs / med:8.1f} {ratio:8.2f}x {built[spec][2]:13.1f}")
+    for spec, error in failed.items():
+        print(f"{spec:36s} FAILED {error}")
     if args.json:
         Path(args.json).write_text(json.dumps(dict(size=args.size, device=bench.device_description(device),
-                                                   torch=torch.__version__, rows=rows), indent=1))
+                                                   torch=torch.__version__, rows=rows, failed=failed), indent=1))
     return 0
 
 

@@ -195,7 +195,7 @@ def nhwc_plan(n: int, c: int, length: int, rows=None) -> dict:
     cblocks = triton.cdiv(c, block_c)
     if rows is None:
         splits = min(MAX_SPLITS, max(1, triton.cdiv(TARGET_PROGRAMS, n * cblocks)))
-        rows = triton.cdiv(length, splits)
+        rows = max(triton.cdiv(length, splits), TILE // block_c)   # at least one full tile per program
     rows = max(1, min(rows, length))
     splits = triton.cdiv(length, rows)
     if splits > MAX_SPLITS:
@@ -207,6 +207,10 @@ def nhwc_plan(n: int, c: int, length: int, rows=None) -> dict:
 
 def _warps(plan) -> int:
     return 8 if plan["block_p"] * plan["block_c"] >= 2048 else 4
+
+
+def _merge_warps(plan) -> int:
+    return 8 if plan["block_s"] * plan["block_c"] >= 4096 else 4
 
 
 def _identity(kernel):
@@ -227,7 +231,8 @@ def instance_norm_act_forward(x, weight, bias, residual, act: int, slope: float,
     launch(_nhwc_chunk_stats_kernel)[grid](x, cmean, cm2, *dims, ACC_FP64=fp64, BLOCK_P=plan["block_p"],
                                            BLOCK_C=plan["block_c"], num_warps=_warps(plan))
     launch(_nhwc_merge_stats_kernel)[(n * plan["cblocks"],)](cmean, cm2, mean, rstd, *dims, EPS=eps, ACC_FP64=fp64,
-                                                             BLOCK_S=plan["block_s"], BLOCK_C=plan["block_c"])
+                                                             BLOCK_S=plan["block_s"], BLOCK_C=plan["block_c"],
+                                                             num_warps=_merge_warps(plan))
     w, b, r = (t if t is not None else x for t in (weight, bias, residual))  # unread when its flag is off
     launch(_nhwc_fwd_kernel)[grid](x, w, b, r, y, mean, rstd, *dims, HAS_WEIGHT=weight is not None,
                                    HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None, ACT=act,
@@ -252,7 +257,7 @@ def instance_norm_act_backward(grad_y, x, mean, rstd, weight, bias, act: int, sl
     launch(_nhwc_bwd_chunk_sums_kernel)[grid](grad_y, x, mean, rstd, w, b, csg, csgx, *dims, **flags)
     launch(_nhwc_plane_sums_kernel)[(n * plan["cblocks"],)](csg, csgx, sum_g, sum_gx, c, plan["splits"],
                                                             plan["cblocks"], ACC_FP64=fp64, BLOCK_S=plan["block_s"],
-                                                            BLOCK_C=plan["block_c"])
+                                                            BLOCK_C=plan["block_c"], num_warps=_merge_warps(plan))
     launch(_nhwc_bwd_dx_kernel)[grid](grad_y, x, mean, rstd, w, b, grad_x, sum_g, sum_gx, *dims, **flags)
 
 

@@ -57,4 +57,5 @@ def test_nhwc_plan_covers_every_pixel_with_enough_programs(n, c, length):
     assert plan["splits"] <= min(MAX_SPLITS, plan["block_s"])
     assert plan["block_c"] * plan["cblocks"] >= c and plan["block_p"] * plan["block_c"] <= max(TILE, 2 * plan["block_c"])
     programs = n * plan["cblocks"] * plan["splits"]
-    assert programs >= min(TARGET_PROGRAMS // 2, n * plan["cblocks"] * length)   # rows round up: a few fewer
+    full_tiles = n * plan["cblocks"] * -(-length // (TILE // plan["block_c"]))   # no program gets less than a tile
+    assert programs >= min(TARGET_PROGRAMS // 2, full_tiles)   # // 2: rows round up, so a few programs fewer

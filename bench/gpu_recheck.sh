@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
-# A short second call (~4.5 min): the compiled CUDA step after a fix, and the compiled bf16 joint
-# step with the Triton ops (the CUDA default) against the eager fp32 reference at the paper's size.
+# A short second call (~5 min) after a kernel fix: the CUDA tests it touches, and the compiled bf16
+# joint step at the paper's size with the fused ops and with the reference ops, each against its own
+# eager fp32 baseline. The two compile at once in two processes (Dynamo/AOT/Inductor lowering is
+# mostly one thread each), then time one after the other, after the tests, alone on the GPU.
 set -uo pipefail
+LIMIT=${RECHECK_LIMIT_S:-330}
 mkdir -p "${OUT:-out}"; OUT=$(cd "${OUT:-out}" && pwd)
+W=$(mktemp -d)
 export PYTHONPATH=$(pwd) PYTHONUNBUFFERED=1
 ln -sfn ../kernels duiit_fast/kernels
-timeout ${RECHECK_BENCH_S:-255} python3 -m duiit_fast.cli bench --size paper --device cuda --rounds 10 \
-  --no-cached-compile --variants eager-reference-fp32 compiled-fused-bf16 \
-  --json "$OUT/bench_step_paper_compiled.json" > "$OUT/bench_step_paper_compiled.txt" 2>&1 &
-timeout 130 python3 -m pytest -v -rfE --tb=short -m gpu tests/test_gpu.py -p no:cacheprovider \
-  -k "compiled_triton or auto_fast or compiles_with_inductor or losses or opcheck" > "$OUT/gpu_tests.log" 2>&1
-tail -4 "$OUT/gpu_tests.log"
+( timeout 200 python3 -m pytest -v -rfE --tb=short -m gpu tests/test_gpu.py -p no:cacheprovider \
+    -k "channels_last or instance_norm_matches or compiles_with_inductor or opcheck" > "$OUT/gpu_tests.log" 2>&1
+  touch "$W/tests.done" ) &
+( timeout $LIMIT python3 bench/step_ab.py --size paper --device cuda --rounds 10 --wait-for "$W/tests.done" \
+    --wait-max $LIMIT --json "$OUT/step_ab_fused.json" --variants eager-reference-fp32 compiled-fused-bf16 \
+    > "$OUT/step_ab_fused.txt" 2>&1; touch "$W/fused.done" ) &
+timeout $(( LIMIT + 10 )) python3 bench/step_ab.py --size paper --device cuda --rounds 10 --wait-for "$W/fused.done" \
+  --wait-max $(( LIMIT + 10 )) --json "$OUT/step_ab_reference.json" \
+  --variants eager-reference-fp32 compiled-reference-bf16 > "$OUT/step_ab_reference.txt" 2>&1
 wait
-cat "$OUT/bench_step_paper_compiled.txt" | tail -12
+grep -E "passed|failed" "$OUT/gpu_tests.log" | tail -2
+grep -E "^(FAILED|ERROR)" "$OUT/gpu_tests.log" | head
+tail -4 "$OUT/step_ab_fused.txt" "$OUT/step_ab_reference.txt"

@@ -37,10 +37,13 @@ def _tile_coords(pid, C, L, ROWS, SPLITS, CBLOCKS, BLOCK_C: tl.constexpr):
 
 
 @triton.jit
-def _load_rows(ptr, base, rows, ch, cmask, C, end, acc_t: tl.constexpr):
+def _row_offsets(base, rows, ch, cmask, C, end):
+    """Offsets and mask of a (rows × channels) tile. No pointer goes in: torch.compile's mutation
+    analysis treats whatever a helper returns as derived from every argument, so a store through
+    offsets returned by a helper that took x_ptr would mark x as written (and Inductor would copy x
+    before every launch)."""
     mask = (rows < end)[:, None] & cmask[None, :]
-    offs = base + rows[:, None].to(tl.int64) * C + ch[None, :]
-    return tl.load(ptr + offs, mask=mask, other=0.0).to(acc_t), offs, mask
+    return base + rows[:, None].to(tl.int64) * C + ch[None, :], mask
 
 
 @triton.jit
@@ -52,8 +55,8 @@ def _nhwc_chunk_stats_kernel(x_ptr, cmean_ptr, cm2_ptr, C, L, ROWS, SPLITS, CBLO
     s1 = tl.zeros([BLOCK_P, BLOCK_C], acc_t)
     s2 = tl.zeros([BLOCK_P, BLOCK_C], acc_t)
     for start in range(p0, p1, BLOCK_P):
-        x, _, mask = _load_rows(x_ptr, base, start + tl.arange(0, BLOCK_P), ch, cmask, C, p1, acc_t)
-        d = tl.where(mask, x - shift[None, :], 0.0)
+        offs, mask = _row_offsets(base, start + tl.arange(0, BLOCK_P), ch, cmask, C, p1)
+        d = tl.where(mask, tl.load(x_ptr + offs, mask=mask, other=0.0).to(acc_t) - shift[None, :], 0.0)
         s1 += d
         s2 += d * d
     count = (p1 - p0).to(acc_t)
@@ -106,7 +109,8 @@ def _nhwc_fwd_kernel(x_ptr, w_ptr, b_ptr, r_ptr, y_ptr, mean_ptr, rstd_ptr, C, L
     w, shift = _channel_params(w_ptr, b_ptr, ch, cmask, HAS_WEIGHT, HAS_BIAS, acc_t, BLOCK_C)
     scale = tl.load(rstd_ptr + n * C + ch, mask=cmask, other=0.0).to(acc_t) * w
     for start in range(p0, p1, BLOCK_P):
-        x, offs, mask = _load_rows(x_ptr, base, start + tl.arange(0, BLOCK_P), ch, cmask, C, p1, acc_t)
+        offs, mask = _row_offsets(base, start + tl.arange(0, BLOCK_P), ch, cmask, C, p1)
+        x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(acc_t)
         # Subtract the mean before scaling, as the NCHW kernels: a folded x*scale + shift cancels.
         z = (x - mean[None, :]) * scale[None, :] + shift[None, :]
         if HAS_RESIDUAL:
@@ -117,12 +121,11 @@ def _nhwc_fwd_kernel(x_ptr, w_ptr, b_ptr, r_ptr, y_ptr, mean_ptr, rstd_ptr, C, L
 
 
 @triton.jit
-def _nhwc_xhat_and_grad(x_ptr, dy_ptr, base, rows, ch, cmask, C, end, mean, rstd, w, b, ACT: tl.constexpr,
-                        SLOPE: tl.constexpr, acc_t: tl.constexpr):
-    x, offs, mask = _load_rows(x_ptr, base, rows, ch, cmask, C, end, acc_t)
-    xhat = (x - mean[None, :]) * rstd[None, :]
+def _nhwc_xhat_and_grad(x_ptr, dy_ptr, offs, mask, mean, rstd, w, b, ACT: tl.constexpr, SLOPE: tl.constexpr,
+                        acc_t: tl.constexpr):
+    xhat = (tl.load(x_ptr + offs, mask=mask, other=0.0).to(acc_t) - mean[None, :]) * rstd[None, :]
     g = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(acc_t)   # 0 where masked: adds nothing
-    return xhat, g * _activation_slope(xhat * w[None, :] + b[None, :], ACT, SLOPE), offs, mask
+    return xhat, g * _activation_slope(xhat * w[None, :] + b[None, :], ACT, SLOPE)
 
 
 @triton.jit
@@ -139,8 +142,8 @@ def _nhwc_bwd_chunk_sums_kernel(dy_ptr, x_ptr, mean_ptr, rstd_ptr, w_ptr, b_ptr,
     sg = tl.zeros([BLOCK_P, BLOCK_C], acc_t)
     sgx = tl.zeros([BLOCK_P, BLOCK_C], acc_t)
     for start in range(p0, p1, BLOCK_P):
-        xhat, g, _, _ = _nhwc_xhat_and_grad(x_ptr, dy_ptr, base, start + tl.arange(0, BLOCK_P), ch, cmask, C, p1,
-                                            mean, rstd, w, b, ACT, SLOPE, acc_t)
+        offs, mask = _row_offsets(base, start + tl.arange(0, BLOCK_P), ch, cmask, C, p1)
+        xhat, g = _nhwc_xhat_and_grad(x_ptr, dy_ptr, offs, mask, mean, rstd, w, b, ACT, SLOPE, acc_t)
         sg += g
         sgx += g * xhat
     out = (n * SPLITS + split) * C + ch
@@ -182,8 +185,8 @@ def _nhwc_bwd_dx_kernel(dy_ptr, x_ptr, mean_ptr, rstd_ptr, w_ptr, b_ptr, dx_ptr,
     mean_gx = tl.load(sum_gx_ptr + n * C + ch, mask=cmask, other=0.0).to(acc_t) / L
     k = rstd * w
     for start in range(p0, p1, BLOCK_P):
-        xhat, g, offs, mask = _nhwc_xhat_and_grad(x_ptr, dy_ptr, base, start + tl.arange(0, BLOCK_P), ch, cmask,
-                                                  C, p1, mean, rstd, w, b, ACT, SLOPE, acc_t)
+        offs, mask = _row_offsets(base, start + tl.arange(0, BLOCK_P), ch, cmask, C, p1)
+        xhat, g = _nhwc_xhat_and_grad(x_ptr, dy_ptr, offs, mask, mean, rstd, w, b, ACT, SLOPE, acc_t)
         dx = k[None, :] * (g - mean_g[None, :] - xhat * mean_gx[None, :])
         tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=mask)
 

@@ -36,6 +36,12 @@ def test_cuda_instance_norm_matches_reference(shape, act, residual, dtype, layou
     y64 = reference.instance_norm_act(x.double(), w.double(), None, None if r is None else r.double(), act=act)
     assert _err(y, y64) <= 2 * _err(y_ref, y64) + _tol(dtype)["atol"]
     g = torch.randn_like(y)
+    if act != "none":
+        # At the activation's kink the two sides are both right: an element whose pre-activation is
+        # within rounding of 0 may take either slope (one in 16.7M did, H100, fp32 channels_last).
+        # No upstream gradient there, so the comparison tests the kernels, not the kink.
+        z = reference.instance_norm_act(x.detach().double(), w.detach().double(), act="none")
+        g = torch.where(z.abs() < 1e-5, 0.0, g)
     leaves = [t for t in (x, w, r) if t is not None]
     for got, want in zip(torch.autograd.grad(y, leaves, g), torch.autograd.grad(y_ref, leaves, g)):
         torch.testing.assert_close(got.float(), want.float(), **_tol(dtype))

@@ -35,7 +35,7 @@ def _assert_grads_close(grads, ref_grads, tol):
         assert float((got - want).norm()) <= tol * float(want.norm()), name
 
 
-def test_auto_on_cpu_is_eager_fp32_with_the_fused_ops(tiny_config):
+def test_auto_is_eager_fused_on_cpu_and_takes_the_reference_ops_when_compiled(tiny_config):
     auto = resolve_fast_path(tiny_config(), CPU)
     assert (auto.compile, auto.bf16, auto.channels_last, auto.fused_optimizer, auto.backend) == \
         (False, False, False, True, "auto")
@@ -43,6 +43,12 @@ def test_auto_on_cpu_is_eager_fp32_with_the_fused_ops(tiny_config):
     compiled = resolve_fast_path(tiny_config(compile="on"), CPU)
     assert compiled.compile and compiled.backend == "reference"
     assert resolve_fast_path(tiny_config(backend="cpp", compile="on"), CPU).backend == "cpp"
+    # On CUDA too (measured faster than the Triton kernels inside the graph, H100); explicit stays.
+    cuda = torch.device("cuda")
+    on_cuda = resolve_fast_path(tiny_config(precision="fp32"), cuda)
+    assert (on_cuda.compile, on_cuda.channels_last, on_cuda.backend) == (True, True, "reference")
+    assert resolve_fast_path(tiny_config(precision="fp32", backend="triton"), cuda).backend == "triton"
+    assert resolve_fast_path(tiny_config(precision="fp32", compile="off"), cuda).backend == "auto"
     forced = resolve_fast_path(tiny_config(precision="bf16", channels_last="on"), CPU)
     assert (forced.compile, forced.bf16, forced.channels_last) == (False, True, True)
 

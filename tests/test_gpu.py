@@ -182,10 +182,11 @@ def test_cuda_training_step_with_sampling_never_synchronizes(tiny_config):
 
 
 def test_cuda_auto_fast_path_trains(tiny_config):
-    """What a GPU user gets by default: compiled, bf16, channels_last, Triton ops, fused Adam."""
+    """What a GPU user gets by default: compiled, bf16, channels_last, reference ops (Inductor fuses
+    them), fused Adam."""
     from duiit_fast import Trainer
     trainer = Trainer(tiny_config("MIX-CT-MRI", device="cuda", translator_warmup_steps=2), progress=False)
     trainer.fit()
     f = trainer.fast
-    assert (f.compile, f.bf16, f.channels_last, f.fused_optimizer) == (True, True, True, True)
+    assert (f.compile, f.bf16, f.channels_last, f.fused_optimizer, f.backend) == (True, True, True, True, "reference")
     assert len(trainer.history) == 2 and all(r["pairs_per_s"] > 0 for r in trainer.history)

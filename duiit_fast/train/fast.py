@@ -3,12 +3,13 @@
 Each switch is "auto" by default and resolved once per run from the device. What was resolved is
 stored in the checkpoint. The eager fp32 path stays the reference: tests compare them step for step.
 
-Measured on this project's 2-core AVX2 CPU (bench/RESULTS.md, size M, one interleaved run): eager
-with the C++ fused ops 1.12× the eager reference, compiled reference ops 1.07×, compiled C++ ops
-1.02×, cold compile 155–224 s; bf16 ~14× slower than fp32. So "auto" on CPU is eager fp32 with the
-fused ops; on CUDA it is compiled bf16 channels_last with the Triton instance norm (triton_op:
-Inductor sees through it) and the reference losses (ops.loss_backend). On an H200 at the paper's
-size that step ran 2.91× the eager fp32 reference.
+Measured (bench/RESULTS.md): on this project's 2-core AVX2 CPU (size M) eager with the C++ fused
+ops ran 1.12× the eager reference, compiled reference ops 1.07×, compiled C++ ops 1.02×, after a
+155–224 s cold compile; bf16 ~14× slower than fp32. On an H100 at the paper's size (256², 16 pairs)
+compiled bf16 ran 3.52× the eager fp32 reference with the reference ops and 3.41× with the Triton
+instance norm (its NHWC kernels), eager bf16 with the Triton ops 1.80×. So "auto" on CPU is eager fp32
+with the fused ops; on CUDA compiled bf16 channels_last, and a compiled step takes the reference ops
+on either device: Inductor fuses them with the padding and activations around them.
 """
 from __future__ import annotations
 
@@ -49,12 +50,13 @@ def device_defaults(cfg, device: torch.device) -> dict:
 
 
 def resolve_fast_path(cfg, device: torch.device) -> FastPath:
-    """Everything resolved. Compiled on CPU (compile = "on"), backend "auto" becomes the reference
-    decomposition: the C++ op is opaque to Inductor, which then cannot fuse norm + activation +
-    padding (measured 1.02× vs 1.07× for compiled reference ops)."""
+    """Everything resolved. Compiled, backend "auto" becomes the reference decomposition, which
+    Inductor fuses with the padding and activations around it: on the CPU the opaque C++ op measured
+    1.02× vs 1.07× for compiled reference ops; on an H100 the Triton instance norm (a triton_op,
+    visible to Inductor) 3.41× vs 3.52× (bench/RESULTS.md). An explicit backend is kept."""
     compile_ = _switch(cfg.compile, auto=device.type == "cuda")
     backend = cfg.backend
-    if compile_ and backend == "auto" and device.type == "cpu":
+    if compile_ and backend == "auto":
         backend = "reference"
     return FastPath(compile=compile_, backend=backend, **device_defaults(cfg, device))
 

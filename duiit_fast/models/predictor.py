@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision import models as tvm
 
 PREDICTORS = ("resnet50", "resnet18", "small")   # build_predictor's names
 
 
 def _torchvision_resnet(name: str) -> nn.Module:
+    # Imported here: torchvision's package import pulls in torch._dynamo (~1.7 s of every process
+    # start), and the phantom experiments' predictor is SmallRegressor.
+    from torchvision import models as tvm
     net = getattr(tvm, name)(weights=None, num_classes=1)
     # One input channel (CT slices); same stem geometry as the 3-channel original.
     net.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)

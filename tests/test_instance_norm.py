@@ -141,3 +141,19 @@ def test_default_backend_setting_is_used_and_validated():
             ops.set_default_backend("fast")
     finally:
         ops.set_default_backend(None)
+
+
+def test_use_backend_is_the_runs_default_for_its_block_only():
+    cpu = torch.device("cpu")
+    outside = ops.resolve_backend(None, cpu)
+    with ops.use_backend("reference"):
+        assert ops.resolve_backend(None, cpu) == "reference"
+        assert ops.resolve_backend("cpp", cpu) == "cpp"          # an explicit backend still wins
+        with ops.use_backend(None):                              # None leaves the run's choice
+            assert ops.resolve_backend(None, cpu) == "reference"
+    assert ops.resolve_backend(None, cpu) == outside
+    with pytest.raises(RuntimeError), ops.use_backend("reference"):
+        raise RuntimeError("a failed step")
+    assert ops.resolve_backend(None, cpu) == outside            # restored after an error too
+    with pytest.raises(ValueError, match="backend must be one of"), ops.use_backend("cuda"):
+        pass

@@ -149,12 +149,27 @@ def test_save_load_translate(tiny_config, tmp_path):
         loaded.translate(images, "pet")
 
 
-def test_reference_and_cpp_backends_give_matching_losses(tiny_config):
-    losses = {}
+def test_reference_and_cpp_backends_give_matching_losses(tiny_config, monkeypatch):
+    """The run's backend reaches every layer and loss without being passed to them: the C++ ops run
+    in the cpp run (steps and translations) and never in the reference run."""
+    from duiit_fast.ops import cpp_backend
+    calls = {"instance_norm_act": 0, "loss": 0}
+    for name in calls:
+        op = getattr(cpp_backend, name)
+
+        def counted(*args, _op=op, _name=name):
+            calls[_name] += 1
+            return _op(*args)
+        monkeypatch.setattr(cpp_backend, name, counted)
+    losses, used = {}, {}
     for backend in ("reference", "cpp"):
         trainer = Trainer(tiny_config(backend=backend, epochs=1, steps_per_epoch=3,
                                       out_dir=f"{tiny_config().out_dir}-{backend}"), progress=False)
         losses[backend] = trainer.fit()[0]
+        used[backend] = dict(calls)
+        calls.update(instance_norm_act=0, loss=0)
+    assert used["reference"] == {"instance_norm_act": 0, "loss": 0}
+    assert used["cpp"]["instance_norm_act"] > 0 and used["cpp"]["loss"] > 0
     for key in ("loss", "trans", "pred", "d_t", "d_s"):
         assert losses["cpp"][key] == pytest.approx(losses["reference"][key], rel=1e-3, abs=1e-5)
 

@@ -1,8 +1,6 @@
 """CycleGAN's 70×70 PatchGAN discriminator (Isola et al. 2017) with fused norm+LeakyReLU."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import nn
 
@@ -15,8 +13,7 @@ class PatchDiscriminator(nn.Module):
     With n_layers=3 each output value sees a 70×70 patch of the input.
     """
 
-    def __init__(self, in_channels: int = 1, ndf: int = 64, n_layers: int = 3,
-                 backend: Optional[str] = None):
+    def __init__(self, in_channels: int = 1, ndf: int = 64, n_layers: int = 3):
         super().__init__()
         if n_layers < 1 or ndf < 1:
             raise ValueError(f"need ndf >= 1 and n_layers >= 1, got ndf={ndf}, n_layers={n_layers}")
@@ -28,7 +25,7 @@ class PatchDiscriminator(nn.Module):
             stride = 2 if n < n_layers else 1
             # CycleGAN sets conv bias off when the norm is BatchNorm; with InstanceNorm it stays on.
             layers += [nn.Conv2d(ndf * prev, ndf * mult, kernel_size=4, stride=stride, padding=1, bias=True),
-                       InstanceNormAct(ndf * mult, act="leaky_relu", slope=0.2, backend=backend)]
+                       InstanceNormAct(ndf * mult, act="leaky_relu", slope=0.2)]
         layers += [nn.Conv2d(ndf * mult, 1, kernel_size=4, stride=1, padding=1)]
         self.model = nn.Sequential(*layers)
         init_weights_normal(self)

@@ -17,10 +17,9 @@ class InstanceNormAct(nn.Module):
     """
 
     def __init__(self, num_features: int, act: str = "relu", slope: float = 0.2,
-                 eps: float = 1e-5, affine: bool = False, backend: Optional[str] = None):
+                 eps: float = 1e-5, affine: bool = False):
         super().__init__()
         self.num_features, self.act, self.slope, self.eps = num_features, act, slope, eps
-        self.backend = backend
         if affine:
             self.weight = nn.Parameter(torch.ones(num_features))
             self.bias = nn.Parameter(torch.zeros(num_features))
@@ -29,12 +28,12 @@ class InstanceNormAct(nn.Module):
             self.register_parameter("bias", None)
 
     def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return ops.instance_norm_act(x, self.weight, self.bias, residual, self.act, self.slope,
-                                     self.eps, backend=self.backend)
+        # The backend is the run's (ops.use_backend), chosen once, not a property of the layer.
+        return ops.instance_norm_act(x, self.weight, self.bias, residual, self.act, self.slope, self.eps)
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, act={self.act!r}, eps={self.eps}, "
-                f"affine={self.weight is not None}, backend={self.backend!r}")
+                f"affine={self.weight is not None}")
 
 
 def init_weights_normal(module: nn.Module, std: float = 0.02) -> None:

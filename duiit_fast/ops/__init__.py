@@ -11,7 +11,8 @@ Backends (same contract, forward and backward; see docs/ops.md):
   cpp        C++/OpenMP kernels of duiit_fast._C: CPU tensors;
   auto       triton on CUDA, cpp on CPU; reference where those are missing. The losses take
              the reference on CUDA under auto (loss_backend: measured faster there).
-`backend=None` takes the process default: `set_default_backend`, else DUIIT_BACKEND from the
+`backend=None` takes the backend of the enclosing `use_backend` block (a run enters its own once:
+models and loss functions carry none), else `set_default_backend`, else DUIIT_BACKEND from the
 environment, else "auto". Every fused implementation is a torch.library op with a fake
 implementation and registered autograd, so it works under torch.compile(fullgraph=True).
 Inputs of any layout work. The Triton instance norm keeps a channels_last activation channels_last
@@ -20,6 +21,8 @@ every input of the C++ ops, is copied to contiguous NCHW first.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
 import os
 from typing import Optional
@@ -72,6 +75,36 @@ def set_default_backend(name: Optional[str]) -> None:
     if name is not None:
         _check_backend_name(name)
     _default_backend = name
+
+
+@contextlib.contextmanager
+def use_backend(name: Optional[str]):
+    """Ops called with backend=None inside this block use `name` (None: leave the default). A run
+    chooses its backend once and enters this around its work (train/fast.py, the Trainer), so
+    neither the modules nor the loss functions carry a backend. Read by traced code as a global:
+    torch.compile guards on it."""
+    global _default_backend
+    if name is None:
+        yield
+        return
+    _check_backend_name(name)
+    saved, _default_backend = _default_backend, name
+    try:
+        yield
+    finally:
+        _default_backend = saved
+
+
+def under_backend(fn, name: Optional[str]):
+    """fn, run under use_backend(name) (outside any compiled region fn holds)."""
+    if name is None:
+        return fn
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with use_backend(name):
+            return fn(*args, **kwargs)
+    return run
 
 
 def _check_backend_name(name: str) -> None:

@@ -18,6 +18,7 @@ import dataclasses
 
 import torch
 
+from .. import ops
 from .step import GeneratorLosses, StepFunctions, discriminator_loss, generator_predictor_loss, \
     squared_error_sum, translation_loss
 
@@ -70,31 +71,30 @@ def _autocast(device: torch.device, bf16: bool):
 def build_step_functions(nets, cfg, fast: FastPath, device: torch.device, label_scale: float = 1.0,
                          reader=None, replicas: int = 1) -> StepFunctions:
     """The step's forward+loss functions under the fast path: each runs under bf16 autocast where
-    chosen (losses and their sums in fp32) and is compiled with fullgraph=True (a graph break is
-    an error, not a silent slowdown). Optimiser steps, image pools and logging stay outside."""
-    backend = fast.backend
-
+    chosen (losses and their sums in fp32), is compiled with fullgraph=True (a graph break is an
+    error, not a silent slowdown) and is called under the run's op backend (ops.use_backend,
+    entered outside the compiled region). Optimiser steps, image pools and logging stay outside."""
     def under_autocast(fn):
         def run(*args):
             with _autocast(device, fast.bf16):
                 return fn(*args)
         return run
 
-    def compiled(fn):
-        return torch.compile(fn, fullgraph=True, dynamic=False) if fast.compile else fn
+    def fast_version(fn):
+        fn = under_autocast(fn)
+        return ops.under_backend(torch.compile(fn, fullgraph=True, dynamic=False) if fast.compile else fn,
+                                 fast.backend)
 
     def gen_parts(x, r_x, sources):
         losses = generator_predictor_loss(nets, x, r_x, sources, cfg.lambda_cyc, cfg.lambda_pred,
-                                          label_scale, reader, backend, replicas)
+                                          label_scale, reader, replicas)
         return losses.total, losses.trans, losses.pred, losses.feedback, losses.fakes
 
-    gen_eager = under_autocast(gen_parts)
-    gen_fast = compiled(gen_eager)
-    trans_fn = compiled(under_autocast(lambda x, sources: translation_loss(nets, x, sources, cfg.lambda_cyc,
-                                                                           backend)))
-    critic_fn = compiled(under_autocast(lambda x, sources, pooled: discriminator_loss(nets, x, sources, pooled,
-                                                                                     backend)))
-    pred_fn = compiled(under_autocast(
-        lambda images, targets: squared_error_sum(nets["P"](images).squeeze(1), targets, label_scale)))
+    gen_fast = fast_version(gen_parts)
+    gen_eager = ops.under_backend(under_autocast(gen_parts), fast.backend)
+    trans_fn = fast_version(lambda x, sources: translation_loss(nets, x, sources, cfg.lambda_cyc))
+    critic_fn = fast_version(lambda x, sources, pooled: discriminator_loss(nets, x, sources, pooled))
+    pred_fn = fast_version(lambda images, targets: squared_error_sum(nets["P"](images).squeeze(1), targets,
+                                                                     label_scale))
     return StepFunctions(lambda x, r_x, sources: GeneratorLosses(*gen_fast(x, r_x, sources)), trans_fn,
                          critic_fn, pred_fn, lambda x, r_x, sources: GeneratorLosses(*gen_eager(x, r_x, sources)))

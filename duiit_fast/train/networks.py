@@ -35,10 +35,10 @@ class Networks(nn.ModuleDict):
             nets["P_avg"] = copy.deepcopy(nets["P"]).requires_grad_(False)
         if cfg.has_translators:
             def generator():
-                return ResnetGenerator(1, 1, cfg.ngf, cfg.resolved_n_blocks, backend=cfg.backend).to(device)
+                return ResnetGenerator(1, 1, cfg.ngf, cfg.resolved_n_blocks).to(device)
 
             def critic():
-                return PatchDiscriminator(1, cfg.ndf, 3, backend=cfg.backend).to(device)
+                return PatchDiscriminator(1, cfg.ndf, 3).to(device)
             nets["G"] = nn.ModuleDict({k: generator() for k in cfg.sources})
             nets["F"] = nn.ModuleDict({k: generator() for k in cfg.sources})
             nets["D_s"] = nn.ModuleDict({k: critic() for k in cfg.sources})

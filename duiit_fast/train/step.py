@@ -43,7 +43,7 @@ def squared_error_sum(pred: torch.Tensor, target: torch.Tensor, label_scale: flo
     return (pred.float() - target.float()).square().sum() * (label_scale * label_scale)
 
 
-def translation_loss(nets, x, sources: dict, lambda_cyc: float, backend=None):
+def translation_loss(nets, x, sources: dict, lambda_cyc: float):
     """L_trans (eq. 1) summed over sources: LSGAN terms with real targets for both translators and
     λcyc-weighted L1 cycle terms. Returns the loss and each source's (fake_x, fake_y)."""
     trans = x.new_zeros(())
@@ -56,16 +56,16 @@ def translation_loss(nets, x, sources: dict, lambda_cyc: float, backend=None):
         fake_y = Fk(x)                # CT → source
         rec_x = G(fake_y)
         # The losses themselves in fp32 (a no-op without autocast).
-        trans = trans + ops.lsgan_loss(nets["D_t"](fake_x).float(), 1.0, backend) \
-            + ops.lsgan_loss(nets["D_s"][k](fake_y).float(), 1.0, backend) \
-            + lambda_cyc * (ops.l1_loss(rec_y.float(), y.float(), backend)
-                            + ops.l1_loss(rec_x.float(), x.float(), backend))
+        trans = trans + ops.lsgan_loss(nets["D_t"](fake_x).float(), 1.0) \
+            + ops.lsgan_loss(nets["D_s"][k](fake_y).float(), 1.0) \
+            + lambda_cyc * (ops.l1_loss(rec_y.float(), y.float())
+                            + ops.l1_loss(rec_x.float(), x.float()))
         fakes[k] = (fake_x, fake_y)
     return trans, fakes
 
 
 def generator_predictor_loss(nets, x, r_x, sources: dict, lambda_cyc: float, lambda_pred: float,
-                             label_scale: float = 1.0, reader=None, backend=None, replicas: int = 1) -> GeneratorLosses:
+                             label_scale: float = 1.0, reader=None, replicas: int = 1) -> GeneratorLosses:
     """L = L_trans + λ·L_pred (eq. 3), L_pred in label units (years²) summed over the batch.
     Under data parallelism (`replicas` ranks, gradients averaged) λ·L_pred is taken `replicas`
     times, so the average is λ times the sum over the global batch (train/distributed.py).
@@ -76,7 +76,7 @@ def generator_predictor_loss(nets, x, r_x, sources: dict, lambda_cyc: float, lam
     discriminative gradient comes from the reader instead, so G cannot write the label as a
     private code that only the co-trained P reads.
     """
-    trans, fakes = translation_loss(nets, x, sources, lambda_cyc, backend)
+    trans, fakes = translation_loss(nets, x, sources, lambda_cyc)
     translated = [fakes[k][0] if reader is None else fakes[k][0].detach() for k in sources]
     targets = [r_x] + [batch.ages for batch in sources.values()]
     # One predictor call over real and translated images keeps BatchNorm statistics mixed.
@@ -92,17 +92,17 @@ def generator_predictor_loss(nets, x, r_x, sources: dict, lambda_cyc: float, lam
     return GeneratorLosses(total, trans, pred_loss, feedback, fakes)
 
 
-def discriminator_loss(nets, x, sources: dict, pooled: dict, backend=None):
+def discriminator_loss(nets, x, sources: dict, pooled: dict):
     """D_t: 0.5·(real + mean over sources of pooled fake CT); D_s,k likewise (LSGAN, real=1, fake=0).
     `pooled` maps each source to its (fake CT, fake source) images as drawn from the image pools."""
-    real_t = ops.lsgan_loss(nets["D_t"](x).float(), 1.0, backend)
+    real_t = ops.lsgan_loss(nets["D_t"](x).float(), 1.0)
     fake_t = x.new_zeros((), dtype=torch.float32)
     loss_s = x.new_zeros((), dtype=torch.float32)
     for k, batch in sources.items():
         fake_x, fake_y = pooled[k]
-        fake_t = fake_t + ops.lsgan_loss(nets["D_t"](fake_x).float(), 0.0, backend)
-        loss_s = loss_s + 0.5 * (ops.lsgan_loss(nets["D_s"][k](batch.images).float(), 1.0, backend)
-                                 + ops.lsgan_loss(nets["D_s"][k](fake_y).float(), 0.0, backend))
+        fake_t = fake_t + ops.lsgan_loss(nets["D_t"](fake_x).float(), 0.0)
+        loss_s = loss_s + 0.5 * (ops.lsgan_loss(nets["D_s"][k](batch.images).float(), 1.0)
+                                 + ops.lsgan_loss(nets["D_s"][k](fake_y).float(), 0.0))
     loss_t = 0.5 * (real_t + fake_t / max(len(sources), 1))
     return loss_t + loss_s, loss_t, loss_s
 
@@ -139,14 +139,14 @@ def gradient_share(losses: GeneratorLosses, nets, lambda_pred: float) -> torch.T
     return (norm(lambda_pred * losses.feedback) / norm(losses.trans).clamp_min(1e-30)).detach()
 
 
-def joint_step(nets, optimizers, pools, x, r_x, sources: dict, cfg, backend=None, label_scale: float = 1.0,
+def joint_step(nets, optimizers, pools, x, r_x, sources: dict, cfg, label_scale: float = 1.0,
                reader=None, measure_share: bool = False, fns=None) -> dict:
     """G/F/P update on the joint loss, then the discriminators on pooled fakes. The translators
     and P have their own Adam optimisers (lr 2e-4 and 1e-3) stepped on the same joint gradient:
     Adam is invariant to a constant loss scale, so λ in front of L_pred does not shrink P's steps.
     Returns 0-dim device tensors (no host sync here): the caller reads them once per step.
     `fns` (train/fast.py) holds the possibly compiled, possibly bf16 loss functions."""
-    fns = fns or StepFunctions.eager(nets, cfg, backend, label_scale, reader)
+    fns = fns or StepFunctions.eager(nets, cfg, label_scale=label_scale, reader=reader)
     _freeze_critics(nets)
     optimizers["gen"].zero_grad(set_to_none=True)
     optimizers["pred"].zero_grad(set_to_none=True)
@@ -165,9 +165,9 @@ def joint_step(nets, optimizers, pools, x, r_x, sources: dict, cfg, backend=None
     return parts
 
 
-def translator_step(nets, optimizers, pools, x, sources: dict, cfg, backend=None, fns=None) -> dict:
+def translator_step(nets, optimizers, pools, x, sources: dict, cfg, fns=None) -> dict:
     """CycleGAN alone (λ = 0, no predictor): the warm-up, and stage 1 of the two-stage baseline."""
-    fns = fns or StepFunctions.eager(nets, cfg, backend)
+    fns = fns or StepFunctions.eager(nets, cfg)
     _freeze_critics(nets)
     optimizers["gen"].zero_grad(set_to_none=True)
     trans, fakes = fns.translation_loss(x, sources)
@@ -208,11 +208,14 @@ class StepFunctions:
     @classmethod
     def eager(cls, nets, cfg, backend=None, label_scale: float = 1.0, reader=None,
               replicas: int = 1) -> "StepFunctions":
+        """`backend`: the run's op backend, entered around each function (None: the ambient one)."""
         def gen(x, r_x, sources):
             return generator_predictor_loss(nets, x, r_x, sources, cfg.lambda_cyc, cfg.lambda_pred,
-                                            label_scale, reader, backend, replicas)
-        return cls(gen, lambda x, sources: translation_loss(nets, x, sources, cfg.lambda_cyc, backend),
-                   lambda x, sources, pooled: discriminator_loss(nets, x, sources, pooled, backend),
+                                            label_scale, reader, replicas)
+        gen = ops.under_backend(gen, backend)
+        return cls(gen, ops.under_backend(lambda x, sources: translation_loss(nets, x, sources, cfg.lambda_cyc),
+                                          backend),
+                   ops.under_backend(lambda x, sources, pooled: discriminator_loss(nets, x, sources, pooled), backend),
                    lambda images, targets: squared_error_sum(nets["P"](images).squeeze(1), targets, label_scale),
                    gen)
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import ops
 from ..config import TrainConfig
 from ..errors import DuiitConfigError, DuiitError
 from ..eval.evaluate import per_source, predict_ages, regression_metrics
@@ -21,7 +22,6 @@ from ..models.predictor import recalibrate_batchnorm
 from ..data.pipeline import Augment, BatchSampler, MemoryEngine
 from .data import TrainingData, load_training_data
 from .checkpoint import CHECKPOINT_NAME, RunFolder, load_reader, read_checkpoint, write_checkpoint
-from ..models.layers import InstanceNormAct
 from .augment import augment_batch, paper_augmentation
 from .baselines import dann_coefficient, dann_step, mtl_step
 from . import state as run_state
@@ -120,13 +120,10 @@ class Trainer:
         self.use_fast_path(resolve_fast_path(self.cfg, self.device))
 
     def use_fast_path(self, fast: FastPath) -> None:
-        """Run the steps under `fast` (its backend set on every fused-op module); benchmarks pass
-        an explicit one, training resolves its own from the config."""
+        """Run the steps under `fast` (its op backend entered around every step function and
+        translation: chosen once for the run); benchmarks pass an explicit one, training resolves its
+        own from the config."""
         self.fast = fast
-        for net in self.nets.values():
-            for m in net.modules():
-                if isinstance(m, InstanceNormAct):
-                    m.backend = fast.backend   # one backend for the whole run
         reader = None
         if self.cfg.kind == "MIX" and self.cfg.pred_feedback == "ct_reader":
             reader = OnScale(self.readers["feedback"], self.age_mean, self.age_std)
@@ -587,7 +584,9 @@ class Trainer:
         G = self.nets["G"][source]
         was_training = G.training
         G.eval()
-        out = [G(x[i:i + batch_size].to(self.device)).float().cpu() for i in range(0, len(x), batch_size)]
+        # The run's op backend: its resolved fast path once it has one, else the configured one.
+        with ops.use_backend(self.fast.backend if self.fast is not None else self.cfg.backend):
+            out = [G(x[i:i + batch_size].to(self.device)).float().cpu() for i in range(0, len(x), batch_size)]
         G.train(was_training)
         return torch.cat(out)
 

@@ -157,3 +157,13 @@ def test_use_backend_is_the_runs_default_for_its_block_only():
     assert ops.resolve_backend(None, cpu) == outside            # restored after an error too
     with pytest.raises(ValueError, match="backend must be one of"), ops.use_backend("cuda"):
         pass
+
+
+@pytest.mark.skipif(not ops.cpp_available() or not ops.triton_available(), reason="needs both fused backends")
+def test_each_fused_function_is_one_registered_op():
+    """One torch.library op per function of each fused backend (forward and backward of the two op
+    families): the Triton ops serve CUDA and the CPU interpreter alike."""
+    ops._triton_backend()   # a CPU process registers the Triton ops on first need
+    ours = {s.name.split("::")[1] for s in torch._C._jit_get_all_schemas() if s.name.startswith("duiit_fast::")}
+    assert ours == {f"{family}_{backend}{part}" for family in ("instance_norm_act", "loss")
+                    for backend in ("cpp", "triton") for part in ("", "_backward")}

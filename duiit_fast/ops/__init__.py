@@ -143,10 +143,8 @@ def _fused_ops(backend: str, device: torch.device):
     """(instance_norm_act op, loss op) of a fused backend for tensors on `device`."""
     if backend == "cpp":
         return cpp_backend.instance_norm_act, cpp_backend.loss
-    triton_backend = _triton_backend()
-    if device.type == "cuda":
-        return triton_backend.instance_norm_act_cuda, triton_backend.loss_cuda
-    return triton_backend.instance_norm_act_interpret, triton_backend.loss_interpret
+    triton_backend = _triton_backend()   # CUDA, or CPU under the interpreter: the same ops
+    return triton_backend.instance_norm_act, triton_backend.loss
 
 
 def _upcast_for_cpp(backend: str, *tensors):

@@ -1,10 +1,10 @@
-"""The Triton backend as torch.library ops.
+"""The Triton backend as torch.library ops: one `torch.library.triton_op` per function (forward and
+backward of each op family), whose kernels are launched through `wrap_triton`.
 
-Each op is registered twice over one implementation:
-  * `torch.library.triton_op` for CUDA tensors: its kernels are launched through `wrap_triton`,
-    so torch.compile/inductor sees them and the fake implementation comes from tracing;
-  * an opaque `custom_op` for CPU tensors under TRITON_INTERPRET=1 (the interpreter cannot run
-    inside a compiled graph: fake tensors have no data pointer), used by the CI tests.
+On CUDA, torch.compile/Inductor traces through a triton_op and sees its kernels; the fake
+implementation comes from tracing. On CPU under TRITON_INTERPRET=1 (the CI tier) the same ops run
+eagerly; the interpreter reads data pointers, so they cannot be traced with fake tensors there (no
+torch.compile or opcheck on CPU: tests/test_gpu.py runs those on CUDA).
 The kernel modules are imported on first use: `@triton.jit` must not run before
 TRITON_INTERPRET is set, and never on a machine that only uses the other backends.
 """
@@ -16,12 +16,8 @@ import torch
 from torch import Tensor
 from torch.library import triton_op, wrap_triton
 
-from .contract import ACT_CODES, LOSS_CODES, fake_loss, fake_loss_backward, register_instance_norm_autograd, \
+from .contract import ACT_CODES, LOSS_CODES, register_instance_norm_autograd, \
     register_loss_autograd
-
-
-def _identity(kernel):
-    return kernel
 
 
 # channels_last activations go to the NHWC kernels as they are; False copies them to NCHW first
@@ -45,11 +41,6 @@ def _norm_kernels_and_layout(x: Tensor):
 def _is_channels_last(x: Tensor) -> bool:
     # A tensor with C == 1 or H·W == 1 is both: it takes the NCHW kernels.
     return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-
-
-def _out_format(x: Tensor) -> torch.memory_format:
-    """The memory format of the op's image-shaped outputs (what the fakes must promise)."""
-    return torch.channels_last if NHWC_KERNELS and _is_channels_last(x) else torch.contiguous_format
 
 
 def _contiguous(t: Optional[Tensor]) -> Optional[Tensor]:
@@ -104,79 +95,30 @@ def _loss_backward(grad_out, a, b, target, kind, need_grad_b, launch):
     return grad_a, grad_b
 
 
-# --- CUDA: triton_op ---------------------------------------------------------------------------
-
 @triton_op("duiit_fast::instance_norm_act_triton", mutates_args=())
-def instance_norm_act_cuda(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
+def instance_norm_act(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
                            residual: Optional[Tensor], act: str, slope: float,
                            eps: float) -> tuple[Tensor, Tensor, Tensor]:
     return _in_forward(x, weight, bias, residual, act, slope, eps, wrap_triton)
 
 
 @triton_op("duiit_fast::instance_norm_act_triton_backward", mutates_args=())
-def instance_norm_act_backward_cuda(grad_y: Tensor, x: Tensor, mean: Tensor, rstd: Tensor,
+def instance_norm_act_backward(grad_y: Tensor, x: Tensor, mean: Tensor, rstd: Tensor,
                                     weight: Optional[Tensor], bias: Optional[Tensor], act: str,
                                     slope: float, need_weight_grads: bool) -> tuple[Tensor, Tensor, Tensor]:
     return _in_backward(grad_y, x, mean, rstd, weight, bias, act, slope, wrap_triton)
 
 
 @triton_op("duiit_fast::loss_triton", mutates_args=())
-def loss_cuda(a: Tensor, b: Optional[Tensor], target: float, kind: str) -> Tensor:
+def loss(a: Tensor, b: Optional[Tensor], target: float, kind: str) -> Tensor:
     return _loss_forward(a, b, target, kind, wrap_triton)
 
 
 @triton_op("duiit_fast::loss_triton_backward", mutates_args=())
-def loss_backward_cuda(grad_out: Tensor, a: Tensor, b: Optional[Tensor], target: float,
+def loss_backward(grad_out: Tensor, a: Tensor, b: Optional[Tensor], target: float,
                        kind: str, need_grad_b: bool) -> tuple[Tensor, Tensor]:
     return _loss_backward(grad_out, a, b, target, kind, need_grad_b, wrap_triton)
 
 
-# --- CPU under TRITON_INTERPRET=1: opaque custom ops --------------------------------------------
-
-@torch.library.custom_op("duiit_fast::instance_norm_act_triton_interpret", mutates_args=())
-def instance_norm_act_interpret(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
-                                residual: Optional[Tensor], act: str, slope: float,
-                                eps: float) -> tuple[Tensor, Tensor, Tensor]:
-    return _in_forward(x, weight, bias, residual, act, slope, eps, _identity)
-
-
-@instance_norm_act_interpret.register_fake
-def _(x, weight, bias, residual, act, slope, eps):
-    return torch.empty_like(x, memory_format=_out_format(x)), _stats(x), _stats(x)
-
-
-@torch.library.custom_op("duiit_fast::instance_norm_act_triton_interpret_backward", mutates_args=())
-def instance_norm_act_backward_interpret(grad_y: Tensor, x: Tensor, mean: Tensor, rstd: Tensor,
-                                         weight: Optional[Tensor], bias: Optional[Tensor], act: str,
-                                         slope: float, need_weight_grads: bool) -> tuple[Tensor, Tensor, Tensor]:
-    return _in_backward(grad_y, x, mean, rstd, weight, bias, act, slope, _identity)
-
-
-@instance_norm_act_backward_interpret.register_fake
-def _(grad_y, x, mean, rstd, weight, bias, act, slope, need_weight_grads):
-    dtype = weight.dtype if weight is not None else x.dtype
-    c = x.shape[1]
-    return (torch.empty_like(x, memory_format=_out_format(x)),
-            x.new_empty(c, dtype=dtype), x.new_empty(c, dtype=dtype))
-
-
-@torch.library.custom_op("duiit_fast::loss_triton_interpret", mutates_args=())
-def loss_interpret(a: Tensor, b: Optional[Tensor], target: float, kind: str) -> Tensor:
-    return _loss_forward(a, b, target, kind, _identity)
-
-
-loss_interpret.register_fake(fake_loss)  # same shapes as the C++ op
-
-
-@torch.library.custom_op("duiit_fast::loss_triton_interpret_backward", mutates_args=())
-def loss_backward_interpret(grad_out: Tensor, a: Tensor, b: Optional[Tensor], target: float,
-                            kind: str, need_grad_b: bool) -> tuple[Tensor, Tensor]:
-    return _loss_backward(grad_out, a, b, target, kind, need_grad_b, _identity)
-
-
-loss_backward_interpret.register_fake(fake_loss_backward)
-
-register_instance_norm_autograd(instance_norm_act_cuda, instance_norm_act_backward_cuda)
-register_instance_norm_autograd(instance_norm_act_interpret, instance_norm_act_backward_interpret)
-register_loss_autograd(loss_cuda, loss_backward_cuda)
-register_loss_autograd(loss_interpret, loss_backward_interpret)
+register_instance_norm_autograd(instance_norm_act, instance_norm_act_backward)
+register_loss_autograd(loss, loss_backward)

@@ -33,7 +33,7 @@ demo-quick: $(STAMP)
 # The default tier, then the Triton interpreter tier in its own process (TRITON_INTERPRET must be
 # set before any kernel is defined). pytest exits 5 when a tier selects no test: that is not a failure.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=12
 	TRITON_INTERPRET=1 $(BIN)/python -m pytest -q -m interpret || [ $$? -eq 5 ]
 
 test-fast: $(STAMP)

@@ -99,15 +99,22 @@ def _channel_params(w_ptr, b_ptr, ch, cmask, HAS_WEIGHT: tl.constexpr, HAS_BIAS:
 
 
 @triton.jit
+def _plane_stats(mean_ptr, rstd_ptr, n, C, ch, cmask, acc_t: tl.constexpr):
+    """Saved mean and rstd of image n's planes in the channel block (values, never addresses)."""
+    return (tl.load(mean_ptr + n * C + ch, mask=cmask, other=0.0).to(acc_t),
+            tl.load(rstd_ptr + n * C + ch, mask=cmask, other=0.0).to(acc_t))
+
+
+@triton.jit
 def _nhwc_fwd_kernel(x_ptr, w_ptr, b_ptr, r_ptr, y_ptr, mean_ptr, rstd_ptr, C, L, ROWS, SPLITS, CBLOCKS,
                      HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
                      ACT: tl.constexpr, SLOPE: tl.constexpr, ACC_FP64: tl.constexpr,
                      BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     acc_t = tl.float64 if ACC_FP64 else tl.float32
     n, split, ch, cmask, p0, p1, base = _tile_coords(tl.program_id(0), C, L, ROWS, SPLITS, CBLOCKS, BLOCK_C)
-    mean = tl.load(mean_ptr + n * C + ch, mask=cmask, other=0.0).to(acc_t)
+    mean, rstd = _plane_stats(mean_ptr, rstd_ptr, n, C, ch, cmask, acc_t)
     w, shift = _channel_params(w_ptr, b_ptr, ch, cmask, HAS_WEIGHT, HAS_BIAS, acc_t, BLOCK_C)
-    scale = tl.load(rstd_ptr + n * C + ch, mask=cmask, other=0.0).to(acc_t) * w
+    scale = rstd * w
     for start in range(p0, p1, BLOCK_P):
         offs, mask = _row_offsets(base, start + tl.arange(0, BLOCK_P), ch, cmask, C, p1)
         x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(acc_t)
@@ -136,8 +143,7 @@ def _nhwc_bwd_chunk_sums_kernel(dy_ptr, x_ptr, mean_ptr, rstd_ptr, w_ptr, b_ptr,
                                 BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     acc_t = tl.float64 if ACC_FP64 else tl.float32
     n, split, ch, cmask, p0, p1, base = _tile_coords(tl.program_id(0), C, L, ROWS, SPLITS, CBLOCKS, BLOCK_C)
-    mean = tl.load(mean_ptr + n * C + ch, mask=cmask, other=0.0).to(acc_t)
-    rstd = tl.load(rstd_ptr + n * C + ch, mask=cmask, other=0.0).to(acc_t)
+    mean, rstd = _plane_stats(mean_ptr, rstd_ptr, n, C, ch, cmask, acc_t)
     w, b = _channel_params(w_ptr, b_ptr, ch, cmask, HAS_WEIGHT, HAS_BIAS, acc_t, BLOCK_C)
     sg = tl.zeros([BLOCK_P, BLOCK_C], acc_t)
     sgx = tl.zeros([BLOCK_P, BLOCK_C], acc_t)
@@ -178,8 +184,7 @@ def _nhwc_bwd_dx_kernel(dy_ptr, x_ptr, mean_ptr, rstd_ptr, w_ptr, b_ptr, dx_ptr,
     """dx = rstd·w·(g − mean(g) − xhat·mean(g·xhat)) over one chunk."""
     acc_t = tl.float64 if ACC_FP64 else tl.float32
     n, split, ch, cmask, p0, p1, base = _tile_coords(tl.program_id(0), C, L, ROWS, SPLITS, CBLOCKS, BLOCK_C)
-    mean = tl.load(mean_ptr + n * C + ch, mask=cmask, other=0.0).to(acc_t)
-    rstd = tl.load(rstd_ptr + n * C + ch, mask=cmask, other=0.0).to(acc_t)
+    mean, rstd = _plane_stats(mean_ptr, rstd_ptr, n, C, ch, cmask, acc_t)
     w, b = _channel_params(w_ptr, b_ptr, ch, cmask, HAS_WEIGHT, HAS_BIAS, acc_t, BLOCK_C)
     mean_g = tl.load(sum_g_ptr + n * C + ch, mask=cmask, other=0.0).to(acc_t) / L
     mean_gx = tl.load(sum_gx_ptr + n * C + ch, mask=cmask, other=0.0).to(acc_t) / L

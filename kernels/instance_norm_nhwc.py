@@ -68,18 +68,23 @@ def _nhwc_chunk_stats_kernel(x_ptr, cmean_ptr, cm2_ptr, C, L, ROWS, SPLITS, CBLO
 
 
 @triton.jit
+def _chunk_partials_tile(pid, C, SPLITS, CBLOCKS, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr):
+    """For a per-plane reduction program: (n, channels, channel mask, chunk index, offsets and mask
+    of the (chunks × channels) tile of partials laid out (N, SPLITS, C))."""
+    n = pid // CBLOCKS
+    ch = (pid % CBLOCKS) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = ch < C
+    s = tl.arange(0, BLOCK_S)
+    return n, ch, cmask, s, (n * SPLITS + s[:, None]) * C + ch[None, :], (s < SPLITS)[:, None] & cmask[None, :]
+
+
+@triton.jit
 def _nhwc_merge_stats_kernel(cmean_ptr, cm2_ptr, mean_ptr, rstd_ptr, C, L, ROWS, SPLITS, CBLOCKS,
                              EPS: tl.constexpr, ACC_FP64: tl.constexpr, BLOCK_S: tl.constexpr,
                              BLOCK_C: tl.constexpr):
     """One program per (image, channel block): the plane statistics from all its chunks."""
     acc_t = tl.float64 if ACC_FP64 else tl.float32
-    pid = tl.program_id(0)
-    n = pid // CBLOCKS
-    ch = (pid % CBLOCKS) * BLOCK_C + tl.arange(0, BLOCK_C)
-    cmask = ch < C
-    s = tl.arange(0, BLOCK_S)
-    smask = (s < SPLITS)[:, None] & cmask[None, :]
-    offs = (n * SPLITS + s[:, None]) * C + ch[None, :]
+    n, ch, cmask, s, offs, smask = _chunk_partials_tile(tl.program_id(0), C, SPLITS, CBLOCKS, BLOCK_S, BLOCK_C)
     counts = (tl.minimum(s * ROWS + ROWS, L) - s * ROWS).to(acc_t)[:, None]
     cmean = tl.load(cmean_ptr + offs, mask=smask, other=0.0).to(acc_t)
     mean = tl.sum(tl.where(smask, counts * cmean, 0.0), axis=0) / L
@@ -162,13 +167,7 @@ def _nhwc_plane_sums_kernel(csg_ptr, csgx_ptr, sum_g_ptr, sum_gx_ptr, C, SPLITS,
                             ACC_FP64: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr):
     """One program per (image, channel block): a plane's sums over its chunks (a fixed-order tree)."""
     acc_t = tl.float64 if ACC_FP64 else tl.float32
-    pid = tl.program_id(0)
-    n = pid // CBLOCKS
-    ch = (pid % CBLOCKS) * BLOCK_C + tl.arange(0, BLOCK_C)
-    cmask = ch < C
-    s = tl.arange(0, BLOCK_S)
-    smask = (s < SPLITS)[:, None] & cmask[None, :]
-    offs = (n * SPLITS + s[:, None]) * C + ch[None, :]
+    n, ch, cmask, s, offs, smask = _chunk_partials_tile(tl.program_id(0), C, SPLITS, CBLOCKS, BLOCK_S, BLOCK_C)
     tl.store(sum_g_ptr + n * C + ch, tl.sum(tl.load(csg_ptr + offs, mask=smask, other=0.0).to(acc_t), axis=0),
              mask=cmask)
     tl.store(sum_gx_ptr + n * C + ch, tl.sum(tl.load(csgx_ptr + offs, mask=smask, other=0.0).to(acc_t), axis=0),

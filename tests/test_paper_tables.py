@@ -49,3 +49,13 @@ def test_table5_reports_the_domain_fid_order_and_the_missing_inception_weights()
 @pytest.mark.parametrize("table", [pt.table2, pt.table3, pt.table4, pt.table5, pt.table6_7])
 def test_every_table_renders_with_no_arms(table):
     assert table({})
+
+
+def test_the_report_states_what_the_wilcoxon_test_can_reach_with_its_cohorts():
+    from scipy import stats
+    from duiit_fast.eval.experiment_report import _wilcoxon_floor
+    for n in (3, 4, 5, 8):
+        floor = stats.wilcoxon(np.arange(1.0, n + 1)).pvalue    # better on every cohort: the smallest p
+        line = _wilcoxon_floor(n)
+        assert f"{n} cohorts" in line and (f"{floor:.3g}" in line or f"{floor:.4g}" in line), line
+        assert ("out of reach" in line) == (floor >= 0.1)

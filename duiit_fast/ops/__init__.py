@@ -57,8 +57,9 @@ def triton_interpreting() -> bool:
 
 def _triton_backend():
     """The Triton backend module, registered on first need. Registering its triton_ops imports
-    torch._dynamo and torch._inductor: ~3 s of every CPU-only process's start (`duiit train` on this
-    machine: 8.8 s → 5.6 s), for ops a CPU process cannot run outside the interpreter."""
+    torch._dynamo and torch._inductor, ~3 s of a CPU-only process's start, for ops a CPU process
+    cannot run outside the interpreter (with torchvision imported lazily too, `duiit train` of a
+    tiny run on the 2-core CPU went from 9.5 s to 6.4 s)."""
     from . import triton_backend
     return triton_backend
 

@@ -108,6 +108,10 @@ class TrainConfig:
                                       # this run: lets the arms of one experiment share a warm-up
     pred_feedback: str = "joint"     # joint: G's discriminative gradient from the co-trained P
                                       # (the paper); ct_reader: from a reader trained on real CT only
+    source_calibration: bool = False  # P reads every batch that is not real CT (translated, raw or
+                                      # oracle-rendered source slices) through a learned per-source
+                                      # affine scale·P + shift; real CT and every evaluation without it,
+                                      # so slices with weaker label cues cannot flatten P's calibration on CT
     select_on_val: bool = True       # keep the predictor of the epoch with the best validation MSE
     predictor_ema: float = 0.0       # > 0: evaluate a running average of P's weights (decay per step)
     predictor_bn_stats: str = "real_ct"  # real_ct: before every evaluation P's BatchNorm statistics are

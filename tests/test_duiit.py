@@ -306,3 +306,66 @@ def test_joint_warm_up_resumes_exactly(tiny_config, tmp_path, monkeypatch):
     for a, b in zip(whole.nets.parameters(), resumed.nets.parameters()):
         assert torch.equal(a, b)
     assert [r["loss"] for r in whole.history] == [r["loss"] for r in resumed.history]
+
+
+def test_source_calibration_is_identity_on_real_ct_and_affine_per_source():
+    from duiit_fast.train.networks import SourceCalibration
+    cal = SourceCalibration(("mri", "pet"))
+    with torch.no_grad():
+        cal.scale.copy_(torch.tensor([2.0, 3.0]))
+        cal.shift.copy_(torch.tensor([0.5, -1.0]))
+    pred = torch.tensor([1.0, 2.0, 1.0, 1.0, 1.0, 2.0])
+    out = cal(pred, (2, 3, 1))
+    assert out.tolist() == [1.0, 2.0, 2.5, 2.5, 2.5, 5.0]
+    with pytest.raises(ValueError, match="do not split 6 predictions"):
+        cal(pred, (2, 3))
+
+
+def test_source_calibration_learns_in_every_source_setting_and_never_touches_evaluation(tiny_config):
+    pure = Trainer(tiny_config("PURE-CT", source_calibration=True), progress=False)
+    assert "P_cal" not in pure.nets   # nothing but CT: nothing to calibrate
+    for setting in ("MIX-CT-MRI", "NAIVE-CT-MRI", "ORACLE-CT-MRI", "CYCLEGAN-CT-MRI"):
+        trainer = Trainer(tiny_config(setting, source_calibration=True, translator_warmup_steps=1), progress=False)
+        lrs = [g["lr"] for g in trainer.optimizers["pred"].param_groups]
+        assert lrs == [trainer.cfg.lr_predictor, 10 * trainer.cfg.lr_predictor]
+        trainer.fit()
+        cal = trainer.nets["P_cal"]
+        assert float(cal.scale.detach()) != 1.0 and float(cal.shift.detach()) != 0.0, setting   # stepped every step
+        ct = trainer.data.ct_test.images[:8]
+        before = trainer.predict(ct)
+        with torch.no_grad():
+            cal.scale.fill_(7.0)
+        assert torch.equal(trainer.predict(ct), before), setting   # CT is read without it
+
+
+def test_source_calibration_carries_the_discriminative_gradient_to_g(tiny_config):
+    trainer = Trainer(tiny_config(source_calibration=True), progress=False)
+    x, r_x, sources = _batch(trainer)
+    with torch.no_grad():
+        trainer.nets["P_cal"].scale.fill_(3.0)
+        trainer.nets["P_cal"].shift.fill_(0.25)
+    losses = generator_predictor_loss(trainer.nets, x, r_x, sources, 10.0, 1e-3, label_scale=trainer.age_std)
+    with torch.no_grad():
+        raw = trainer.nets["P"](torch.cat([x, losses.fakes["mri"][0]])).squeeze(1)
+    n = x.shape[0]
+    pred = torch.cat([raw[:n], 3.0 * raw[n:] + 0.25])
+    expected = squared_error_sum(pred, torch.cat([r_x, sources["mri"].ages]), trainer.age_std)
+    assert float(losses.pred) == pytest.approx(float(expected), rel=1e-4)
+    G = trainer.nets["G"]["mri"]
+    grads = torch.autograd.grad(losses.feedback, [*G.parameters(), trainer.nets["P_cal"].scale])
+    assert all(g.abs().sum() > 0 for g in grads)
+
+
+def test_source_calibration_resumes_exactly_and_restarts_with_p(tiny_config, tmp_path):
+    overrides = dict(source_calibration=True, epochs=3)
+    whole = Trainer(tiny_config(out_dir=str(tmp_path / "whole"), **overrides), progress=False)
+    whole.fit()
+    cut = Trainer(tiny_config(out_dir=str(tmp_path / "cut"), **overrides), progress=False)
+    cut.cfg.epochs = 2   # stopped after two epochs, as a killed run would be
+    cut.fit()
+    resumed = Trainer(tiny_config(out_dir=str(tmp_path / "cut"), **overrides), progress=False)
+    resumed.fit(resume=True)
+    for a, b in zip(whole.nets["P_cal"].parameters(), resumed.nets["P_cal"].parameters()):
+        assert torch.equal(a, b)
+    resumed._restart_predictor()
+    assert resumed.nets["P_cal"].scale.tolist() == [1.0] and resumed.nets["P_cal"].shift.tolist() == [0.0]

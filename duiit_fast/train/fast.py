@@ -19,6 +19,7 @@ import dataclasses
 import torch
 
 from .. import ops
+from .networks import predictor_outputs
 from .step import GeneratorLosses, StepFunctions, discriminator_loss, generator_predictor_loss, \
     squared_error_sum, translation_loss
 
@@ -94,7 +95,7 @@ def build_step_functions(nets, cfg, fast: FastPath, device: torch.device, label_
     gen_eager = ops.under_backend(under_autocast(gen_parts), fast.backend)
     trans_fn = fast_version(lambda x, sources: translation_loss(nets, x, sources, cfg.lambda_cyc))
     critic_fn = fast_version(lambda x, sources, pooled: discriminator_loss(nets, x, sources, pooled))
-    pred_fn = fast_version(lambda images, targets: squared_error_sum(nets["P"](images).squeeze(1), targets,
-                                                                     label_scale))
+    pred_fn = fast_version(lambda images, targets, counts: squared_error_sum(predictor_outputs(nets, images, counts),
+                                                                             targets, label_scale))
     return StepFunctions(lambda x, r_x, sources: GeneratorLosses(*gen_fast(x, r_x, sources)), trans_fn,
                          critic_fn, pred_fn, lambda x, r_x, sources: GeneratorLosses(*gen_eager(x, r_x, sources)))

@@ -1,7 +1,8 @@
 """The networks of a run as one module, with their optimisers and learning-rate schedules.
 
     P        the predictor (every setting); P_src (MTL's source head), D_dom (DANN's domain
-             critic), P_avg (a running average of P, predictor_ema > 0) where the setting has them
+             critic), P_avg (a running average of P, predictor_ema > 0), P_cal (per-source output
+             calibration, source_calibration) where the setting has them
     G[k]     source k → CT translator        F[k]  CT → source k
     D_s[k]   source-k critic                 D_t   the shared CT critic
 
@@ -19,7 +20,42 @@ from ..models import PatchDiscriminator, ResnetGenerator, build_predictor
 from .baselines import build_extra_nets
 from .schedule import linear_decay
 
-PREDICTOR_PARTS = ("P", "P_src", "D_dom")   # what the "pred" optimiser steps
+PREDICTOR_PARTS = ("P", "P_src", "D_dom")   # what the "pred" optimiser steps (P_cal: its own group)
+CALIBRATED_KINDS = ("MIX", "CYCLEGAN", "ORACLE", "NAIVE")   # P sees source-derived batches beside CT
+# P_cal's scale must be able to move by ~1 within a few hundred steps; Adam moves a parameter by
+# about lr per step, so at lr_predictor (1e-3, decaying) it could not.
+CALIBRATION_LR_FACTOR = 10.0
+
+
+class SourceCalibration(nn.Module):
+    """scale_k·P(·) + shift_k on the predictions for source k's slices, identity on real CT.
+    P's loss sums over real and source-derived slices (eq. 2); where the source slices carry the
+    label's cues more weakly than real CT (translations that blur them), one shared output would be
+    pulled toward the mean on CT too. The affine absorbs that per source, while P's features still
+    learn from every slice and the discriminative gradient still reaches G through it."""
+
+    def __init__(self, sources):
+        super().__init__()
+        self.sources = tuple(sources)
+        self.scale = nn.Parameter(torch.ones(len(self.sources)))
+        self.shift = nn.Parameter(torch.zeros(len(self.sources)))
+
+    def forward(self, pred: torch.Tensor, counts) -> torch.Tensor:
+        """pred: (N,) over [real CT, source 0, source 1, ...] in that order; counts: their sizes."""
+        n_real, *n_sources = counts
+        if len(n_sources) != len(self.sources) or n_real + sum(n_sources) != pred.shape[0]:
+            raise ValueError(f"counts {tuple(counts)} do not split {pred.shape[0]} predictions into real CT "
+                             f"and the sources {self.sources}")
+        scale = torch.cat([self.scale.new_ones(n_real)] + [self.scale[i].expand(n) for i, n in enumerate(n_sources)])
+        shift = torch.cat([self.shift.new_zeros(n_real)] + [self.shift[i].expand(n) for i, n in enumerate(n_sources)])
+        return pred * scale + shift
+
+
+def predictor_outputs(nets, images: torch.Tensor, counts) -> torch.Tensor:
+    """P on a batch laid out as [real CT, source 0, ...] (sizes `counts`), through P_cal where the
+    run has one: what P's loss is computed on in every step."""
+    pred = nets["P"](images).squeeze(1)
+    return nets["P_cal"](pred, counts) if "P_cal" in nets else pred
 TRANSLATORS, CRITICS = ("G", "F"), ("D_t", "D_s")   # this order: checkpoints' optimiser states index it
 
 
@@ -33,6 +69,8 @@ class Networks(nn.ModuleDict):
         if cfg.predictor_ema:
             # Polyak average of P's weights: what evaluate/predict use (every setting alike).
             nets["P_avg"] = copy.deepcopy(nets["P"]).requires_grad_(False)
+        if cfg.source_calibration and cfg.kind in CALIBRATED_KINDS:
+            nets["P_cal"] = SourceCalibration(cfg.sources).to(device)
         if cfg.has_translators:
             def generator():
                 return ResnetGenerator(1, 1, cfg.ngf, cfg.resolved_n_blocks).to(device)
@@ -59,7 +97,11 @@ class Networks(nn.ModuleDict):
 
         def adam(params, lr):
             return torch.optim.Adam(params, lr=lr, betas=betas, fused=fused or None)   # None: foreach
-        optimizers = {"pred": adam(self.parameters_of(PREDICTOR_PARTS), cfg.lr_predictor)}
+        groups = [{"params": self.parameters_of(PREDICTOR_PARTS)}]
+        if "P_cal" in self:
+            groups.append({"params": list(self["P_cal"].parameters()),
+                           "lr": cfg.lr_predictor * CALIBRATION_LR_FACTOR})
+        optimizers = {"pred": adam(groups, cfg.lr_predictor)}
         if cfg.has_translators:
             optimizers["gen"] = adam(self.parameters_of(TRANSLATORS), cfg.lr_translator)
             optimizers["disc"] = adam(self.parameters_of(CRITICS), cfg.lr_translator)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .. import ops
+from .networks import predictor_outputs
 from .pool import ImagePool
 
 
@@ -80,7 +81,7 @@ def generator_predictor_loss(nets, x, r_x, sources: dict, lambda_cyc: float, lam
     translated = [fakes[k][0] if reader is None else fakes[k][0].detach() for k in sources]
     targets = [r_x] + [batch.ages for batch in sources.values()]
     # One predictor call over real and translated images keeps BatchNorm statistics mixed.
-    pred = nets["P"](torch.cat([x] + translated)).squeeze(1)
+    pred = predictor_outputs(nets, torch.cat([x] + translated), [x.shape[0]] + [t.shape[0] for t in translated])
     pred_loss = squared_error_sum(pred, torch.cat(targets), label_scale)
     if reader is None:
         feedback = pred_loss
@@ -177,17 +178,20 @@ def translator_step(nets, optimizers, pools, x, sources: dict, cfg, fns=None) ->
 
 
 def predictor_step(predictor: nn.Module, optimizer, x, r_x, extra=None, label_scale: float = 1.0,
-                   fns=None, replicas: int = 1) -> dict:
+                   fns=None, replicas: int = 1, calibration: nn.Module | None = None) -> dict:
     """PURE-CT, ORACLE, NAIVE and CycleGAN's stage 2: the predictor alone on real CT plus, where the
-    setting has them, extra (images, ages) batches (oracle CT, raw or translated sources), in one
-    call as in the joint step. `replicas`: as in generator_predictor_loss (a sum over the global batch)."""
+    setting has them, extra (images, ages) batches (oracle CT, raw or translated sources, one per
+    source in the run's source order), in one call as in the joint step. `calibration`: the run's
+    P_cal, if any (without fns). `replicas`: as in generator_predictor_loss (a sum over the global batch)."""
     optimizer.zero_grad(set_to_none=True)
     images = torch.cat([x] + [e[0] for e in extra or ()])
     targets = torch.cat([r_x] + [e[1] for e in extra or ()])
+    counts = tuple(len(t) for t in [r_x] + [e[1] for e in extra or ()])
     if fns is None:
-        loss = squared_error_sum(predictor(images).squeeze(1), targets, label_scale)
+        nets = {"P": predictor, **({"P_cal": calibration} if calibration is not None else {})}
+        loss = squared_error_sum(predictor_outputs(nets, images, counts), targets, label_scale)
     else:
-        loss = fns.predictor_loss(images, targets)
+        loss = fns.predictor_loss(images, targets, counts)
     (loss * replicas).backward()
     optimizer.step()
     mse = loss.detach() / len(targets)
@@ -202,7 +206,7 @@ class StepFunctions:
         self.generator_loss = generator_loss              # (x, r_x, sources) → GeneratorLosses
         self.translation_loss = translation_loss_fn       # (x, sources) → (L_trans, fakes)
         self.critic_loss = critic_loss                    # (x, sources, pooled) → (total, d_t, d_s)
-        self.predictor_loss = predictor_loss              # (images, targets) → Σ squared error, years²
+        self.predictor_loss = predictor_loss              # (images, targets, counts) → Σ squared error, years²
         self.eager_generator_loss = eager_generator_loss  # for the gradient share's double backward
 
     @classmethod
@@ -216,7 +220,8 @@ class StepFunctions:
         return cls(gen, ops.under_backend(lambda x, sources: translation_loss(nets, x, sources, cfg.lambda_cyc),
                                           backend),
                    ops.under_backend(lambda x, sources, pooled: discriminator_loss(nets, x, sources, pooled), backend),
-                   lambda images, targets: squared_error_sum(nets["P"](images).squeeze(1), targets, label_scale),
+                   lambda images, targets, counts: squared_error_sum(predictor_outputs(nets, images, counts), targets,
+                                                                     label_scale),
                    gen)
 
 

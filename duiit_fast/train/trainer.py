@@ -365,7 +365,7 @@ class Trainer:
                 self.save(ckpt)
 
     def _restart_predictor(self) -> None:
-        """P (and its average) back to the weights it was built with — the same seed as every arm's
+        """P (its average, its calibration) back to the weights it was built with — the same seed as every arm's
         P — and its Adam emptied; the global random stream is left where it was."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.cfg.seed)
@@ -373,6 +373,10 @@ class Trainer:
         for name in ("P", "P_avg"):
             if name in self.nets:
                 self.nets[name].load_state_dict(initial)
+        if "P_cal" in self.nets:   # back to the identity
+            with torch.no_grad():
+                self.nets["P_cal"].scale.fill_(1.0)
+                self.nets["P_cal"].shift.fill_(0.0)
         self.optimizers["pred"].state.clear()
 
     def pretrain_on_source(self, ckpt=None) -> None:
@@ -470,9 +474,11 @@ class Trainer:
                 parts = dann_step(self.nets, self.optimizers["pred"], x, r_x, xs, r_s, self.age_std,
                                   dann_coefficient(self._progress))
         elif self.cfg.kind != "MIX":
-            extra = [self._batch(s, f"extra:{k}") for k, s in self.extra_sets().items()]
+            sets = self.extra_sets()
+            # In the run's source order: P_cal's scale and shift are indexed by it.
+            extra = [self._batch(sets[k], f"extra:{k}") for k in self.cfg.sources if k in sets]
             parts = predictor_step(self.nets["P"], self.optimizers["pred"], x, r_x, extra, self.age_std, self._fns,
-                                   self.world.size)
+                                   self.world.size, calibration=self.nets.get("P_cal"))
         else:
             sources = {k: SourceBatch(*self._batch(data.sources[k], k)) for k in self.cfg.sources}
             parts = joint_step(self.nets, self.optimizers, self.pools, x, r_x, sources, self.cfg,

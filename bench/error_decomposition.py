@@ -1,7 +1,7 @@
-"""Where an experiment arm's test error comes from: for every cell of a `duiit experiment` folder,
-the least-squares line of P's test predictions on the true ages (slope < 1: predictions pulled toward
-the mean), the mean bias and the scatter around the line, all slice-level in years; for the
-translator arms also P read on G(source) against the source labels (every 7th source slice).
+"""Where an experiment arm's error comes from, for every cell of a `duiit experiment` folder: the
+test split's error parts (eval.evaluate.error_parts: slope of the predictions on the true ages,
+bias, scatter; cells written since this was added also carry them in result.json) and, for the
+translator arms, the same parts of P read on G(source) against the source labels (every 7th slice).
 
     python bench/error_decomposition.py RUN_DIR [--cohorts 5] [--arms PURE-CT MIX-CT-MRI ...]
 """
@@ -9,28 +9,25 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import torch
 
+from duiit_fast.eval.evaluate import error_parts
 from duiit_fast.experiment import DEFAULT_ARMS
 from duiit_fast.train.trainer import Trainer
 
 
-def line_fit(pred: np.ndarray, truth: np.ndarray) -> dict:
-    slope, intercept = np.polyfit(truth, pred, 1)
-    return {"mse": float(np.mean((pred - truth) ** 2)), "slope": float(slope), "bias": float(np.mean(pred - truth)),
-            "resid_sd": float(np.std(pred - (intercept + slope * truth)))}
+def line_fit(pred: torch.Tensor, truth: torch.Tensor) -> dict:
+    return {"mse": float((pred - truth).double().square().mean()), **error_parts(pred, truth)}
 
 
 def decompose(cell_dir: str) -> dict:
     trainer = Trainer.load(f"{cell_dir}/checkpoint.pt")
     test = trainer.data.split("test")
-    out = {"test": line_fit(trainer.predict(test.images).numpy(), test.ages.numpy())}
+    out = {"test": line_fit(trainer.predict(test.images), test.ages)}
     for k in trainer.cfg.sources if "G" in trainer.nets else ():
         src = trainer.data.sources[k]
         idx = torch.arange(0, len(src), 7)
-        out[f"P on G({k})"] = line_fit(trainer.predict(trainer.translate(src.images[idx], k)).numpy(),
-                                       src.ages[idx].numpy())
+        out[f"P on G({k})"] = line_fit(trainer.predict(trainer.translate(src.images[idx], k)), src.ages[idx])
     return out
 
 
@@ -44,7 +41,7 @@ def main() -> None:
         for arm in args.arms:
             parts = decompose(f"{args.run_dir}/cohort-{c}/{arm}")
             print(f"cohort {c} {arm:16s} " + " | ".join(
-                f"{where}: MSE {f['mse']:.1f}, slope {f['slope']:.2f}, bias {f['bias']:+.1f}, resid sd {f['resid_sd']:.1f}"
+                f"{where}: MSE {f['mse']:.1f}, slope {f['slope']:.2f}, bias {f['bias']:+.1f}, scatter {f['scatter']:.1f}"
                 for where, f in parts.items()), flush=True)
 
 

@@ -33,6 +33,8 @@ def test_experiment_writes_results_report_and_resumes(tmp_path, tiny_base):
     assert (tmp_path / "cohort-0" / "warmup" / "checkpoint.pt").is_file()
     report = (tmp_path / "report.md").read_text()
     assert "Paired tests over cohorts" in report and "Verdict over 2 cohort(s)" in report
+    assert "Where the test error comes from" in report
+    assert len(saved["arms"]["PURE-CT"]["test_scatter"]) == 2
     assert f"{np.mean(entry['test_mse']):.1f}" in report
     for png in ("test_mse.png", "translations-MIX-CT-MRI.png", "translations-CYCLEGAN-CT-MRI.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
@@ -139,3 +141,19 @@ def test_pet_arms_are_tested_against_the_references_of_their_source():
     comp = compare(arms)
     assert set(comp["MIX-CT-PET"]) == {"vs PURE-CT", "vs NAIVE-CT-PET"}   # no PET oracle: no gap
     assert "vs NAIVE-CT-MRI" in comp["MIX-CT-MRI"] and "gap_closed" in comp["MIX-CT-MRI"]
+
+
+def test_error_parts_add_up_to_the_mse():
+    import torch
+    from duiit_fast.eval.evaluate import error_parts
+    g = torch.Generator().manual_seed(0)
+    ages = 50 + 15 * torch.randn(300, generator=g)
+    pred = 0.7 * ages + 12 + 5 * torch.randn(300, generator=g)
+    parts = error_parts(pred, ages)
+    mse = float((pred - ages).double().square().mean())
+    var = float(ages.double().var(unbiased=False))
+    assert parts["bias"] ** 2 + (1 - parts["slope"]) ** 2 * var + parts["scatter"] ** 2 == pytest.approx(mse, rel=1e-9)
+    assert parts["slope"] == pytest.approx(0.7, abs=0.05) and parts["scatter"] == pytest.approx(5.0, abs=0.6)
+    # Perfect predictions: slope 1, no bias, no scatter; constant ages: no line to fit.
+    assert error_parts(ages, ages) == pytest.approx({"slope": 1.0, "bias": 0.0, "scatter": 0.0}, abs=1e-9)
+    assert error_parts(pred[:4], torch.full((4,), 60.0))["slope"] is None

@@ -21,7 +21,8 @@ def predict_ages(predictor: nn.Module, images: torch.Tensor, device, age_mean: f
 
 
 def regression_metrics(pred: torch.Tensor, slices) -> dict:
-    """Slice-level MSE/MAE in years² / years, and the MSE of each patient's mean prediction."""
+    """Slice-level MSE/MAE in years² / years, the MSE of each patient's mean prediction, and where
+    the error comes from (error_parts)."""
     err = pred - slices.ages
     per_patient = []
     for pid in slices.patients:
@@ -29,7 +30,21 @@ def regression_metrics(pred: torch.Tensor, slices) -> dict:
         per_patient.append(float(pred[mask].mean() - slices.ages[mask][0]))
     return {"mse": float(err.square().mean()), "mae": float(err.abs().mean()),
             "patient_mse": float(np.mean(np.square(per_patient))),
-            "n_slices": len(slices), "n_patients": len(per_patient)}
+            "n_slices": len(slices), "n_patients": len(per_patient), **error_parts(pred, slices.ages)}
+
+
+def error_parts(pred: torch.Tensor, ages: torch.Tensor) -> dict:
+    """The least-squares line of the predictions on the true ages: its slope (< 1: predictions pulled
+    toward the mean age), the mean bias and the scatter around the line (sd, years). MSE = bias² +
+    (1 − slope)²·var(age) + scatter² exactly, so the three say which part an error comes from.
+    None where the ages do not vary (no line)."""
+    pred, ages = pred.double(), ages.double()
+    var = float(ages.var(unbiased=False))
+    if var <= 0:
+        return {"slope": None, "bias": float((pred - ages).mean()), "scatter": None}
+    slope = float(((pred - pred.mean()) * (ages - ages.mean())).mean()) / var
+    resid = pred - pred.mean() - slope * (ages - ages.mean())
+    return {"slope": slope, "bias": float((pred - ages).mean()), "scatter": float(resid.square().mean().sqrt())}
 
 
 def per_source(sources, metrics_of) -> dict:

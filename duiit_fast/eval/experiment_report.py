@@ -46,6 +46,10 @@ def collect_results(out: Path, cohorts: int, arms, base_cfg) -> dict:
             for key in cells[0]["label_cues"]:
                 if all(key in r["label_cues"] for r in cells):   # cells of an older version lack newer metrics
                     entry[key] = [r["label_cues"][key] for r in cells]
+        for part in ("slope", "bias", "scatter"):   # error_parts; cells of an older version lack them
+            values = [r["test"].get(part) for r in cells]
+            if all(v is not None for v in values):
+                entry[f"test_{part}"] = values
         shares = [r["history"][-1].get("grad_share") for r in cells]
         if all(s is not None for s in shares):
             entry["grad_share_last_epoch"] = shares
@@ -134,6 +138,12 @@ def write_report(out: Path, results: dict, log=print) -> None:
               "|---|" + "---|" * n]
     for arm, e in arms.items():
         lines.append(f"| {arm} | " + " | ".join(f"{v:.1f}" for v in e["test_mse"]) + " |")
+    parts = {a: e for a, e in arms.items() if "test_scatter" in e}
+    if parts:
+        lines += ["", "Where the test error comes from (slice level; MSE = bias² + (1 − slope)²·var(age) + scatter²):",
+                  "", "| arm | slope of prediction on age | bias (years) | scatter (sd, years) |", "|---|---|---|---|"]
+        lines += [f"| {a} | {_fmt(e['test_slope'], 2)} | {_fmt(e['test_bias'])} | {_fmt(e['test_scatter'])} |"
+                  for a, e in parts.items()]
     lines += ["", "Paired tests over cohorts (two-sided p; negative difference = lower MSE than the reference):", "",
               "| arm | vs | mean difference | cohorts better | t-test p | Wilcoxon p |", "|---|---|---|---|---|---|"]
     for arm, row in comp.items():

@@ -3,7 +3,7 @@ test split's error parts (eval.evaluate.error_parts: slope of the predictions on
 bias, scatter; cells written since this was added also carry them in result.json) and, for the
 translator arms, the same parts of P read on G(source) against the source labels (every 7th slice).
 
-    python bench/error_decomposition.py RUN_DIR [--cohorts 5] [--arms PURE-CT MIX-CT-MRI ...]
+    python bench/error_decomposition.py RUN_DIR [--cohorts 5] [--first 0] [--arms PURE-CT MIX-CT-MRI ...]
 """
 from __future__ import annotations
 
@@ -34,10 +34,11 @@ def decompose(cell_dir: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir")
-    ap.add_argument("--cohorts", type=int, default=5)
+    ap.add_argument("--cohorts", type=int, default=5, help="cohorts first .. cohorts-1")
+    ap.add_argument("--first", type=int, default=0)
     ap.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS))
     args = ap.parse_args()
-    for c in range(args.cohorts):
+    for c in range(args.first, args.cohorts):
         for arm in args.arms:
             parts = decompose(f"{args.run_dir}/cohort-{c}/{arm}")
             print(f"cohort {c} {arm:16s} " + " | ".join(

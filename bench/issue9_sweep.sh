@@ -12,7 +12,8 @@
 # CANDIDATES: one per line, KEY=VALUE fields separated by spaces (`duiit experiment --set`).
 set -uo pipefail
 OUT=${OUT:-out}; DEVICE=${DEVICE:-cuda}; COHORTS=${COHORTS:-5}; WORKERS=${WORKERS:-3}
-CANDIDATES=${CANDIDATES:-"joint_warmup_steps=800
+CANDIDATES=${CANDIDATES:-"epochs=24 decay_start_epoch=12
+joint_warmup_steps=800
 ngf=32
 ngf=32 joint_warmup_steps=800
 translator_warmup_steps=3000"}

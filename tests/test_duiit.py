@@ -369,3 +369,19 @@ def test_source_calibration_resumes_exactly_and_restarts_with_p(tiny_config, tmp
         assert torch.equal(a, b)
     resumed._restart_predictor()
     assert resumed.nets["P_cal"].scale.tolist() == [1.0] and resumed.nets["P_cal"].shift.tolist() == [0.0]
+
+
+def test_label_cues_one_reader_pass_gives_the_two_pass_numbers():
+    """The fast path (ages and features from one pass of the reader, real-CT features precomputed)
+    is the same computation as read_ages + reader_features: the metrics agree exactly."""
+    from duiit_fast.eval.label_cues import frechet_distance, read_ages, reader_features
+    torch.manual_seed(0)
+    reader = AgeReader(width=4, age_mean=50.0, age_std=15.0).eval()
+    translated, real = torch.rand(150, 1, 16, 16) * 2 - 1, torch.rand(130, 1, 16, 16) * 2 - 1
+    ages = torch.linspace(20, 90, 150)
+    fast = label_cue_metrics(reader, translated, ages, "cpu", real_ct_features=reader_features(reader, real, "cpu"))
+    assert fast == label_cue_metrics(reader, translated, ages, "cpu", real_ct=real)
+    pred, true = read_ages(reader, translated, "cpu").double().numpy(), ages.double().numpy()
+    assert fast["reader_mse"] == float(np.mean((pred - true) ** 2))
+    assert fast["domain_fid"] == frechet_distance(reader_features(reader, translated, "cpu"),
+                                                  reader_features(reader, real, "cpu"))

@@ -98,22 +98,46 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sum((mu_a - mu_b) ** 2) + traces - 2.0 * cross)
 
 
+@torch.no_grad()
+def read_ages_and_features(reader: AgeReader, images: torch.Tensor, device,
+                           batch_size: int = 128) -> tuple[torch.Tensor, np.ndarray]:
+    """read_ages and reader_features from one pass of the reader's trunk (the same operations, so
+    the same numbers: the head reads the pooled features)."""
+    reader.eval()
+    ages, feats = [], []
+    for i in range(0, len(images), batch_size):
+        pooled = reader.net.features(images[i:i + batch_size].to(device)).mean(dim=(2, 3))
+        ages.append((reader.net.head(pooled).squeeze(1) * reader.age_std + reader.age_mean).float().cpu())
+        feats.append(pooled.double().cpu())
+    return torch.cat(ages), torch.cat(feats).numpy()
+
+
 def label_cue_metrics(reader: nn.Module, translated: torch.Tensor, ages: torch.Tensor, device,
-                      true_ct: torch.Tensor | None = None, real_ct: torch.Tensor | None = None) -> dict:
+                      true_ct: torch.Tensor | None = None, real_ct: torch.Tensor | None = None,
+                      real_ct_features: np.ndarray | None = None) -> dict:
     """The reader's MSE (years²) and slope (least squares of its ages on the true ones) on translated
     images; with the same slices rendered as CT (phantom), also the mean absolute pixel error; with
     real CT slices, the *domain FID*: the Fréchet distance between the reader's features of the
-    translations and of real CT (FID's formula in a CT reader's feature space: no download needed)."""
-    pred = read_ages(reader, translated, device).double().numpy()
+    translations and of real CT (FID's formula in a CT reader's feature space: no download needed).
+    real_ct_features (reader_features of real_ct) spares recomputing them on every call."""
+    if real_ct_features is None and real_ct is not None:
+        real_ct_features = reader_features(reader, real_ct, device)
+    features = None
+    if isinstance(reader, AgeReader) and real_ct_features is not None:
+        predicted, features = read_ages_and_features(reader, translated, device)
+    else:
+        predicted = read_ages(reader, translated, device)
+    pred = predicted.double().numpy()
     true = ages.double().numpy()
     centred = true - true.mean()
     slope = float(np.dot(centred, pred - pred.mean()) / max(np.dot(centred, centred), 1e-12))
     out = {"reader_mse": float(np.mean((pred - true) ** 2)), "reader_slope": slope}
     if true_ct is not None:
         out["pixel_l1"] = float((translated - true_ct).abs().mean())
-    if real_ct is not None:
-        out["domain_fid"] = frechet_distance(reader_features(reader, translated, device),
-                                             reader_features(reader, real_ct, device))
+    if real_ct_features is not None:
+        if features is None:
+            features = reader_features(reader, translated, device)
+        out["domain_fid"] = frechet_distance(features, real_ct_features)
     return out
 
 

@@ -16,7 +16,8 @@ from .. import ops
 from ..config import TrainConfig
 from ..errors import DuiitConfigError, DuiitError
 from ..eval.evaluate import per_source, predict_ages, regression_metrics
-from ..eval.label_cues import AgeReader, OnScale, evenly_spaced, label_cue_metrics, train_reader
+from ..eval.label_cues import (AgeReader, OnScale, evenly_spaced, label_cue_metrics, reader_features,
+                               train_reader)
 from ..models import build_predictor
 from ..models.predictor import recalibrate_batchnorm
 from ..data.pipeline import Augment, BatchSampler, MemoryEngine
@@ -100,6 +101,7 @@ class Trainer:
         self._trained_in: Optional[Path] = None
         self._sampler_states: dict = {}
         self._loader_states: dict = {}       # loader name → state after its last consumed batch
+        self._real_ct_features: tuple = (None, None)   # (the cues reader, its features of the real-CT probes)
         self._last_cues: Optional[dict] = None
         self._slices_drawn = 0               # training slices batched (every engine, every rank's own)
         if self.world.distributed:
@@ -529,14 +531,18 @@ class Trainer:
     def label_cues(self) -> dict:
         """The label-cue reader on G(source) for a fixed probe set of source slices, per source
         (keys prefixed by the source when there are several)."""
-        ct = self.data.ct_train
-        real_ct = ct.images[evenly_spaced(len(ct), LABEL_CUE_PROBES)]
+        reader = self.readers["cues"]
+        cached_reader, real_ct_features = self._real_ct_features
+        if cached_reader is not reader:   # real CT and the frozen reader do not change between epochs
+            ct = self.data.ct_train
+            real_ct_features = reader_features(reader, ct.images[evenly_spaced(len(ct), LABEL_CUE_PROBES)], self.device)
+            self._real_ct_features = (reader, real_ct_features)
 
         def metrics_of(k):
             s, as_ct = self.data.sources[k], self.data.sources_as_ct.get(k)
             idx = evenly_spaced(len(s), LABEL_CUE_PROBES)
-            return label_cue_metrics(self.readers["cues"], self.translate(s.images[idx], k), s.ages[idx],
-                                     self.device, None if as_ct is None else as_ct.images[idx], real_ct=real_ct)
+            return label_cue_metrics(reader, self.translate(s.images[idx], k), s.ages[idx], self.device,
+                                     None if as_ct is None else as_ct.images[idx], real_ct_features=real_ct_features)
         return per_source(self.cfg.sources, metrics_of)
 
     def image_quality(self) -> dict:

@@ -88,7 +88,7 @@ class TrainConfig:
     split: str = "patient"           # "patient", or "image": the paper's slice-level split in its
                                      # proportions 1887/271/280 of 2438 (leaky)
     on_bad_file: str = "error"       # "skip": leave unreadable / unlabelled files out, and count them
-    cache_dir: Optional[str] = None  # decoded DICOM / NIfTI volumes kept here as .npy
+    cache_dir: Optional[str] = None  # decoded DICOM / NIfTI volumes (and rendered phantom ones) kept here as .npy
     ct_window: tuple = (40.0, 80.0)   # level, width in HU → [-1, 1]: the clinical brain window
     mri_percentiles: tuple = (1.0, 99.0)
     pet_percentile: float = 100.0    # per-volume PET scaling: 100 = the maximum

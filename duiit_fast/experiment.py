@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -78,8 +79,14 @@ def warmup_tag(sources) -> str:
     return "" if tuple(sources) == ("mri",) else "-" + "-".join(sources)
 
 
+PHANTOM_CACHE = ".phantom-cache"   # rendered once per cohort, read by its other jobs; removed at the end
+
+
 def cohort_config(base: TrainConfig, cohort: int, out_dir: Path) -> TrainConfig:
-    return dataclasses.replace(base, seed=cohort, split_seed=cohort, out_dir=str(out_dir),
+    """Cohort c's seeds. Without a cache_dir of the user's, the jobs share the experiment folder's
+    phantom cache: each cohort is rendered once instead of once per job (~15 s each on 2 cores)."""
+    cache_dir = base.cache_dir or str(Path(out_dir).parent / PHANTOM_CACHE)
+    return dataclasses.replace(base, seed=cohort, split_seed=cohort, out_dir=str(out_dir), cache_dir=cache_dir,
                                phantom=dataclasses.replace(base.phantom, seed=cohort))
 
 
@@ -291,6 +298,8 @@ def run_experiment(out_dir, cohorts: int = 5, arms=DEFAULT_ARMS, workers: int | 
     _check_same_protocol(out / "experiment.json", base)
     start = time.perf_counter()
     run_jobs(plan_jobs(base, out, cohorts, arms), workers, log)
+    if base.cache_dir is None:   # every job is done: the rendered volumes are not needed any more
+        shutil.rmtree(out / PHANTOM_CACHE, ignore_errors=True)
     from .eval.experiment_report import collect_results, write_report
     results = collect_results(out, cohorts, arms, base)
     results["wall_seconds_this_invocation"] = round(time.perf_counter() - start, 1)

@@ -110,3 +110,25 @@ def test_bad_checkpoint_is_one_line(tmp_path):
     torch.save({"hello": 1}, path)
     with pytest.raises(Exception, match="not a duiit_fast checkpoint"):
         Trainer.load(path)
+
+
+def test_phantom_volume_cache_gives_the_rendered_volumes_and_survives_damage(tmp_path, monkeypatch):
+    from duiit_fast.data import datasets
+    cohort = phantoms.make_cohort(2, 3, "ct")
+    rendered = list(datasets.phantom_volumes(cohort, "mri", 16, 3, 0))
+    first = list(datasets.phantom_volumes(cohort, "mri", 16, 3, 0, tmp_path))
+    assert len(list(tmp_path.glob("phantom-*.npy"))) == 2
+    damaged = sorted(tmp_path.glob("phantom-*.npy"))[0]
+    damaged.write_bytes(b"not an npy file")
+    again = list(datasets.phantom_volumes(cohort, "mri", 16, 3, 0, tmp_path))   # one re-rendered, one read
+    calls = []
+    monkeypatch.setattr(phantoms, "render_patient", lambda *a: calls.append(a))
+    cached = list(datasets.phantom_volumes(cohort, "mri", 16, 3, 0, tmp_path))
+    assert calls == []                                   # every volume now comes from the cache
+    for runs in zip(rendered, first, again, cached):
+        for pid, age, volume in runs[1:]:
+            assert (pid, age) == runs[0][:2]
+            np.testing.assert_array_equal(volume, runs[0][2])
+    # Another modality, size or slice count is another volume, not a cache hit.
+    list(datasets.phantom_volumes(cohort, "mri", 16, 4, 0, tmp_path))
+    assert len(calls) == 2

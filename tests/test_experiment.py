@@ -31,6 +31,10 @@ def test_experiment_writes_results_report_and_resumes(tmp_path, tiny_base):
     assert "reader_slope" in saved["arms"]["MIX-CT-MRI"] and "grad_share_last_epoch" in saved["arms"]["MIX-CT-MRI"]
     # The translator arms of one cohort start from the same shared warm-up.
     assert (tmp_path / "cohort-0" / "warmup" / "checkpoint.pt").is_file()
+    # Every job read the cohort's phantom from one shared cache, removed once all jobs were done.
+    spec = json.loads((tmp_path / "cohort-1" / "PURE-CT" / ".result-job.json").read_text())
+    assert spec["config"]["cache_dir"] == str(tmp_path / ".phantom-cache")
+    assert not (tmp_path / ".phantom-cache").exists()
     report = (tmp_path / "report.md").read_text()
     assert "Paired tests over cohorts" in report and "Verdict over 2 cohort(s)" in report
     assert "Where the test error comes from" in report

@@ -1,6 +1,7 @@
 """In-memory labelled slice sets: the phantom cohort or dataset folders, resized and normalised."""
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -195,9 +196,36 @@ def split_images(n: int, val_fraction: float, test_fraction: float, seed: int):
 # The phantom cohort
 
 
-def phantom_volumes(cohort, modality: str, size: int, n_slices: int, seed: int):
+def phantom_volumes(cohort, modality: str, size: int, n_slices: int, seed: int, cache_dir=None):
+    """(patient_id, age, volume) per patient of the cohort, rendered; with cache_dir, each volume is
+    kept there as .npy and read back on the next call (a run's jobs render the same cohort once)."""
     for anat in cohort:
-        yield anat.patient_id, anat.age, phantoms.render_patient(anat, modality, size, n_slices, seed)
+        if cache_dir is None:
+            volume = phantoms.render_patient(anat, modality, size, n_slices, seed)
+        else:
+            volume = _cached_render(anat, modality, size, n_slices, seed, Path(cache_dir))
+        yield anat.patient_id, anat.age, volume
+
+
+@functools.lru_cache(maxsize=1)
+def _renderer_fingerprint() -> str:
+    # The renderer's own source is part of the key: an edited phantom never reads old volumes.
+    return hashlib.sha1(Path(phantoms.__file__).read_bytes()).hexdigest()
+
+
+def _cached_render(anat, modality: str, size: int, n_slices: int, seed: int, cache_dir: Path) -> np.ndarray:
+    key = hashlib.sha1(repr((_renderer_fingerprint(), anat, modality, size, n_slices, seed)).encode()).hexdigest()
+    cached = cache_dir / f"phantom-{key}.npy"
+    if cached.is_file():
+        try:
+            return np.load(cached, allow_pickle=False)
+        except (ValueError, OSError, EOFError):
+            pass  # a damaged entry is rendered again and rewritten
+    volume = phantoms.render_patient(anat, modality, size, n_slices, seed)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(cached) as tmp:
+        np.save(tmp, volume)
+    return volume
 
 
 def phantom_cohorts(pc) -> dict:

@@ -51,7 +51,8 @@ def _phantom_data(cfg, progress=None) -> TrainingData:
 
     def render(cohort, modality, as_modality=None):
         as_modality = as_modality or modality
-        vols = phantom_volumes(cohort, as_modality, native_size(pc, as_modality), pc.slices_per_patient, pc.seed)
+        vols = phantom_volumes(cohort, as_modality, native_size(pc, as_modality), pc.slices_per_patient, pc.seed,
+                               cfg.cache_dir)
         if progress is not None:
             vols = progress(vols, total=len(cohort), desc=f"phantom {modality}"
                             + (f" as {as_modality}" if as_modality != modality else ""))

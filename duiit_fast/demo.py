@@ -136,7 +136,8 @@ def _recorded_experiment() -> str:
         return "  no recorded experiment ships with this version; run `duiit experiment --cohorts 5 --out DIR`."
     import json
     rec = json.loads(RECORDED_EXPERIMENT.read_text())
-    lines = [f"  recorded {rec['date']} (commit {rec['commit']}, {rec['machine']}), {rec['cohorts']} cohorts, "
+    took = f" in {rec['wall_minutes']} min with {rec['workers']} workers" if "wall_minutes" in rec else ""
+    lines = [f"  recorded {rec['date']} (commit {rec['commit']}, {rec['machine']}), {rec['cohorts']} cohorts{took}, "
              "test MSE mean ± std in years²:"]
     for arm, e in rec["arms"].items():
         lines.append(f"  {arm} {e['mean']:.1f} ± {e['std']:.1f}")

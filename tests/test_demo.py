@@ -25,3 +25,30 @@ def test_demo_writes_metrics_report_and_figures(tmp_path, monkeypatch):
     for name in ("translations.png", "loss_curves.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.rglob(".*.tmp*"))  # atomic writes leave no temporaries
+
+
+def test_the_demo_quotes_the_recorded_experiment_with_its_spread_and_time():
+    import json
+    from duiit_fast.demo import RECORDED_EXPERIMENT, _recorded_experiment
+    from duiit_fast.experiment import DEFAULT_ARMS
+    rec = json.loads(RECORDED_EXPERIMENT.read_text())
+    text = _recorded_experiment()
+    assert list(rec["arms"]) == list(DEFAULT_ARMS) and rec["cohorts"] >= 5
+    for arm, e in rec["arms"].items():
+        assert f"{arm} {e['mean']:.1f} ± {e['std']:.1f}" in text
+    assert f"in {rec['wall_minutes']} min with {rec['workers']} workers" in text and rec["verdict"] in text
+
+
+def test_the_recorded_summary_is_the_recorded_run():
+    """duiit_fast/recorded/experiment.json is computed from docs/experiment/results.json, not typed."""
+    import json
+    from pathlib import Path
+    import numpy as np
+    from duiit_fast.demo import RECORDED_EXPERIMENT
+    rec = json.loads(RECORDED_EXPERIMENT.read_text())
+    run = json.loads((Path(__file__).parents[1] / "docs" / "experiment" / "results.json").read_text())
+    assert rec["verdict"] == run["verdict"] and rec["wall_minutes"] == round(run["wall_seconds_this_invocation"] / 60, 1)
+    for arm, e in rec["arms"].items():
+        test = np.array(run["arms"][arm]["test_mse"], dtype=float)
+        assert len(test) == rec["cohorts"]
+        assert e["mean"] == pytest.approx(test.mean()) and e["std"] == pytest.approx(test.std(ddof=1))

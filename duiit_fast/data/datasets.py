@@ -146,16 +146,21 @@ def read_cached(path: Path, cache_dir=None, modality: str | None = None) -> np.n
     members = sorted(path.iterdir()) if path.is_dir() else [path]
     stamp = [(str(path.resolve()))] + [(m.name, m.stat().st_size, m.stat().st_mtime_ns) for m in members]
     key = hashlib.sha1(repr(stamp).encode()).hexdigest()
-    cached = Path(cache_dir) / f"{key}.npy"
+    return npy_cached(Path(cache_dir) / f"{key}.npy", lambda: read_slices(path, modality))
+
+
+def npy_cached(cached: Path, make) -> np.ndarray:
+    """The array stored at `cached`, else make()'s, written there atomically. A damaged entry is
+    made again and rewritten."""
     if cached.is_file():
         try:
             return np.load(cached, allow_pickle=False)
         except (ValueError, OSError, EOFError):
-            pass  # a damaged cache entry is decoded again and rewritten
-    slices = read_slices(path, modality)
+            pass
+    array = make()
     with atomic_path(cached) as tmp:
-        np.save(tmp, slices)
-    return slices
+        np.save(tmp, array)
+    return array
 
 
 def load_folder(root, modality: str, size: int, intensity: Intensity = Intensity(),
@@ -215,17 +220,8 @@ def _renderer_fingerprint() -> str:
 
 def _cached_render(anat, modality: str, size: int, n_slices: int, seed: int, cache_dir: Path) -> np.ndarray:
     key = hashlib.sha1(repr((_renderer_fingerprint(), anat, modality, size, n_slices, seed)).encode()).hexdigest()
-    cached = cache_dir / f"phantom-{key}.npy"
-    if cached.is_file():
-        try:
-            return np.load(cached, allow_pickle=False)
-        except (ValueError, OSError, EOFError):
-            pass  # a damaged entry is rendered again and rewritten
-    volume = phantoms.render_patient(anat, modality, size, n_slices, seed)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(cached) as tmp:
-        np.save(tmp, volume)
-    return volume
+    return npy_cached(cache_dir / f"phantom-{key}.npy",
+                      lambda: phantoms.render_patient(anat, modality, size, n_slices, seed))
 
 
 def phantom_cohorts(pc) -> dict:

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Optional
 
 from .errors import DuiitConfigError
-from .models.predictor import PREDICTORS   # the leaves own their names; config only checks them
+from .models.generator import GENERATORS   # the leaves own their names; config only checks them
+from .models.predictor import PREDICTORS
 from .ops import BACKENDS
 
 if sys.version_info >= (3, 11):
@@ -78,6 +79,8 @@ class TrainConfig:
     ngf: int = 64
     ndf: int = 64
     n_blocks: Optional[int] = None
+    generator: str = "resnet"        # resnet: CycleGAN's ResNet generator (the paper); unet: pix2pix's U-Net
+                                      # (CycleGAN's unet_* option), a skip at every level (n_blocks unused)
     predictor: str = "resnet50"
     # Loop details
     predictor_batch_size: int = 64   # predictor-only settings (PURE-CT, ORACLE)
@@ -106,6 +109,13 @@ class TrainConfig:
                                       # CYCLEGAN's stage 1 grows by as many steps, other settings ignore it
     translator_init: Optional[str] = None  # checkpoint whose translators/critics (after warm-up) start
                                       # this run: lets the arms of one experiment share a warm-up
+    cycle_noise: float = 0.0         # sd of Gaussian noise added to each translation before the cycle's
+                                      # way back (Bashkirova et al. 2019): G cannot hide the source in
+                                      # low-amplitude patterns only its partner reads, so the anatomy
+                                      # has to stay visible in G(source)
+    critic_augment: bool = False     # DiffAugment (Zhao et al. 2020) on every critic input, real and
+                                      # translated: random shifts and cutout, so a critic that sees a
+                                      # dozen CT patients cannot memorise them
     pred_feedback: str = "joint"     # joint: G's discriminative gradient from the co-trained P
                                       # (the paper); ct_reader: from a reader trained on real CT only
     source_calibration: bool = False  # P reads every batch that is not real CT (translated, raw or
@@ -165,6 +175,7 @@ class TrainConfig:
         _check_types(self.phantom, "phantom.")
         _check(self.setting in SETTINGS, "setting", f"must be one of {', '.join(SETTINGS)}, got {self.setting!r}")
         _check(self.backend in BACKENDS, "backend", f"must be one of {BACKENDS}, got {self.backend!r}")
+        _check(self.generator in GENERATORS, "generator", f"must be one of {GENERATORS}, got {self.generator!r}")
         _check(self.predictor in PREDICTORS, "predictor", f"must be one of {PREDICTORS}, got {self.predictor!r}")
         _check(bool(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device)), "device",
                f"must be auto, cpu or cuda[:N], got {self.device!r}")
@@ -176,7 +187,7 @@ class TrainConfig:
             _check(getattr(self, name) >= 1, name, f"must be at least 1, got {getattr(self, name)}")
         _check(0 <= self.decay_start_epoch <= self.epochs, "decay_start_epoch",
                f"must lie in [0, epochs={self.epochs}], got {self.decay_start_epoch}")
-        for name in ("lr_translator", "lr_predictor", "lambda_cyc", "lambda_pred", "pool_size"):
+        for name in ("lr_translator", "lr_predictor", "lambda_cyc", "lambda_pred", "pool_size", "cycle_noise"):
             _check(getattr(self, name) >= 0, name, f"must not be negative, got {getattr(self, name)}")
         _check(0 <= self.beta1 < 1, "beta1", f"must lie in [0, 1), got {self.beta1}")
         for name in ("compile", "channels_last"):

@@ -385,3 +385,69 @@ def test_label_cues_one_reader_pass_gives_the_two_pass_numbers():
     assert fast["reader_mse"] == float(np.mean((pred - true) ** 2))
     assert fast["domain_fid"] == frechet_distance(reader_features(reader, translated, "cpu"),
                                                   reader_features(reader, real, "cpu"))
+
+
+def test_diff_augment_shifts_in_air_cuts_a_half_side_square_and_passes_gradients():
+    from duiit_fast.train.step import diff_augment
+    torch.manual_seed(3)
+    images = torch.full((16, 1, 16, 16), 0.5, requires_grad=True)
+    out = diff_augment(images)
+    assert out.shape == images.shape
+    values = set(out.detach().unique().tolist())
+    assert values <= {-1.0, 0.0, 0.5}            # kept, air shifted in, or cut out
+    shifted_in = (out == -1.0).flatten(1).sum(1)
+    assert shifted_in.max() <= 16 * 16 - 14 * 14  # at most 2 rows and 2 columns (1/8 of 16)
+    assert (shifted_in > 0).any()
+    cut = (out == 0.0).flatten(1).sum(1)
+    assert cut.max() <= 8 * 8 and (cut > 0).all()  # a half-side square, clipped at the border
+    out.sum().backward()
+    # Each output pixel that kept the image passes a gradient of 1 to exactly one input pixel.
+    assert float(images.grad.sum()) == float((out == 0.5).sum())
+    torch.manual_seed(3)
+    assert torch.equal(diff_augment(images.detach()), out.detach())   # the global generator: resumable
+
+
+def test_translator_regularisers_are_off_by_default_and_change_only_their_terms(tiny_config):
+    from duiit_fast.train.step import TranslatorRegularisers, discriminator_loss, translation_loss
+    trainer = Trainer(tiny_config(), progress=False)
+    x, _, sources = _batch(trainer)
+    assert TranslatorRegularisers.of(trainer.cfg) == TranslatorRegularisers()
+
+    def losses(terms):
+        torch.manual_seed(0)
+        with torch.no_grad():
+            trans, fakes = translation_loss(trainer.nets, x, sources, 10.0, terms)
+            pooled = {k: (f[0], f[1]) for k, f in fakes.items()}
+            return float(trans), fakes["mri"][0], float(discriminator_loss(trainer.nets, x, sources, pooled, terms)[0])
+    plain, noisy, augmented = (losses(TranslatorRegularisers(n, a)) for n, a in ((0.0, False), (0.5, False),
+                                                                                (0.0, True)))
+    assert torch.equal(plain[1], noisy[1]) and torch.equal(plain[1], augmented[1])   # G(source) itself
+    assert noisy[0] != plain[0] and noisy[2] == plain[2]        # noise: the cycle terms only
+    assert augmented[0] != plain[0] and augmented[2] != plain[2]  # DiffAugment: every critic input
+
+
+def test_translator_regularisers_train_and_guard_a_shared_warm_up(tiny_config, tmp_path):
+    from duiit_fast.errors import DuiitConfigError
+    cfg = dict(cycle_noise=0.1, critic_augment=True, translator_warmup_steps=2)
+    source = Trainer(tiny_config(out_dir=str(tmp_path / "w"), **cfg), progress=False)
+    source._prepare()
+    source.warm_up(tmp_path / "warm.pt")
+    assert len(source.fit()) == 2 and all(math.isfinite(r["loss"]) for r in source.history)
+    plain = Trainer(tiny_config(translator_warmup_steps=2, translator_init=str(tmp_path / "warm.pt")),
+                    progress=False)
+    plain._prepare()
+    with pytest.raises(DuiitConfigError, match="cycle_noise, critic_augment"):
+        plain.warm_up()
+    with pytest.raises(DuiitConfigError, match="cycle_noise"):
+        tiny_config(cycle_noise=-0.1).validate()
+
+
+def test_unet_translators_train_and_are_named_in_the_config(tiny_config):
+    from duiit_fast.errors import DuiitConfigError
+    from duiit_fast.models import UnetGenerator
+    trainer = Trainer(tiny_config(generator="unet"), progress=False)
+    assert all(isinstance(trainer.nets[k]["mri"], UnetGenerator) for k in ("G", "F"))
+    history = trainer.fit()
+    assert len(history) == 2 and all(math.isfinite(r["trans"]) for r in history)
+    with pytest.raises(DuiitConfigError, match="generator"):
+        tiny_config(generator="vit").validate()

@@ -1,10 +1,11 @@
-"""The generator and discriminator are CycleGAN's, layer for layer."""
+"""The generators and discriminator are CycleGAN's (and pix2pix's U-Net), layer for layer."""
 import pytest
 import torch
 from torch import nn
 
 from duiit_fast import ops
-from duiit_fast.models import InstanceNormAct, PatchDiscriminator, ResnetGenerator, build_predictor
+from duiit_fast.models import InstanceNormAct, PatchDiscriminator, ResnetGenerator, UnetGenerator, \
+    build_predictor, unet_depth
 
 
 def cyclegan_resnet_generator(cin, cout, ngf, n_blocks):
@@ -32,6 +33,39 @@ def cyclegan_resnet_generator(cin, cout, ngf, n_blocks):
                    IN(ngf * m // 2), nn.ReLU(True)]
     layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, cout, 7, padding=0), nn.Tanh()]
     return nn.Sequential(*layers)
+
+
+class Pix2pixUnetBlock(nn.Module):
+    """pix2pix's UnetSkipConnectionBlock with instance norm (use_bias=True), no dropout, written with
+    plain torch.nn — in-place LeakyReLU included: the skip concatenates the *activated* input."""
+
+    def __init__(self, outer, inner, cin=None, sub=None, outermost=False, innermost=False):
+        super().__init__()
+        self.outermost = outermost
+        IN = nn.InstanceNorm2d
+        downconv = nn.Conv2d(cin or outer, inner, 4, stride=2, padding=1, bias=True)
+        if outermost:
+            layers = [downconv, sub, nn.ReLU(True), nn.ConvTranspose2d(inner * 2, outer, 4, 2, 1), nn.Tanh()]
+        elif innermost:
+            layers = [nn.LeakyReLU(0.2, True), downconv, nn.ReLU(True),
+                      nn.ConvTranspose2d(inner, outer, 4, 2, 1, bias=True), IN(outer)]
+        else:
+            layers = [nn.LeakyReLU(0.2, True), downconv, IN(inner), sub, nn.ReLU(True),
+                      nn.ConvTranspose2d(inner * 2, outer, 4, 2, 1, bias=True), IN(outer)]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.model(x) if self.outermost else torch.cat([x, self.model(x)], 1)
+
+
+def pix2pix_unet(cin, cout, num_downs, ngf):
+    block = Pix2pixUnetBlock(ngf * 8, ngf * 8, innermost=True)
+    for _ in range(num_downs - 5):
+        block = Pix2pixUnetBlock(ngf * 8, ngf * 8, sub=block)
+    block = Pix2pixUnetBlock(ngf * 4, ngf * 8, sub=block)
+    block = Pix2pixUnetBlock(ngf * 2, ngf * 4, sub=block)
+    block = Pix2pixUnetBlock(ngf, ngf * 2, sub=block)
+    return Pix2pixUnetBlock(cout, ngf, cin=cin, sub=block, outermost=True)
 
 
 def cyclegan_patchgan(cin, ndf, n_layers=3):
@@ -140,3 +174,25 @@ def test_predictor_takes_one_channel_and_outputs_one_value(name):
     assert p(torch.randn(2, 1, 64, 64)).shape == (2, 1)
     if name != "small":
         assert p.conv1.in_channels == 1 and p.fc.out_features == 1
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
+@pytest.mark.parametrize("size", [64, 128])
+def test_unet_generator_is_pix2pix_unet(backend, size):
+    depth = unet_depth(size)
+    ours, theirs = UnetGenerator(1, 1, ngf=4, depth=depth), pix2pix_unet(1, 1, depth, 4)
+    _copy_params(ours, theirs)
+    x = torch.randn(2, 1, size, size)
+    with torch.no_grad(), ops.use_backend(backend):
+        torch.testing.assert_close(ours(x), theirs(x), atol=1e-5, rtol=1e-4)
+
+
+def test_unet_depth_halves_to_one_pixel_and_keeps_every_parameter_trained():
+    assert [unet_depth(s) for s in (32, 64, 96, 128, 256, 512)] == [5, 6, 5, 7, 8, 8]
+    g = UnetGenerator(1, 1, ngf=4, depth=unet_depth(96))
+    y = g(torch.randn(2, 1, 96, 96) * 10)
+    assert y.shape == (2, 1, 96, 96) and y.abs().max() <= 1
+    y.square().sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in g.parameters())
+    with pytest.raises(ValueError, match="depth >= 2"):
+        UnetGenerator(1, 1, 4, depth=1)

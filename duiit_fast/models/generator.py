@@ -1,8 +1,10 @@
-"""CycleGAN's ResNet generator (Zhu et al. 2017), layer for layer, with fused norm+activation."""
+"""CycleGAN's generators (Zhu et al. 2017), layer for layer, with fused norm+activation: the ResNet
+generator (the paper's) and the U-Net of pix2pix (Isola et al. 2017; CycleGAN's `unet_*` option)."""
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .layers import InstanceNormAct, init_weights_normal
 
@@ -58,3 +60,70 @@ class ResnetGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+
+GENERATORS = ("resnet", "unet")
+
+
+def unet_depth(image_size: int) -> int:
+    """Downsamplings of the U-Net at this size: as many halvings as the side allows, at most 8
+    (pix2pix's unet_256), so the innermost level is 1×1 at 64², 128² and 256²."""
+    depth = 0
+    while depth < 8 and image_size % (2 ** (depth + 1)) == 0:
+        depth += 1
+    return depth
+
+
+class UnetLevel(nn.Module):
+    """One inner level of pix2pix's U-Net: down (4×4, stride 2), the levels below, up (4×4
+    transposed), and the skip — this level's input concatenated with what comes back up.
+    Its input arrives through LeakyReLU(0.2), fused into the level above's norm."""
+
+    def __init__(self, outer: int, inner: int, below: "UnetLevel | None"):
+        super().__init__()
+        self.down = nn.Conv2d(outer, inner, kernel_size=4, stride=2, padding=1, bias=True)
+        # The innermost level has no norm on the way down: its plane is 1×1.
+        self.down_norm = InstanceNormAct(inner, act="leaky_relu", slope=0.2) if below is not None else None
+        self.below = below
+        self.up = nn.ConvTranspose2d(inner if below is None else 2 * inner, outer, kernel_size=4, stride=2,
+                                     padding=1, bias=True)
+        self.up_norm = InstanceNormAct(outer, act="none")
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        d = self.down(h)
+        inner = d if self.below is None else self.below(self.down_norm(d))
+        return torch.cat([h, self.up_norm(self.up(F.relu(inner)))], dim=1)
+
+
+class UnetGenerator(nn.Module):
+    """pix2pix's U-Net (CycleGAN's `--netG unet_128/unet_256`): `depth` 4×4 stride-2 convolutions
+    ngf, 2ngf, 4ngf, 8ngf, 8ngf…, as many transposed ones back, and a skip at every level, so
+    structures a pixel wide (ventricle walls, sulci) reach the output without passing the 1×1
+    bottleneck. Instance norm without affine parameters, conv biases on, no dropout (CycleGAN's
+    default); the outermost level has no norm, and tanh at the output."""
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 1, ngf: int = 64, depth: int = 8):
+        super().__init__()
+        if depth < 2 or ngf < 1:
+            raise ValueError(f"need ngf >= 1 and depth >= 2, got ngf={ngf}, depth={depth}")
+        widths = [min(ngf * 2 ** i, ngf * 8) for i in range(depth)]   # channels after each downsampling
+        level = None
+        for i in range(depth - 1, 0, -1):
+            level = UnetLevel(widths[i - 1], widths[i], level)
+        self.first = nn.Conv2d(in_channels, widths[0], kernel_size=4, stride=2, padding=1, bias=True)
+        self.inner = level
+        self.last = nn.ConvTranspose2d(2 * widths[0], out_channels, kernel_size=4, stride=2, padding=1, bias=True)
+        init_weights_normal(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.leaky_relu(self.first(x), 0.2)
+        return torch.tanh(self.last(F.relu(self.inner(h))))
+
+
+def build_generator(kind: str, ngf: int, n_blocks: int, image_size: int) -> nn.Module:
+    """A 1-channel → 1-channel translator of the named kind (config field `generator`)."""
+    if kind == "resnet":
+        return ResnetGenerator(1, 1, ngf, n_blocks)
+    if kind == "unet":
+        return UnetGenerator(1, 1, ngf, unet_depth(image_size))
+    raise ValueError(f"generator must be one of {GENERATORS}, got {kind!r}")

@@ -20,8 +20,8 @@ import torch
 
 from .. import ops
 from .networks import predictor_outputs
-from .step import GeneratorLosses, StepFunctions, discriminator_loss, generator_predictor_loss, \
-    squared_error_sum, translation_loss
+from .step import GeneratorLosses, StepFunctions, TranslatorRegularisers, discriminator_loss, \
+    generator_predictor_loss, squared_error_sum, translation_loss
 
 @dataclasses.dataclass(frozen=True)
 class FastPath:
@@ -86,15 +86,17 @@ def build_step_functions(nets, cfg, fast: FastPath, device: torch.device, label_
         return ops.under_backend(torch.compile(fn, fullgraph=True, dynamic=False) if fast.compile else fn,
                                  fast.backend)
 
+    terms = TranslatorRegularisers.of(cfg)
+
     def gen_parts(x, r_x, sources):
         losses = generator_predictor_loss(nets, x, r_x, sources, cfg.lambda_cyc, cfg.lambda_pred,
-                                          label_scale, reader, replicas)
+                                          label_scale, reader, replicas, terms)
         return losses.total, losses.trans, losses.pred, losses.feedback, losses.fakes
 
     gen_fast = fast_version(gen_parts)
     gen_eager = ops.under_backend(under_autocast(gen_parts), fast.backend)
-    trans_fn = fast_version(lambda x, sources: translation_loss(nets, x, sources, cfg.lambda_cyc))
-    critic_fn = fast_version(lambda x, sources, pooled: discriminator_loss(nets, x, sources, pooled))
+    trans_fn = fast_version(lambda x, sources: translation_loss(nets, x, sources, cfg.lambda_cyc, terms))
+    critic_fn = fast_version(lambda x, sources, pooled: discriminator_loss(nets, x, sources, pooled, terms))
     pred_fn = fast_version(lambda images, targets, counts: squared_error_sum(predictor_outputs(nets, images, counts),
                                                                              targets, label_scale))
     return StepFunctions(lambda x, r_x, sources: GeneratorLosses(*gen_fast(x, r_x, sources)), trans_fn,

@@ -16,7 +16,7 @@ import copy
 import torch
 from torch import nn
 
-from ..models import PatchDiscriminator, ResnetGenerator, build_predictor
+from ..models import PatchDiscriminator, build_generator, build_predictor
 from .baselines import build_extra_nets
 from .schedule import linear_decay
 
@@ -73,7 +73,7 @@ class Networks(nn.ModuleDict):
             nets["P_cal"] = SourceCalibration(cfg.sources).to(device)
         if cfg.has_translators:
             def generator():
-                return ResnetGenerator(1, 1, cfg.ngf, cfg.resolved_n_blocks).to(device)
+                return build_generator(cfg.generator, cfg.ngf, cfg.resolved_n_blocks, cfg.image_size).to(device)
 
             def critic():
                 return PatchDiscriminator(1, cfg.ndf, 3).to(device)

@@ -44,7 +44,54 @@ def squared_error_sum(pred: torch.Tensor, target: torch.Tensor, label_scale: flo
     return (pred.float() - target.float()).square().sum() * (label_scale * label_scale)
 
 
-def translation_loss(nets, x, sources: dict, lambda_cyc: float):
+@dataclass(frozen=True)
+class TranslatorRegularisers:
+    """Beyond the paper, both off by default (config.py): noise on the cycle's way back and
+    DiffAugment on the critics' inputs."""
+    cycle_noise: float = 0.0
+    critic_augment: bool = False
+
+    @classmethod
+    def of(cls, cfg) -> "TranslatorRegularisers":
+        return cls(float(cfg.cycle_noise), bool(cfg.critic_augment))
+
+    def critic_input(self, images: torch.Tensor) -> torch.Tensor:
+        return diff_augment(images) if self.critic_augment else images
+
+    def on_way_back(self, translated: torch.Tensor) -> torch.Tensor:
+        if self.cycle_noise == 0.0:
+            return translated
+        return translated + self.cycle_noise * torch.randn_like(translated)
+
+
+PAPER_TERMS = TranslatorRegularisers()
+
+
+def diff_augment(images: torch.Tensor) -> torch.Tensor:
+    """DiffAugment's "translation,cutout" (Zhao et al. 2020), differentiable in the images, one
+    draw per image: a shift of up to 1/8 of the side (air, -1, comes in at the border) and a
+    square of half the side set to 0. Applied alike to real and translated critic inputs, so the
+    critic cannot tell them apart by the augmentation and G is not pushed to imitate it."""
+    n, c, h, w = images.shape
+    dev = images.device
+    dy = torch.randint(-(h // 8), h // 8 + 1, (n, 1, 1), device=dev)
+    dx = torch.randint(-(w // 8), w // 8 + 1, (n, 1, 1), device=dev)
+    rows = torch.arange(h, device=dev).view(1, h, 1)
+    cols = torch.arange(w, device=dev).view(1, 1, w)
+    # Index into a 1-pixel air frame: clamping to the frame fills everything shifted in with air.
+    src_r = (rows + dy + 1).clamp(0, h + 1)
+    src_c = (cols + dx + 1).clamp(0, w + 1)
+    framed = torch.nn.functional.pad(images, (1, 1, 1, 1), value=-1.0)
+    index = (src_r * (w + 2) + src_c).reshape(n, 1, h * w).expand(n, c, h * w)
+    shifted = framed.reshape(n, c, (h + 2) * (w + 2)).gather(2, index).reshape(n, c, h, w)
+    ch, cw = h // 2, w // 2
+    top = torch.randint(0, h + (1 - ch % 2), (n, 1, 1), device=dev) - ch // 2
+    left = torch.randint(0, w + (1 - cw % 2), (n, 1, 1), device=dev) - cw // 2
+    hole = ((rows >= top) & (rows < top + ch) & (cols >= left) & (cols < left + cw)).unsqueeze(1)
+    return shifted * (~hole).to(shifted.dtype)
+
+
+def translation_loss(nets, x, sources: dict, lambda_cyc: float, terms: TranslatorRegularisers = PAPER_TERMS):
     """L_trans (eq. 1) summed over sources: LSGAN terms with real targets for both translators and
     λcyc-weighted L1 cycle terms. Returns the loss and each source's (fake_x, fake_y)."""
     trans = x.new_zeros(())
@@ -53,12 +100,12 @@ def translation_loss(nets, x, sources: dict, lambda_cyc: float):
         G, Fk = nets["G"][k], nets["F"][k]
         y = batch.images
         fake_x = G(y)                 # source → CT
-        rec_y = Fk(fake_x)
+        rec_y = Fk(terms.on_way_back(fake_x))
         fake_y = Fk(x)                # CT → source
-        rec_x = G(fake_y)
+        rec_x = G(terms.on_way_back(fake_y))
         # The losses themselves in fp32 (a no-op without autocast).
-        trans = trans + ops.lsgan_loss(nets["D_t"](fake_x).float(), 1.0) \
-            + ops.lsgan_loss(nets["D_s"][k](fake_y).float(), 1.0) \
+        trans = trans + ops.lsgan_loss(nets["D_t"](terms.critic_input(fake_x)).float(), 1.0) \
+            + ops.lsgan_loss(nets["D_s"][k](terms.critic_input(fake_y)).float(), 1.0) \
             + lambda_cyc * (ops.l1_loss(rec_y.float(), y.float())
                             + ops.l1_loss(rec_x.float(), x.float()))
         fakes[k] = (fake_x, fake_y)
@@ -66,7 +113,8 @@ def translation_loss(nets, x, sources: dict, lambda_cyc: float):
 
 
 def generator_predictor_loss(nets, x, r_x, sources: dict, lambda_cyc: float, lambda_pred: float,
-                             label_scale: float = 1.0, reader=None, replicas: int = 1) -> GeneratorLosses:
+                             label_scale: float = 1.0, reader=None, replicas: int = 1,
+                             terms: TranslatorRegularisers = PAPER_TERMS) -> GeneratorLosses:
     """L = L_trans + λ·L_pred (eq. 3), L_pred in label units (years²) summed over the batch.
     Under data parallelism (`replicas` ranks, gradients averaged) λ·L_pred is taken `replicas`
     times, so the average is λ times the sum over the global batch (train/distributed.py).
@@ -77,7 +125,7 @@ def generator_predictor_loss(nets, x, r_x, sources: dict, lambda_cyc: float, lam
     discriminative gradient comes from the reader instead, so G cannot write the label as a
     private code that only the co-trained P reads.
     """
-    trans, fakes = translation_loss(nets, x, sources, lambda_cyc)
+    trans, fakes = translation_loss(nets, x, sources, lambda_cyc, terms)
     translated = [fakes[k][0] if reader is None else fakes[k][0].detach() for k in sources]
     targets = [r_x] + [batch.ages for batch in sources.values()]
     # One predictor call over real and translated images keeps BatchNorm statistics mixed.
@@ -93,17 +141,18 @@ def generator_predictor_loss(nets, x, r_x, sources: dict, lambda_cyc: float, lam
     return GeneratorLosses(total, trans, pred_loss, feedback, fakes)
 
 
-def discriminator_loss(nets, x, sources: dict, pooled: dict):
+def discriminator_loss(nets, x, sources: dict, pooled: dict, terms: TranslatorRegularisers = PAPER_TERMS):
     """D_t: 0.5·(real + mean over sources of pooled fake CT); D_s,k likewise (LSGAN, real=1, fake=0).
     `pooled` maps each source to its (fake CT, fake source) images as drawn from the image pools."""
-    real_t = ops.lsgan_loss(nets["D_t"](x).float(), 1.0)
+    seen = terms.critic_input
+    real_t = ops.lsgan_loss(nets["D_t"](seen(x)).float(), 1.0)
     fake_t = x.new_zeros((), dtype=torch.float32)
     loss_s = x.new_zeros((), dtype=torch.float32)
     for k, batch in sources.items():
         fake_x, fake_y = pooled[k]
-        fake_t = fake_t + ops.lsgan_loss(nets["D_t"](fake_x).float(), 0.0)
-        loss_s = loss_s + 0.5 * (ops.lsgan_loss(nets["D_s"][k](batch.images).float(), 1.0)
-                                 + ops.lsgan_loss(nets["D_s"][k](fake_y).float(), 0.0))
+        fake_t = fake_t + ops.lsgan_loss(nets["D_t"](seen(fake_x)).float(), 0.0)
+        loss_s = loss_s + 0.5 * (ops.lsgan_loss(nets["D_s"][k](seen(batch.images)).float(), 1.0)
+                                 + ops.lsgan_loss(nets["D_s"][k](seen(fake_y)).float(), 0.0))
     loss_t = 0.5 * (real_t + fake_t / max(len(sources), 1))
     return loss_t + loss_s, loss_t, loss_s
 
@@ -213,13 +262,16 @@ class StepFunctions:
     def eager(cls, nets, cfg, backend=None, label_scale: float = 1.0, reader=None,
               replicas: int = 1) -> "StepFunctions":
         """`backend`: the run's op backend, entered around each function (None: the ambient one)."""
+        terms = TranslatorRegularisers.of(cfg)
+
         def gen(x, r_x, sources):
             return generator_predictor_loss(nets, x, r_x, sources, cfg.lambda_cyc, cfg.lambda_pred,
-                                            label_scale, reader, replicas)
+                                            label_scale, reader, replicas, terms)
         gen = ops.under_backend(gen, backend)
-        return cls(gen, ops.under_backend(lambda x, sources: translation_loss(nets, x, sources, cfg.lambda_cyc),
+        return cls(gen, ops.under_backend(lambda x, sources: translation_loss(nets, x, sources, cfg.lambda_cyc, terms),
                                           backend),
-                   ops.under_backend(lambda x, sources, pooled: discriminator_loss(nets, x, sources, pooled), backend),
+                   ops.under_backend(lambda x, sources, pooled: discriminator_loss(nets, x, sources, pooled, terms),
+                                     backend),
                    lambda images, targets, counts: squared_error_sum(predictor_outputs(nets, images, counts), targets,
                                                                      label_scale),
                    gen)

@@ -10,7 +10,6 @@ it reads nothing from validation or test.
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import json
 import time
@@ -22,8 +21,7 @@ from duiit_fast.experiment import cohort_config, experiment_config
 from duiit_fast.train.trainer import Trainer
 
 
-def probe(cohort: int, steps: list[int], overrides: dict, reader: str | None, out_dir: Path) -> list[dict]:
-    base = dataclasses.replace(experiment_config(), **overrides)
+def probe(base, cohort: int, steps: list[int], reader: str | None, out_dir: Path) -> list[dict]:
     cfg = dataclasses.replace(cohort_config(base, cohort, out_dir), setting="MIX-CT-MRI", reader_path=reader,
                               translator_warmup_steps=0)
     trainer = Trainer(cfg, progress=False)
@@ -37,13 +35,6 @@ def probe(cohort: int, steps: list[int], overrides: dict, reader: str | None, ou
     return rows
 
 
-def _value(text: str):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text   # a bare word: generator=unet
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cohort", type=int, default=0)
@@ -54,11 +45,11 @@ def main() -> None:
     ap.add_argument("--out", help="JSON file for the rows")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}
-    tag = "-".join(f"{k}={v}" for k, v in overrides.items()) or "defaults"
-    rows = probe(args.cohort, args.steps, overrides, args.reader, Path("runs") / f"probe-{tag}-c{args.cohort}")
+    base = experiment_config().with_settings(args.set)   # typed like `duiit experiment --set`
+    tag = "-".join(args.set) or "defaults"
+    rows = probe(base, args.cohort, args.steps, args.reader, Path("runs") / f"probe-{tag}-c{args.cohort}")
     if args.out:
-        Path(args.out).write_text(json.dumps({"cohort": args.cohort, "set": overrides, "rows": rows}, indent=1))
+        Path(args.out).write_text(json.dumps({"cohort": args.cohort, "set": args.set, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@
 #   OUT=dir DEVICE=cpu QUICK=1 bash bench/issue9_sweep.sh   # the plumbing at smoke-test size
 #
 # CANDIDATES: one per line, KEY=VALUE fields separated by spaces (`duiit experiment --set`). On the
-# 2-core CPU the defaults take 49.9 min for 5 cohorts; joint_warmup_steps=400 is the candidate that
-# would still fit the hour there (~57 min estimated), translator_warmup_steps=1000 the record before.
+# 2-core CPU the defaults take ~50 min for 5 cohorts; none of the candidates fits the hour there
+# (joint_warmup_steps=400 measured: ~69 min, docs/experiment.md), translator_warmup_steps=1000 is the
+# record before the 500-step warm-up. A candidate that only wins on a GPU cannot be the CPU default.
 set -uo pipefail
 OUT=${OUT:-out}; DEVICE=${DEVICE:-cuda}; COHORTS=${COHORTS:-5}; WORKERS=${WORKERS:-3}
 CANDIDATES=${CANDIDATES:-"epochs=24 decay_start_epoch=12

@@ -37,7 +37,7 @@ def experiment_config(quick: bool = False) -> TrainConfig:
     the ventricles and sulci resolvable; λ = 1e-3 on L_pred summed in years² is the paper's weight;
     the translator warms up before the predictor sees its output. 16 epochs (decay from 8): at 8 the
     DUIIT cells chose their last epoch and every arm's validation MSE improved with 16 (PURE-CT
-    61.2 → 50.5, DUIIT 69.6 → 54.0 years²). A 500-step warm-up (was 1000) keeps 5 cohorts under an
+    61.2 → 50.5, DUIIT 69.6 → 54.0 years²). A 500-step warm-up (was 1000) kept 5 cohorts under an
     hour on 2 cores (49.9 min measured) and was not worse on validation (DUIIT 50.6 vs 54.0).
     18 validation patients (was 6): with 6, one cell's validation MSE had a bootstrap sd over
     patients of 17–71 years², so the best epoch and every choice made on validation were mostly

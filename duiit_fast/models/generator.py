@@ -82,7 +82,7 @@ class UnetLevel(nn.Module):
     def __init__(self, outer: int, inner: int, below: "UnetLevel | None"):
         super().__init__()
         self.down = nn.Conv2d(outer, inner, kernel_size=4, stride=2, padding=1, bias=True)
-        # The innermost level has no norm on the way down: its plane is 1×1.
+        # The innermost level has no norm on the way down (pix2pix): its plane is 1×1 at power-of-2 sizes.
         self.down_norm = InstanceNormAct(inner, act="leaky_relu", slope=0.2) if below is not None else None
         self.below = below
         self.up = nn.ConvTranspose2d(inner if below is None else 2 * inner, outer, kernel_size=4, stride=2,

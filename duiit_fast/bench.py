@@ -144,7 +144,8 @@ def gemm_ceiling(device: torch.device, dtype: torch.dtype, repeats: int = 5) -> 
 def device_description(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    from .train.fast import cpu_features
+    return f"{platform.processor() or platform.machine()} CPU ({cpu_features()}), {torch.get_num_threads()} threads"
 
 
 def run_bench(size: str = "M", variants=VARIANTS, device: str = "cpu", rounds: int = 10, warmup: int = 2,

@@ -131,7 +131,8 @@ class TrainConfig:
     reader_steps: int = 600          # training steps of the CT reader(s) (label cues, ct_reader)
     reader_path: Optional[str] = None  # a saved CT reader to use instead of training one
     fid_weights: Optional[str] = None  # Inception v3 weights file (TF-Inception or torchvision): IS/FID of G(source) vs CT
-    # The fast path (train/fast.py): "auto" resolves per device (CUDA: compiled bf16; CPU: eager fp32)
+    # The fast path (train/fast.py): "auto" resolves per device (CUDA: compiled bf16; CPU: eager,
+    # bf16 where the CPU has it natively, else fp32)
     compile: str = "auto"            # auto | on | off: torch.compile the step's forward + losses
     precision: str = "auto"          # auto | fp32 | bf16: autocast; losses, weights, Adam stay fp32
     channels_last: str = "auto"      # auto | on | off: NHWC memory format for nets and batches

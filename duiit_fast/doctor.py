@@ -16,8 +16,9 @@ def _version(module: str) -> str:
 def report() -> str:
     import torch
     from . import ops
+    from .train.fast import cpu_features
     lines = [f"python      {platform.python_version()} ({platform.machine()})",
-             f"torch       {torch.__version__}, {torch.get_num_threads()} CPU threads"]
+             f"torch       {torch.__version__}, {torch.get_num_threads()} CPU threads ({cpu_features()})"]
     if torch.cuda.is_available():
         names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
         lines.append(f"CUDA        {torch.version.cuda}: {names}")

@@ -267,6 +267,17 @@ def torch_version() -> str:
     return torch.__version__
 
 
+def cpu_description() -> str:
+    from .train.fast import cpu_features
+    return cpu_features()
+
+
+def fast_path_description(cfg: TrainConfig) -> str:
+    from .train.fast import resolve_fast_path
+    from .train.trainer import resolve_device
+    return resolve_fast_path(cfg, resolve_device(cfg.device)).describe()
+
+
 def _check_same_protocol(path: Path, base: TrainConfig) -> None:
     """Finished cells are reused on a rerun only under the configuration that produced them. A
     field added to TrainConfig after the run was written counts as the same protocol when it holds
@@ -309,7 +320,8 @@ def run_experiment(out_dir, cohorts: int = 5, arms=DEFAULT_ARMS, workers: int | 
     results["wall_seconds_this_invocation"] = round(time.perf_counter() - start, 1)
     results["workers"] = workers
     results["date"] = time.strftime("%Y-%m-%d")
-    results["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch_version()}"
+    results["machine"] = f"{platform.machine()} ({cpu_description()}), {os.cpu_count()} cores, torch {torch_version()}"
+    results["fast_path"] = fast_path_description(base)   # "auto" differs by machine: say what it was
     write_json(out / "results.json", results)
     write_report(out, results, log)
     return results

@@ -8,6 +8,7 @@ from duiit_fast.cli import main
 from duiit_fast.errors import DuiitConfigError
 from duiit_fast.eval.experiment_report import compare, paired_tests
 from duiit_fast.experiment import run_experiment
+from duiit_fast.train.fast import cpu_features
 
 ARMS = ["PURE-CT", "CYCLEGAN-CT-MRI", "MIX-CT-MRI"]
 
@@ -40,6 +41,9 @@ def test_experiment_writes_results_report_and_resumes(tmp_path, tiny_base):
     assert "Where the test error comes from" in report
     assert len(saved["arms"]["PURE-CT"]["test_scatter"]) == 2
     assert f"{np.mean(entry['test_mse']):.1f}" in report
+    # Where it ran and what "auto" became there: runs on other CPUs round differently.
+    assert saved["fast_path"] == "eager, fp32, NCHW, fused Adam, auto ops"   # tiny_base pins fp32
+    assert cpu_features() in saved["machine"] and f"Ran on {saved['machine']}: {saved['fast_path']}" in report
     for png in ("test_mse.png", "translations-MIX-CT-MRI.png", "translations-CYCLEGAN-CT-MRI.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
     # A rerun finds every cell done and only re-renders the report.
@@ -128,6 +132,7 @@ def test_a_field_added_after_the_run_at_its_default_is_the_same_protocol(tmp_pat
     import dataclasses
     from duiit_fast.experiment import _check_same_protocol
     from duiit_fast.io import write_json
+    tiny_base = dataclasses.replace(tiny_base, precision="auto")   # the field at its default
     saved = json.loads(json.dumps(tiny_base.to_dict()))
     del saved["precision"]                                   # as written before the field existed
     write_json(tmp_path / "experiment.json", {"config": saved})

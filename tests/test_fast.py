@@ -7,7 +7,8 @@ import torch
 
 from duiit_fast import Trainer, ops
 from duiit_fast.train.checkpoint import read_checkpoint
-from duiit_fast.train.fast import resolve_fast_path
+from duiit_fast.train import fast as fast_module
+from duiit_fast.train.fast import cpu_features, cpu_native_bf16, resolve_fast_path
 
 CPU = torch.device("cpu")
 
@@ -35,10 +36,14 @@ def _assert_grads_close(grads, ref_grads, tol):
         assert float((got - want).norm()) <= tol * float(want.norm()), name
 
 
-def test_auto_is_eager_fused_on_cpu_and_takes_the_reference_ops_when_compiled(tiny_config):
-    auto = resolve_fast_path(tiny_config(), CPU)
+@pytest.mark.parametrize("native_bf16", [False, True])
+def test_auto_is_eager_fused_on_cpu_and_takes_the_reference_ops_when_compiled(tiny_config, monkeypatch, native_bf16):
+    # bf16 only where the CPU has it natively (AVX-512 BF16 / AMX); emulated it ran ~14× slower.
+    monkeypatch.setattr(fast_module, "cpu_native_bf16", lambda: native_bf16)
+    auto = resolve_fast_path(tiny_config(precision="auto"), CPU)
     assert (auto.compile, auto.bf16, auto.channels_last, auto.fused_optimizer, auto.backend) == \
-        (False, False, False, True, "auto")
+        (False, native_bf16, False, True, "auto")
+    assert not resolve_fast_path(tiny_config(precision="fp32"), CPU).bf16
     # Compiled on CPU, auto takes the reference ops (Inductor fuses them; the C++ op is opaque).
     compiled = resolve_fast_path(tiny_config(compile="on"), CPU)
     assert compiled.compile and compiled.backend == "reference"
@@ -181,3 +186,9 @@ def test_bench_cli_rejects_bad_arguments_in_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_cpu_features_name_the_isa_and_native_bf16():
+    described = cpu_features()
+    assert described.startswith(torch.backends.cpu.get_cpu_capability())
+    assert ("native bf16" in described) == cpu_native_bf16()

@@ -60,14 +60,6 @@ def collect_results(out: Path, cohorts: int, arms, base_cfg) -> dict:
     return results
 
 
-def record_summary(results: dict, commit: str) -> dict:
-    """The short form the demo report quotes: mean ± std per arm and the verdict, with provenance."""
-    return {"date": results["date"], "commit": commit, "machine": results["machine"],
-            "cohorts": len(results["cohorts"]), "verdict": results["verdict"].replace("**", ""),
-            "arms": {a: {"mean": float(np.mean(e["test_mse"])), "std": float(np.std(e["test_mse"], ddof=1))
-                         if len(e["test_mse"]) > 1 else 0.0} for a, e in results["arms"].items()}}
-
-
 def paired_tests(a, b) -> dict:
     """Paired Student t-test and Wilcoxon signed-rank test of a vs b over cohorts (two-sided)."""
     from scipy import stats
@@ -123,7 +115,9 @@ def write_report(out: Path, results: dict, log=print) -> None:
              f"{cfg['translator_warmup_steps']} warm-up steps (shared)"
              + (f", then {cfg['joint_warmup_steps']} joint warm-up steps against a scratch predictor (DUIIT)"
                 if cfg.get("joint_warmup_steps") else "")
-             + f", λ = {cfg['lambda_pred']} on L_pred summed in years², λcyc = {cfg['lambda_cyc']}.", "",
+             + f", λ = {cfg['lambda_pred']} on L_pred summed in years², λcyc = {cfg['lambda_cyc']}."
+             + (f" Ran on {results['machine']}: {results['fast_path']} (another CPU rounds differently, and"
+                " the trajectories of the GAN arms follow)." if "fast_path" in results else ""), "",
              "| arm | test MSE (years²) | val MSE | gap closed | label-cue slope | reader MSE on G(src) | pixel L1 "
              "| domain FID |", "|---|---|---|---|---|---|---|---|"]
     for arm, e in arms.items():

@@ -7,9 +7,15 @@ Measured (bench/RESULTS.md): on this project's 2-core AVX2 CPU (size M) eager wi
 ops ran 1.12× the eager reference, compiled reference ops 1.07×, compiled C++ ops 1.02×, after a
 155–224 s cold compile; bf16 ~14× slower than fp32. On an H100 at the paper's size (256², 16 pairs)
 compiled bf16 ran 3.52× the eager fp32 reference with the reference ops and 3.41× with the Triton
-instance norm (its NHWC kernels), eager bf16 with the Triton ops 1.80×. So "auto" on CPU is eager fp32
-with the fused ops; on CUDA compiled bf16 channels_last, and a compiled step takes the reference ops
-on either device: Inductor fuses them with the padding and activations around them.
+instance norm (its NHWC kernels), eager bf16 with the Triton ops 1.80×. On a 2-core Zen 4 CPU
+(AVX-512 with BF16, size M): eager fused fp32 1.19×, eager fused bf16 1.80×, compiled reference
+fp32 1.32× and bf16 2.24× (cold compile 122–129 s), compiled C++ ops 1.22× / 1.94×.
+
+So "auto" on CPU is eager with the fused ops, in bf16 where the CPU has it natively and fp32
+elsewhere (a cold compile of minutes per process is not repaid by short runs; `compile = "on"`
+is the fastest step for long ones on a native-bf16 CPU); on CUDA compiled bf16 channels_last. A
+compiled step takes the reference ops on every device: Inductor fuses them with the padding and
+activations around them.
 """
 from __future__ import annotations
 
@@ -37,16 +43,39 @@ class FastPath:
                 f"{'fused' if self.fused_optimizer else 'foreach'} Adam, {self.backend} ops")
 
 
+def cpu_native_bf16() -> bool:
+    """Whether this CPU has bf16 arithmetic (AVX-512 BF16 or AMX): without it oneDNN emulates bf16
+    and a bf16 step ran ~14× slower than fp32 (bench/RESULTS.md). torch.cpu's probes are private
+    API (present since torch 2.3): a torch without them counts as no."""
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(probe() for probe in probes if probe is not None)
+
+
+def cpu_features() -> str:
+    """The CPU's vector ISA as torch dispatches to it, and native bf16: runs on CPUs with another
+    ISA round differently, so results and timings record it."""
+    capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "unknown")()
+    return f"{capability}{', native bf16' if cpu_native_bf16() else ''}"
+
+
 def _switch(value: str, auto: bool) -> bool:
     return {"on": True, "off": False}.get(value, auto)
 
 
+def native_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_native_bf16()
+
+
 def device_defaults(cfg, device: torch.device) -> dict:
     """The switches that depend on the device only (needed before the optimisers are built).
-    bf16 is automatic on CUDA only: on this project's AVX2 CPUs (no native bf16) a bf16 step was
-    measured ~14× slower than fp32 (bench/RESULTS.md)."""
+    bf16 is automatic where the device computes in bf16 natively: on CUDA, and on CPUs with
+    AVX-512 BF16 or AMX, where the eager bf16 step with the C++ ops ran 1.80× the fp32 reference
+    (2-core Zen 4, size M); on AVX2 CPUs oneDNN emulates bf16 and the step ran ~14× slower
+    (bench/RESULTS.md)."""
     cuda = device.type == "cuda"
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and cuda and torch.cuda.is_bf16_supported())
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and native_bf16(device))
     return {"bf16": bf16, "channels_last": _switch(cfg.channels_last, auto=cuda),
             "fused_optimizer": cfg.fused_optimizer and device.type in ("cuda", "cpu")}
 

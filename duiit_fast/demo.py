@@ -19,6 +19,7 @@ from .eval.metrics import gap_closed, paired_bootstrap_mse_difference
 from .eval.plots import loss_curves, translation_grid
 from .io import write_json, write_text
 from .train.data import TrainingData, load_training_data
+from .train.fast import cpu_features
 from .train.trainer import Trainer
 
 SETTINGS = ("PURE-CT", "MIX-CT-MRI", "ORACLE-CT-MRI")
@@ -70,7 +71,7 @@ def run_demo(out_dir="demo_out", quick: bool = False, progress: bool = True, log
     summary = _summarise(trainers, data, metrics)
     result = {**metrics, "comparison": summary, "config": base.to_dict(), "quick": quick,
               "total_seconds": round(time.perf_counter() - start, 1),
-              "machine": " ".join(filter(None, [platform.machine(), platform.processor(),
+              "machine": " ".join(filter(None, [platform.machine(), platform.processor(), f"({cpu_features()})",
                                                  f"torch {torch.__version__}, {torch.get_num_threads()} threads"]))}
     write_json(out / "metrics.json", result)
     _figures(trainers, data, out)
@@ -142,6 +143,12 @@ def _recorded_experiment() -> str:
     for arm, e in rec["arms"].items():
         lines.append(f"  {arm} {e['mean']:.1f} ± {e['std']:.1f}")
     lines.append(f"  {rec['verdict']}")
+    for rerun in rec.get("reruns", []):
+        # Same seeds and code on a CPU that rounds differently: the GAN arms' trajectories change.
+        lines.append(f"  rerun {rerun['date']} (commit {rerun['commit']}, {rerun['machine']}), same seeds, "
+                     f"{rerun['cohorts']} cohorts in {rerun['wall_minutes']} min: "
+                     + ", ".join(f"{arm} {e['mean']:.1f} ± {e['std']:.1f}" for arm, e in rerun["arms"].items()))
+        lines.append(f"  {rerun['verdict']}")
     return "\n".join(lines)
 
 

@@ -37,18 +37,28 @@ def test_the_demo_quotes_the_recorded_experiment_with_its_spread_and_time():
     for arm, e in rec["arms"].items():
         assert f"{arm} {e['mean']:.1f} ± {e['std']:.1f}" in text
     assert f"in {rec['wall_minutes']} min with {rec['workers']} workers" in text and rec["verdict"] in text
+    for rerun in rec.get("reruns", []):
+        assert rerun["machine"] in text and rerun["verdict"] in text
+        assert all(f"{arm} {e['mean']:.1f} ± {e['std']:.1f}" in text for arm, e in rerun["arms"].items())
 
 
 def test_the_recorded_summary_is_the_recorded_run():
-    """duiit_fast/recorded/experiment.json is computed from docs/experiment/results.json, not typed."""
+    """duiit_fast/recorded/experiment.json is computed from docs/experiment/results.json and the
+    reruns' results (bench/record_experiment.py), not typed."""
     import json
     from pathlib import Path
     import numpy as np
     from duiit_fast.demo import RECORDED_EXPERIMENT
     rec = json.loads(RECORDED_EXPERIMENT.read_text())
-    run = json.loads((Path(__file__).parents[1] / "docs" / "experiment" / "results.json").read_text())
-    assert rec["verdict"] == run["verdict"] and rec["wall_minutes"] == round(run["wall_seconds_this_invocation"] / 60, 1)
-    for arm, e in rec["arms"].items():
-        test = np.array(run["arms"][arm]["test_mse"], dtype=float)
-        assert len(test) == rec["cohorts"]
-        assert e["mean"] == pytest.approx(test.mean()) and e["std"] == pytest.approx(test.std(ddof=1))
+    docs = Path(__file__).parents[1] / "docs" / "experiment"
+    reruns = {"39a8db5": docs / "rerun-zen4" / "results.json"}
+    assert [r["commit"] for r in rec.get("reruns", [])] == list(reruns)
+    for summary, results in [(rec, docs / "results.json")] + [(r, reruns[r["commit"]]) for r in rec["reruns"]]:
+        run = json.loads(results.read_text())
+        assert summary["verdict"] == run["verdict"]
+        assert summary["wall_minutes"] == round(run["wall_seconds_this_invocation"] / 60, 1)
+        assert list(summary["arms"]) == list(run["arms"])
+        for arm, e in summary["arms"].items():
+            test = np.array(run["arms"][arm]["test_mse"], dtype=float)
+            assert len(test) == summary["cohorts"]
+            assert e["mean"] == pytest.approx(test.mean()) and e["std"] == pytest.approx(test.std(ddof=1))

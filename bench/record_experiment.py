@@ -2,7 +2,9 @@
 `duiit experiment` folder's results.json and any reruns of the same protocol.
 
     python bench/record_experiment.py --run docs/experiment/results.json --commit 7538d91 \
-        --rerun docs/experiment/rerun-zen4/results.json 39a8db5 "AMD EPYC Zen 4, AVX-512 with BF16"
+        --machine "x86_64 (AMD EPYC, AVX2), 2 cores, torch 2.14.1+cu130" \
+        --rerun docs/experiment/rerun-zen4/results.json 39a8db5 \
+                "x86_64 (AMD EPYC Zen 4, AVX-512 with BF16), 2 cores, torch 2.14.1+cu130"
 
 Every number comes from the results files (tests/test_demo.py checks that it does).
 """

@@ -267,11 +267,6 @@ def torch_version() -> str:
     return torch.__version__
 
 
-def cpu_description() -> str:
-    from .train.fast import cpu_features
-    return cpu_features()
-
-
 def fast_path_description(cfg: TrainConfig) -> str:
     from .train.fast import resolve_fast_path
     from .train.trainer import resolve_device
@@ -320,7 +315,8 @@ def run_experiment(out_dir, cohorts: int = 5, arms=DEFAULT_ARMS, workers: int | 
     results["wall_seconds_this_invocation"] = round(time.perf_counter() - start, 1)
     results["workers"] = workers
     results["date"] = time.strftime("%Y-%m-%d")
-    results["machine"] = f"{platform.machine()} ({cpu_description()}), {os.cpu_count()} cores, torch {torch_version()}"
+    from .train.fast import cpu_features
+    results["machine"] = f"{platform.machine()} ({cpu_features()}), {os.cpu_count()} cores, torch {torch_version()}"
     results["fast_path"] = fast_path_description(base)   # "auto" differs by machine: say what it was
     write_json(out / "results.json", results)
     write_report(out, results, log)

@@ -281,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "ImageNet file; adds IS and FID of G(source) against real CT to every "
                          "translator arm (Table 5)")
     ex.add_argument("--precision", choices=["auto", "fp32", "bf16"],
-                    help="auto (default: bf16 on CUDA, fp32 on CPU), fp32 or bf16")
+                    help="auto (default: bf16 on CUDA and on CPUs with native bf16, fp32 on other CPUs), "
+                         "fp32 or bf16")
     ex.add_argument("--compile", choices=["auto", "on", "off"],
                     help="torch.compile the steps: auto (default: on CUDA), on or off. Each cell is its own "
                          "process and compiles anew, so short cells may be faster with off")

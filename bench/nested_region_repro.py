@@ -1,0 +1,57 @@
+"""A network whose residual blocks are nested compile regions computes wrong values under
+Inductor when it is called twice (torch 2.14.1, CPU, 2026-11-27): the aot_eager backend (the
+same traced graph, no Inductor) matches eager exactly. Standalone (torch only), for a bug report
+and for rechecking a newer torch before bench/compile_regions.py's "blocks" mode is worth shipping.
+
+    python bench/nested_region_repro.py    # prints the relative error of each case; > 1e-5 is wrong
+"""
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(dim, dim, 3, padding=1)
+        self.conv2 = nn.Conv2d(dim, dim, 3, padding=1)
+
+    def forward(self, x):
+        return x + F.instance_norm(self.conv2(torch.relu(F.instance_norm(self.conv1(x)))))
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inp, self.out = nn.Conv2d(1, 8, 3, padding=1), nn.Conv2d(8, 1, 3, padding=1)
+        self.blocks = nn.ModuleList([Block(8), Block(8)])
+        self.regions = False
+
+    def forward(self, x):
+        h = self.inp(x)
+        for block in self.blocks:
+            h = block_region(block, h) if self.regions else block(h)
+        return torch.tanh(self.out(h))
+
+
+block_region = torch.compiler.nested_compile_region(lambda block, h: block(h))
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    net, x = Net(), torch.randn(2, 1, 16, 16)
+    cases = {"net(x)": lambda: net(x), "net(net(x))": lambda: net(net(x)),
+             "net(x) + net(2x)": lambda: net(x) + net(2 * x)}
+    print(f"torch {torch.__version__}")
+    for backend in ("aot_eager", "inductor"):
+        for name, fn in cases.items():
+            net.regions = False
+            want = fn().square().mean().item()
+            net.regions = True
+            torch._dynamo.reset()
+            got = torch.compile(lambda: fn().square().mean(), backend=backend, fullgraph=True)().item()
+            print(f"{backend:10s} {name:18s} relative error {abs(got - want) / abs(want):.1e}")
+
+
+if __name__ == "__main__":
+    main()

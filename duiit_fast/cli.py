@@ -92,7 +92,7 @@ def _cmd_experiment(args) -> int:
     if "fid_weights" in overrides:   # every cell is a process of its own: an absolute path
         overrides["fid_weights"] = str(Path(overrides["fid_weights"]).resolve())
     base = dataclasses.replace(experiment_config(args.quick), **overrides).with_settings(args.set or [])
-    run_experiment(args.out, cohorts=args.cohorts, arms=args.arms, workers=args.workers, base=base)
+    run_experiment(args.out, cohorts=args.cohorts, arms=args.arms, workers=args.workers, base=base, seeds=args.seeds)
     return 0
 
 
@@ -267,6 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
                                     "Wilcoxon p-values), a bar plot and translation grids. Finished cells are "
                                     "skipped on a rerun, so an interrupted experiment resumes.")
     ex.add_argument("--cohorts", type=int, default=5, help="phantom cohorts (default 5)")
+    ex.add_argument("--seeds", type=int, default=1,
+                    help="training seeds per cohort (default 1): each cell is trained this many times on the same "
+                         "patients and reported as their mean, so the paired tests see less of one run's "
+                         "trajectory noise; K seeds take K times as long. A folder run with fewer seeds is "
+                         "extended (its cells are the first seed)")
     ex.add_argument("--out", required=True, help="output folder")
     ex.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS), metavar="ARM",
                     help=f"settings to compare (default: {' '.join(DEFAULT_ARMS)}); SETTING@ct_reader runs a "

@@ -86,12 +86,26 @@ def warmup_tag(sources) -> str:
 PHANTOM_CACHE = ".phantom-cache"   # rendered once per cohort, read by its other jobs; removed at the end
 
 
-def cohort_config(base: TrainConfig, cohort: int, out_dir: Path) -> TrainConfig:
-    """Cohort c's seeds. Without a cache_dir of the user's, the jobs share the experiment folder's
-    phantom cache: each cohort is rendered once instead of once per job (~15 s each on 2 cores)."""
-    cache_dir = base.cache_dir or str(Path(out_dir).parent / PHANTOM_CACHE)
-    return dataclasses.replace(base, seed=cohort, split_seed=cohort, out_dir=str(out_dir), cache_dir=cache_dir,
-                               phantom=dataclasses.replace(base.phantom, seed=cohort))
+SEED_STRIDE = 1000   # training seed s of cohort c is c + 1000·s: the same patients, another training
+
+
+def cohort_dir_of(out: Path, cohort: int, seed_index: int = 0) -> Path:
+    """Where a cohort's cells for one training seed live: cohort-c/ for the first (the layout of runs
+    with one seed, so they extend to more), cohort-c/seed-s/ for the others."""
+    cohort_dir = Path(out) / f"cohort-{cohort}"
+    return cohort_dir if seed_index == 0 else cohort_dir / f"seed-{seed_index}"
+
+
+def cohort_config(base: TrainConfig, cohort: int, out_dir: Path, seed_index: int = 0,
+                  cache_dir: str | None = None) -> TrainConfig:
+    """Cohort c's seeds: its phantom patients and split (seed c), and its training seed (c for the
+    first training, c + 1000·s for training s: other initial weights, batch order and image pools
+    on the same patients). Without a cache_dir of the user's, the jobs share the experiment
+    folder's phantom cache (by default next to out_dir): each cohort is rendered once instead of
+    once per job (~15 s each on 2 cores)."""
+    cache_dir = base.cache_dir or cache_dir or str(Path(out_dir).parent / PHANTOM_CACHE)
+    return dataclasses.replace(base, seed=cohort + SEED_STRIDE * seed_index, split_seed=cohort, out_dir=str(out_dir),
+                               cache_dir=cache_dir, phantom=dataclasses.replace(base.phantom, seed=cohort))
 
 
 # -- the jobs (each runs in its own process) ---------------------------------------------------
@@ -185,37 +199,40 @@ class Job:
         return self.done_file.is_file()
 
 
-def plan_jobs(base: TrainConfig, out: Path, cohorts: int, arms) -> list[Job]:
-    """Per cohort: one prepare job per source set of the translator arms (MRI, PET, MRI + PET),
-    then one job per arm; a translator arm waits for its source set's prepare job."""
-    jobs = []
-    for c in range(cohorts):
-        cohort_dir = out / f"cohort-{c}"
-        cfg = cohort_config(base, c, cohort_dir)
-        by_sources: dict[tuple, list[str]] = {}
-        for a in arms:
-            arm_setting = TrainConfig(setting=parse_arm(a)[0])
-            if arm_setting.has_translators:
-                by_sources.setdefault(arm_setting.sources, []).append(a)
-        preps = {}
-        for sources, translator_arms in by_sources.items():
-            tag = warmup_tag(sources)
-            setting = "MIX-CT-" + "-".join(m.upper() for m in sources)
-            preps[sources] = Job(f"cohort {c}: readers + translator warm-up{tag.replace('-', ' ')}",
-                                 {"kind": "prepare", "config": dataclasses.replace(cfg, setting=setting).to_dict(),
-                                  "cohort_dir": str(cohort_dir),
-                                  "feedback_reader": any(parse_arm(a)[1].get("pred_feedback") == "ct_reader"
-                                                         for a in translator_arms)},
-                                 cohort_dir / f"prepared{tag}")
-            jobs.append(preps[sources])
-        for arm in arms:
-            setting, overrides = parse_arm(arm)
-            cell_dir = cohort_dir / arm
-            arm_cfg = dataclasses.replace(cfg, **overrides, out_dir=str(cell_dir))
-            prep = preps.get(arm_cfg.sources) if arm_cfg.has_translators else None
-            jobs.append(Job(f"cohort {c}: {arm}", {"kind": "arm", "config": arm_cfg.to_dict(),
-                                                   "cohort_dir": str(cohort_dir), "cell_dir": str(cell_dir)},
-                            cell_dir / "result.json", (prep.name,) if prep else ()))
+def plan_jobs(base: TrainConfig, out: Path, cohorts: int, arms, seeds: int = 1) -> list[Job]:
+    """Per cohort and training seed: one prepare job per source set of the translator arms (MRI,
+    PET, MRI + PET), then one job per arm; a translator arm waits for its source set's prepare job."""
+    return [job for c in range(cohorts) for s in range(seeds) for job in _cohort_jobs(base, out, c, s, arms)]
+
+
+def _cohort_jobs(base: TrainConfig, out: Path, c: int, seed_index: int, arms) -> list[Job]:
+    cohort_dir = cohort_dir_of(out, c, seed_index)
+    cfg = cohort_config(base, c, cohort_dir, seed_index, cache_dir=str(out / PHANTOM_CACHE))
+    label = f"cohort {c}" + (f", seed {seed_index}" if seed_index else "")
+    by_sources: dict[tuple, list[str]] = {}
+    for a in arms:
+        arm_setting = TrainConfig(setting=parse_arm(a)[0])
+        if arm_setting.has_translators:
+            by_sources.setdefault(arm_setting.sources, []).append(a)
+    jobs, preps = [], {}
+    for sources, translator_arms in by_sources.items():
+        tag = warmup_tag(sources)
+        setting = "MIX-CT-" + "-".join(m.upper() for m in sources)
+        preps[sources] = Job(f"{label}: readers + translator warm-up{tag.replace('-', ' ')}",
+                             {"kind": "prepare", "config": dataclasses.replace(cfg, setting=setting).to_dict(),
+                              "cohort_dir": str(cohort_dir),
+                              "feedback_reader": any(parse_arm(a)[1].get("pred_feedback") == "ct_reader"
+                                                     for a in translator_arms)},
+                             cohort_dir / f"prepared{tag}")
+        jobs.append(preps[sources])
+    for arm in arms:
+        setting, overrides = parse_arm(arm)
+        cell_dir = cohort_dir / arm
+        arm_cfg = dataclasses.replace(cfg, **overrides, out_dir=str(cell_dir))
+        prep = preps.get(arm_cfg.sources) if arm_cfg.has_translators else None
+        jobs.append(Job(f"{label}: {arm}", {"kind": "arm", "config": arm_cfg.to_dict(),
+                                            "cohort_dir": str(cohort_dir), "cell_dir": str(cell_dir)},
+                        cell_dir / "result.json", (prep.name,) if prep else ()))
     return jobs
 
 
@@ -291,11 +308,15 @@ def _check_same_protocol(path: Path, base: TrainConfig) -> None:
 
 
 def run_experiment(out_dir, cohorts: int = 5, arms=DEFAULT_ARMS, workers: int | None = None,
-                   quick: bool = False, log=print, base: TrainConfig | None = None) -> dict:
-    """Run (or resume) every arm × cohort and write results.json and report.md. `base` replaces
-    experiment_config(quick) as the configuration every arm starts from."""
+                   quick: bool = False, log=print, base: TrainConfig | None = None, seeds: int = 1) -> dict:
+    """Run (or resume) every arm × cohort (× training seed) and write results.json and report.md.
+    `base` replaces experiment_config(quick) as the configuration every arm starts from. With
+    seeds = K each cell is trained K times on the same patients and its metrics are the means over
+    the K trainings: the paired tests then compare cohorts, not single trajectories."""
     if cohorts < 1:
         raise DuiitConfigError(f"--cohorts must be at least 1, got {cohorts}")
+    if seeds < 1:
+        raise DuiitConfigError(f"--seeds must be at least 1, got {seeds}")
     if workers is not None and workers < 1:
         raise DuiitConfigError(f"--workers must be at least 1, got {workers}")
     arms = expand_arms(arms)
@@ -307,11 +328,11 @@ def run_experiment(out_dir, cohorts: int = 5, arms=DEFAULT_ARMS, workers: int | 
     workers = workers or max(1, min(os.cpu_count() or 1, 2))
     _check_same_protocol(out / "experiment.json", base)
     start = time.perf_counter()
-    run_jobs(plan_jobs(base, out, cohorts, arms), workers, log)
+    run_jobs(plan_jobs(base, out, cohorts, arms, seeds), workers, log)
     if base.cache_dir is None:   # every job is done: the rendered volumes are not needed any more
         shutil.rmtree(out / PHANTOM_CACHE, ignore_errors=True)
     from .eval.experiment_report import collect_results, write_report
-    results = collect_results(out, cohorts, arms, base)
+    results = collect_results(out, cohorts, arms, base, seeds)
     results["wall_seconds_this_invocation"] = round(time.perf_counter() - start, 1)
     results["workers"] = workers
     results["date"] = time.strftime("%Y-%m-%d")

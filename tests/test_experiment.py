@@ -56,12 +56,40 @@ def test_experiment_writes_results_report_and_resumes(tmp_path, tiny_base):
             **tiny_base.__dict__, "epochs": 3}), log=logs.append)
 
 
+def test_training_seeds_extend_a_run_and_cells_become_their_mean(tmp_path, tiny_base):
+    arms = ["PURE-CT", "MIX-CT-MRI"]
+    one = run_experiment(tmp_path, cohorts=1, arms=arms, workers=2, base=tiny_base, log=lambda m: None)
+    logs = []
+    two = run_experiment(tmp_path, cohorts=1, arms=arms, workers=2, base=tiny_base, log=logs.append, seeds=2)
+    assert logs[0].startswith("3 of 6 jobs already done")   # the one-seed run's cells are seed 0
+    second = tmp_path / "cohort-0" / "seed-1"
+    spec = json.loads((second / "MIX-CT-MRI" / ".result-job.json").read_text())["config"]
+    # The same patients and split, another training: seed c + 1000.
+    assert (spec["seed"], spec["split_seed"], spec["phantom"]["seed"]) == (1000, 0, 0)
+    assert (second / "warmup" / "checkpoint.pt").is_file()
+    for arm in arms:
+        first = json.loads((tmp_path / "cohort-0" / arm / "result.json").read_text())
+        other = json.loads((second / arm / "result.json").read_text())
+        assert one["arms"][arm]["test_mse"] == [first["test"]["mse"]]
+        assert two["arms"][arm]["test_mse_per_seed"] == [[first["test"]["mse"], other["test"]["mse"]]]
+        assert first["test"]["mse"] != other["test"]["mse"]
+        assert two["arms"][arm]["test_mse"][0] == pytest.approx((first["test"]["mse"] + other["test"]["mse"]) / 2)
+        assert two["arms"][arm]["val_mse"][0] == pytest.approx((first["val"]["mse"] + other["val"]["mse"]) / 2)
+    cues = [json.loads((d / "MIX-CT-MRI" / "result.json").read_text())["label_cues"]["reader_slope"]
+            for d in (tmp_path / "cohort-0", second)]
+    assert two["arms"]["MIX-CT-MRI"]["reader_slope"] == [pytest.approx(sum(cues) / 2)]
+    report = (tmp_path / "report.md").read_text()
+    assert "2 training seeds" in report and "per training seed in brackets" in report
+    assert json.loads((tmp_path / "results.json").read_text())["seeds"] == 2
+
+
 def test_experiment_cli_rejects_bad_arguments(tmp_path, capsys):
     assert main(["experiment", "--out", str(tmp_path), "--cohorts", "0"]) == 2
     assert main(["experiment", "--out", str(tmp_path), "--arms", "MIX-CT-XRAY"]) == 2
     assert main(["experiment", "--out", str(tmp_path), "--arms", "MIX-CT-MRI@psychic"]) == 2
+    assert main(["experiment", "--out", str(tmp_path), "--seeds", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and all(line.startswith("duiit: error:") for line in err)
+    assert len(err) == 4 and all(line.startswith("duiit: error:") for line in err)
 
 
 def test_set_changes_the_experiment_configuration_with_typed_values():

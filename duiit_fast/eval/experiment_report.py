@@ -34,10 +34,31 @@ def references_for(arm: str) -> tuple:
     return ("PURE-CT", f"NAIVE-CT-{src}", f"CYCLEGAN-CT-{src}")
 
 
-def collect_results(out: Path, cohorts: int, arms, base_cfg) -> dict:
+def _read_cell(out: Path, cohort: int, seeds: int, arm: str) -> dict:
+    """One cohort's cell; with several training seeds their mean in every number the report uses
+    (cohort-c/ARM is seed 0, cohort-c/seed-s/ARM seed s), and the per-seed MSEs beside them."""
+    from ..experiment import cohort_dir_of
+    runs = [json.loads((cohort_dir_of(out, cohort, s) / arm / "result.json").read_text()) for s in range(seeds)]
+    if seeds == 1:
+        return runs[0]
+
+    def mean(values):
+        return None if any(v is None for v in values) else float(np.mean(values))
+    cell = {split: {k: mean([r[split].get(k) for r in runs]) for k in runs[0][split]
+                    if isinstance(runs[0][split][k], (int, float))} for split in ("test", "val")}
+    cell["selected_epoch"] = mean([r["selected_epoch"] for r in runs])
+    cell["seconds"] = float(sum(r["seconds"] for r in runs))
+    cell["history"] = [{"grad_share": mean([r["history"][-1].get("grad_share") for r in runs])}]
+    if all("label_cues" in r for r in runs):
+        cell["label_cues"] = {k: mean([r["label_cues"].get(k) for r in runs]) for k in runs[0]["label_cues"]}
+    cell["per_seed"] = {"test_mse": [r["test"]["mse"] for r in runs], "val_mse": [r["val"]["mse"] for r in runs]}
+    return cell
+
+
+def collect_results(out: Path, cohorts: int, arms, base_cfg, seeds: int = 1) -> dict:
     arms_out = {}
     for arm in arms:
-        cells = [json.loads((out / f"cohort-{c}" / arm / "result.json").read_text()) for c in range(cohorts)]
+        cells = [_read_cell(out, c, seeds, arm) for c in range(cohorts)]
         entry = {"test_mse": [r["test"]["mse"] for r in cells], "val_mse": [r["val"]["mse"] for r in cells],
                  "test_patient_mse": [r["test"]["patient_mse"] for r in cells],
                  "selected_epoch": [r["selected_epoch"] for r in cells],
@@ -53,8 +74,11 @@ def collect_results(out: Path, cohorts: int, arms, base_cfg) -> dict:
         shares = [r["history"][-1].get("grad_share") for r in cells]
         if all(s is not None for s in shares):
             entry["grad_share_last_epoch"] = shares
+        if seeds > 1:
+            entry["test_mse_per_seed"] = [r["per_seed"]["test_mse"] for r in cells]
+            entry["val_mse_per_seed"] = [r["per_seed"]["val_mse"] for r in cells]
         arms_out[arm] = entry
-    results = {"cohorts": list(range(cohorts)), "arms": arms_out, "config": base_cfg.to_dict()}
+    results = {"cohorts": list(range(cohorts)), "seeds": seeds, "arms": arms_out, "config": base_cfg.to_dict()}
     results["comparison"] = compare(arms_out)
     results["verdict"] = verdict(arms_out, results["comparison"], cohorts)
     return results
@@ -109,6 +133,10 @@ def write_report(out: Path, results: dict, log=print) -> None:
     n = len(results["cohorts"])
     lines = [f"# duiit experiment: {n} cohort(s)", "",
              f"Phantom cohorts {results['cohorts']} (phantom seed = split seed = training seed = cohort). "
+             + (f"Each cell trained with {results['seeds']} training seeds on the same patients (c, c + 1000, …): "
+                "every number is the mean over them, and the tests pair cohorts. " if results.get("seeds", 1) > 1
+                else "")
+             + 
              f"Every arm: predictor `{cfg['predictor']}`, {cfg['epochs']} epochs × {cfg['steps_per_epoch']} steps, "
              f"real-CT batch {cfg['batch_size']}, images {cfg['image_size']}²; the predictor of the epoch with the "
              f"best validation MSE is kept. Translator arms: ngf {cfg['ngf']}, {cfg['n_blocks']} blocks, "
@@ -128,10 +156,14 @@ def write_report(out: Path, results: dict, log=print) -> None:
                      f"{_fmt(e['reader_mse']) if 'reader_mse' in e else '–'} | "
                      f"{_fmt(e['pixel_l1'], 3) if 'pixel_l1' in e else '–'} | "
                      f"{_fmt(e['domain_fid'], 2) if 'domain_fid' in e else '–'} |")
-    lines += ["", "Per cohort test MSE:", "", "| arm | " + " | ".join(f"cohort {c}" for c in results["cohorts"]) + " |",
+    lines += ["", "Per cohort test MSE" + (" (per training seed in brackets):" if results.get("seeds", 1) > 1 else ":"),
+              "", "| arm | " + " | ".join(f"cohort {c}" for c in results["cohorts"]) + " |",
               "|---|" + "---|" * n]
     for arm, e in arms.items():
-        lines.append(f"| {arm} | " + " | ".join(f"{v:.1f}" for v in e["test_mse"]) + " |")
+        per_seed = e.get("test_mse_per_seed") or [None] * len(e["test_mse"])
+        lines.append(f"| {arm} | " + " | ".join(
+            f"{v:.1f}" + (f" ({', '.join(f'{x:.1f}' for x in seeds)})" if seeds else "")
+            for v, seeds in zip(e["test_mse"], per_seed)) + " |")
     parts = {a: e for a, e in arms.items() if "test_scatter" in e}
     if parts:
         lines += ["", "Where the test error comes from (slice level; MSE = bias² + (1 − slope)²·var(age) + scatter²):",

@@ -130,13 +130,12 @@ def write_report(out: Path, results: dict, log=print) -> None:
     bar_plot(arms, out / "test_mse.png")
     grids = translation_grids(out, results)
     cfg = results["config"]
-    n = len(results["cohorts"])
+    n, seeds = len(results["cohorts"]), results.get("seeds", 1)
+    seeds_text = (f"Each cell trained with {seeds} training seeds on the same patients (c, c + 1000, …): every "
+                  "number is the mean over them, and the tests pair cohorts. " if seeds > 1 else "")
     lines = [f"# duiit experiment: {n} cohort(s)", "",
              f"Phantom cohorts {results['cohorts']} (phantom seed = split seed = training seed = cohort). "
-             + (f"Each cell trained with {results['seeds']} training seeds on the same patients (c, c + 1000, …): "
-                "every number is the mean over them, and the tests pair cohorts. " if results.get("seeds", 1) > 1
-                else "")
-             + 
+             + seeds_text +
              f"Every arm: predictor `{cfg['predictor']}`, {cfg['epochs']} epochs × {cfg['steps_per_epoch']} steps, "
              f"real-CT batch {cfg['batch_size']}, images {cfg['image_size']}²; the predictor of the epoch with the "
              f"best validation MSE is kept. Translator arms: ngf {cfg['ngf']}, {cfg['n_blocks']} blocks, "
@@ -156,14 +155,14 @@ def write_report(out: Path, results: dict, log=print) -> None:
                      f"{_fmt(e['reader_mse']) if 'reader_mse' in e else '–'} | "
                      f"{_fmt(e['pixel_l1'], 3) if 'pixel_l1' in e else '–'} | "
                      f"{_fmt(e['domain_fid'], 2) if 'domain_fid' in e else '–'} |")
-    lines += ["", "Per cohort test MSE" + (" (per training seed in brackets):" if results.get("seeds", 1) > 1 else ":"),
+    lines += ["", "Per cohort test MSE" + (" (per training seed in brackets):" if seeds > 1 else ":"),
               "", "| arm | " + " | ".join(f"cohort {c}" for c in results["cohorts"]) + " |",
               "|---|" + "---|" * n]
     for arm, e in arms.items():
         per_seed = e.get("test_mse_per_seed") or [None] * len(e["test_mse"])
         lines.append(f"| {arm} | " + " | ".join(
-            f"{v:.1f}" + (f" ({', '.join(f'{x:.1f}' for x in seeds)})" if seeds else "")
-            for v, seeds in zip(e["test_mse"], per_seed)) + " |")
+            f"{v:.1f}" + (f" ({', '.join(f'{x:.1f}' for x in runs)})" if runs else "")
+            for v, runs in zip(e["test_mse"], per_seed)) + " |")
     parts = {a: e for a, e in arms.items() if "test_scatter" in e}
     if parts:
         lines += ["", "Where the test error comes from (slice level; MSE = bias² + (1 − slope)²·var(age) + scatter²):",

@@ -5,7 +5,7 @@
 # syncs) while the paper-size joint-step variants compile, then their interleaved timing alone on the
 # GPU (bench/step_ab.py: eager fp32 reference, eager fused bf16 with the NHWC kernels and with the
 # old copies to NCHW, compiled reference bf16, compiled fused bf16), then a profile of the compiled
-# fused bf16 step. GPU_CHECK_QUALITY=1 adds the bf16-vs-fp32 phantom experiment (5 cohorts, ~5 min,
+# fused bf16 step, and bench/nested_region_repro.py on CUDA. GPU_CHECK_QUALITY=1 adds the bf16-vs-fp32 phantom experiment (5 cohorts, ~5 min,
 # beside the tests). Needs torch, triton, pytest (pytest-xdist optional), no network; the package runs
 # from the source tree (PYTHONPATH; no C++ build: CUDA uses the Triton kernels).
 set -uo pipefail
@@ -33,6 +33,9 @@ if [ -n "${GPU_CHECK_QUALITY:-}" ]; then
   done
 fi
 
+step "nested compile regions under Inductor on CUDA (wrong on the CPU with torch 2.14.1) in the background"
+timeout 150 python3 bench/nested_region_repro.py cuda > "$OUT/nested_region_cuda.txt" 2>&1 &
+
 step "CUDA correctness (tests/test_gpu.py) in the background"
 XDIST=(); python3 -c "import xdist" 2>/dev/null && XDIST=(-n 4)
 ( timeout 300 python3 -m pytest -v -rfE --tb=short -m gpu "${XDIST[@]}" tests/test_gpu.py -p no:cacheprovider \
@@ -56,6 +59,7 @@ if [ "$(left)" -gt 60 ]; then
 fi
 
 wait
+cat "$OUT/nested_region_cuda.txt"
 if [ -n "${GPU_CHECK_QUALITY:-}" ]; then
   python3 bench/paired_runs.py "$W/quality-fp32" "$W/quality-bf16" --json "$OUT/quality.json" 2>&1 | tee "$W/quality.txt"
 fi

@@ -3,8 +3,10 @@ Inductor when it is called twice (torch 2.14.1, CPU, 2026-11-27): the aot_eager 
 same traced graph, no Inductor) matches eager exactly. Standalone (torch only), for a bug report
 and for rechecking a newer torch before bench/compile_regions.py's "blocks" mode is worth shipping.
 
-    python bench/nested_region_repro.py    # prints the relative error of each case; > 1e-5 is wrong
+    python bench/nested_region_repro.py [cpu|cuda]   # the relative error of each case; > 1e-5 is wrong
 """
+import sys
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -37,12 +39,12 @@ class Net(nn.Module):
 block_region = torch.compiler.nested_compile_region(lambda block, h: block(h))
 
 
-def main() -> None:
+def main(device: str = "cpu") -> None:
     torch.manual_seed(0)
-    net, x = Net(), torch.randn(2, 1, 16, 16)
+    net, x = Net().to(device), torch.randn(2, 1, 16, 16, device=device)
     cases = {"net(x)": lambda: net(x), "net(net(x))": lambda: net(net(x)),
              "net(x) + net(2x)": lambda: net(x) + net(2 * x)}
-    print(f"torch {torch.__version__}")
+    print(f"torch {torch.__version__}, {device}")
     for backend in ("aot_eager", "inductor"):
         for name, fn in cases.items():
             net.regions = False
@@ -54,4 +56,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(*sys.argv[1:2])

@@ -5,8 +5,8 @@
 # syncs) while the paper-size joint-step variants compile, then their interleaved timing alone on the
 # GPU (bench/step_ab.py: eager fp32 reference, eager fused bf16 with the NHWC kernels and with the
 # old copies to NCHW, compiled reference bf16, compiled fused bf16), then a profile of the compiled
-# fused bf16 step, and bench/nested_region_repro.py on CUDA. GPU_CHECK_QUALITY=1 adds the bf16-vs-fp32 phantom experiment (5 cohorts, ~5 min,
-# beside the tests). Needs torch, triton, pytest (pytest-xdist optional), no network; the package runs
+# fused bf16 step, and bench/nested_region_repro.py on CUDA. GPU_CHECK_QUALITY=1 adds the
+# bf16-vs-fp32 phantom experiment (5 cohorts, ~5 min, beside the tests). Needs torch, triton, pytest (pytest-xdist optional), no network; the package runs
 # from the source tree (PYTHONPATH; no C++ build: CUDA uses the Triton kernels).
 set -uo pipefail
 START=$SECONDS

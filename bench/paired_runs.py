@@ -1,7 +1,8 @@
 """Compare two `duiit experiment` folders cell by cell, paired by cohort: for every arm both hold,
 the test and validation MSE per cohort, the mean paired difference (B − A) and its paired t-test.
 Reads each finished cell's result.json, so an experiment that was stopped early still counts the
-cohorts it finished in both folders.
+cohorts it finished in both folders. Only the first training seed's cells (cohort-c/ARM) are read:
+a run with `--seeds K` keeps the others in cohort-c/seed-s/, and its results.json has their means.
 
     python bench/paired_runs.py runs/q-fp32 runs/q-bf16 [--json out.json]
 """

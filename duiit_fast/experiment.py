@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .config import PhantomConfig, TrainConfig
 from .errors import DuiitConfigError
+from .eval.experiment_report import cohort_dir_of
 from .io import write_json
 
 DEFAULT_ARMS = ("PURE-CT", "ORACLE-CT-MRI", "NAIVE-CT-MRI", "CYCLEGAN-CT-MRI", "MIX-CT-MRI")
@@ -87,13 +88,6 @@ PHANTOM_CACHE = ".phantom-cache"   # rendered once per cohort, read by its other
 
 
 SEED_STRIDE = 1000   # training seed s of cohort c is c + 1000·s: the same patients, another training
-
-
-def cohort_dir_of(out: Path, cohort: int, seed_index: int = 0) -> Path:
-    """Where a cohort's cells for one training seed live: cohort-c/ for the first (the layout of runs
-    with one seed, so they extend to more), cohort-c/seed-s/ for the others."""
-    cohort_dir = Path(out) / f"cohort-{cohort}"
-    return cohort_dir if seed_index == 0 else cohort_dir / f"seed-{seed_index}"
 
 
 def cohort_config(base: TrainConfig, cohort: int, out_dir: Path, seed_index: int = 0,

@@ -34,10 +34,16 @@ def references_for(arm: str) -> tuple:
     return ("PURE-CT", f"NAIVE-CT-{src}", f"CYCLEGAN-CT-{src}")
 
 
+def cohort_dir_of(out: Path, cohort: int, seed_index: int = 0) -> Path:
+    """Where a cohort's cells for one training seed live: cohort-c/ for the first (the layout of runs
+    with one seed, so they extend to more), cohort-c/seed-s/ for the others."""
+    cohort_dir = Path(out) / f"cohort-{cohort}"
+    return cohort_dir if seed_index == 0 else cohort_dir / f"seed-{seed_index}"
+
+
 def _read_cell(out: Path, cohort: int, seeds: int, arm: str) -> dict:
-    """One cohort's cell; with several training seeds their mean in every number the report uses
-    (cohort-c/ARM is seed 0, cohort-c/seed-s/ARM seed s), and the per-seed MSEs beside them."""
-    from ..experiment import cohort_dir_of
+    """One cohort's cell; with several training seeds their mean in every number the report uses,
+    and the per-seed MSEs beside them."""
     runs = [json.loads((cohort_dir_of(out, cohort, s) / arm / "result.json").read_text()) for s in range(seeds)]
     if seeds == 1:
         return runs[0]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .config import PhantomConfig, TrainConfig
 from .errors import DuiitConfigError
-from .eval.experiment_report import cohort_dir_of
+from .eval.experiment_report import cohort_dir_of, collect_results, write_report
 from .io import write_json
 
 DEFAULT_ARMS = ("PURE-CT", "ORACLE-CT-MRI", "NAIVE-CT-MRI", "CYCLEGAN-CT-MRI", "MIX-CT-MRI")
@@ -325,7 +325,6 @@ def run_experiment(out_dir, cohorts: int = 5, arms=DEFAULT_ARMS, workers: int | 
     run_jobs(plan_jobs(base, out, cohorts, arms, seeds), workers, log)
     if base.cache_dir is None:   # every job is done: the rendered volumes are not needed any more
         shutil.rmtree(out / PHANTOM_CACHE, ignore_errors=True)
-    from .eval.experiment_report import collect_results, write_report
     results = collect_results(out, cohorts, arms, base, seeds)
     results["wall_seconds_this_invocation"] = round(time.perf_counter() - start, 1)
     results["workers"] = workers

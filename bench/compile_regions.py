@@ -1,14 +1,18 @@
-"""Cold compile, step time and correctness of the compiled joint step (reference ops) with nested
-compile regions (torch.compiler.nested_compile_region: a marked, repeated region is compiled once
-and called at every use). Each call is one process with an empty Inductor cache, so the first step
-pays the whole cold compile; the step time is the median of the steps after it. The first step's
-losses are compared with the eager step of the same weights and batch (same precision): the
-oracle. Not shipped: the regions gave wrong losses (bench/nested_region_repro.py, bench/RESULTS.md).
+"""Cold compile, step time and correctness of the compiled joint step (reference ops) with and
+without nested compile regions (torch.compiler.nested_compile_region: a marked, repeated region is
+compiled once and called at every use). Each call is one process with an empty Inductor cache, so
+the first step pays the whole cold compile; the step time is the median of the steps after it. The
+first step's losses are compared with the eager step of the same weights and batch (same
+precision): the oracle.
 
-    python bench/compile_regions.py M bf16 none        # the compiled step as `compile = "on"` runs it
-    python bench/compile_regions.py M bf16 blocks      # each residual block one region
-    python bench/compile_regions.py M bf16 generator   # G and F one region each
+    python bench/compile_regions.py M bf16 none        # every block unrolled (as CUDA compiles)
+    python bench/compile_regions.py M bf16 blocks      # each residual block one region (a CPU run)
+    python bench/compile_regions.py M bf16 generator   # G and F one region each (not shipped)
     CPP_WRAPPER=1 python bench/compile_regions.py M fp32 none   # Inductor's cpp_wrapper mode
+
+"blocks" runs with the Inductor options a compiled CPU run uses (train/fast.py,
+REGION_COMPILE_OPTIONS: no buffer reuse); REGION_OPTIONS=none runs it without them (the wrong
+values of bench/nested_region_repro.py), REGION_OPTIONS=layout with NCHW convolutions instead.
 """
 import os
 import sys
@@ -26,11 +30,13 @@ MODES = ("none", "blocks", "generator")
 
 def mark_regions(mode: str) -> None:
     from duiit_fast.models import generator
-    region = torch.compiler.nested_compile_region
-    if mode == "blocks":
-        generator.ResnetBlock.forward = region(generator.ResnetBlock.forward)
-    elif mode == "generator":
-        generator.ResnetGenerator.forward = region(generator.ResnetGenerator.forward)
+    from duiit_fast.train import fast
+    if mode == "generator":
+        generator.ResnetGenerator.forward = torch.compiler.nested_compile_region(generator.ResnetGenerator.forward)
+    choice = os.environ.get("REGION_OPTIONS", "buffer_reuse")
+    fast.REGION_COMPILE_OPTIONS = {"buffer_reuse": fast.REGION_COMPILE_OPTIONS, "none": {},
+                                   "layout": {"layout_optimization": False}}[choice]
+    return f"regions: {mode}" + (f", Inductor options {fast.REGION_COMPILE_OPTIONS}" if mode == "blocks" else "")
 
 
 def main(size: str, precision: str, mode: str, rounds: int = 5) -> None:
@@ -43,8 +49,9 @@ def main(size: str, precision: str, mode: str, rounds: int = 5) -> None:
     from duiit_fast.bench import StepHarness, variant_by_name
     from torch._dynamo.utils import compile_times
     eager_losses = StepHarness(size, variant_by_name(f"eager-reference-{precision}"), torch.device("cpu")).step()
-    mark_regions(mode)   # eager, a region is a plain call: the oracle above is the same either way
-    harness = StepHarness(size, variant_by_name(f"compiled-reference-{precision}"), torch.device("cpu"))
+    described = mark_regions(mode)   # eager, a region is a plain call: the oracle above is the same either way
+    harness = StepHarness(size, variant_by_name(f"compiled-reference-{precision}"), torch.device("cpu"),
+                          regions=mode == "blocks")
     start = time.perf_counter()
     losses = harness.step()
     first = time.perf_counter() - start
@@ -56,7 +63,7 @@ def main(size: str, precision: str, mode: str, rounds: int = 5) -> None:
     median = sorted(steps[1:])[rounds // 2]
     kernels = len(list(Path(CACHE).rglob("*.so")))
     worst = max(abs(losses[k] - eager_losses[k]) / abs(eager_losses[k]) for k in losses)
-    print(f"size {size}, {precision}, regions: {mode}: first step {first:.1f} s, cold compile ≈ "
+    print(f"size {size}, {precision}, {described}: first step {first:.1f} s, cold compile ≈ "
           f"{first - median:.1f} s, median step {median * 1e3:.0f} ms, {kernels} C++ kernels; "
           f"first-step losses vs eager: largest relative difference {worst:.1e}")
     names, seconds = compile_times(repr="csv", aggregate=True)

@@ -4,10 +4,17 @@ same traced graph, no Inductor) matches eager exactly. Standalone (torch only), 
 and for rechecking a newer torch before bench/compile_regions.py's "blocks" mode is worth shipping.
 
     python bench/nested_region_repro.py [cpu|cuda]   # the relative error of each case; > 1e-5 is wrong
+
+Each Inductor case also runs with one of two Inductor settings off: buffer reuse
+(`allow_buffer_reuse`) or the NHWC layout choice for convolutions (`layout_optimization`).
+Switching either one off made every case right on the CPU (torch 2.14.1), so the wrong values
+need both; where exactly Inductor goes wrong was not narrowed further. A compiled CPU run of this
+project switches buffer reuse off (train/fast.py, REGION_COMPILE_OPTIONS).
 """
 import sys
 
 import torch
+import torch._inductor.config as inductor_config
 from torch import nn
 from torch.nn import functional as F
 
@@ -45,14 +52,19 @@ def main(device: str = "cpu") -> None:
     cases = {"net(x)": lambda: net(x), "net(net(x))": lambda: net(net(x)),
              "net(x) + net(2x)": lambda: net(x) + net(2 * x)}
     print(f"torch {torch.__version__}, {device}")
-    for backend in ("aot_eager", "inductor"):
+    settings = [("aot_eager", None), ("inductor", None), ("inductor", "allow_buffer_reuse"),
+                ("inductor", "layout_optimization")]
+    for backend, switched_off in settings:
+        patch = {switched_off: False} if switched_off else {}
         for name, fn in cases.items():
             net.regions = False
             want = fn().square().mean().item()
             net.regions = True
             torch._dynamo.reset()
-            got = torch.compile(lambda: fn().square().mean(), backend=backend, fullgraph=True)().item()
-            print(f"{backend:10s} {name:18s} relative error {abs(got - want) / abs(want):.1e}")
+            with inductor_config.patch(patch):
+                got = torch.compile(lambda: fn().square().mean(), backend=backend, fullgraph=True)().item()
+            label = backend + (f" without {switched_off}" if switched_off else "")
+            print(f"{label:40s} {name:18s} relative error {abs(got - want) / abs(want):.1e}")
 
 
 if __name__ == "__main__":

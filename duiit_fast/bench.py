@@ -64,10 +64,12 @@ def _synchronize(device: torch.device) -> None:
 
 
 class StepHarness:
-    """The models of one benchmark size under one variant, with a fixed synthetic batch."""
+    """The models of one benchmark size under one variant, with a fixed synthetic batch. `regions`:
+    compiled with block regions or not (None: as a run on this device would)."""
 
-    def __init__(self, size: str, variant: Variant, device: torch.device, seed: int = 0):
-        from .train.fast import FastPath, device_defaults
+    def __init__(self, size: str, variant: Variant, device: torch.device, seed: int = 0,
+                 regions: bool | None = None):
+        from .train.fast import FastPath, device_defaults, regions_for
         from .train.step import SourceBatch
         from .train.trainer import Trainer
         self.size, self.variant, self.device = size, variant, device
@@ -78,7 +80,7 @@ class StepHarness:
         self.trainer = Trainer(cfg, data=None, progress=False)   # models only: the batch is synthetic
         defaults = device_defaults(cfg, device)
         self.fast = FastPath(compile=variant.compile, backend=_fused_backend(device) if variant.fused else "reference",
-                             **defaults)
+                             regions=regions_for(variant.compile, device) if regions is None else regions, **defaults)
         self.trainer.use_fast_path(self.fast)
         gen = torch.Generator().manual_seed(seed)
         b, s = cfg.batch_size, cfg.image_size

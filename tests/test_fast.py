@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from duiit_fast import Trainer, ops
+from duiit_fast.models.generator import ResnetGenerator, regions_supported, residual_blocks_as_regions
 from duiit_fast.train.checkpoint import read_checkpoint
 from duiit_fast.train import fast as fast_module
 from duiit_fast.train.fast import cpu_features, cpu_native_bf16, resolve_fast_path
@@ -146,6 +147,51 @@ def test_compiled_joint_and_translator_steps_match_eager(tiny_config, setting):
     trainer = _compiled_matches_eager(base, dataclasses.replace(base, compile="on", out_dir=base.out_dir + "-c"))
     trainer.fit()
     assert len(trainer.history) == 2
+
+
+needs_regions = pytest.mark.skipif(not regions_supported(), reason="torch.compiler.nested_compile_region needs torch >= 2.8")
+
+
+def test_compiled_on_cpu_makes_each_residual_block_one_region(tiny_config):
+    """A compiled CPU run traces every block of G and F as a call of one compiled region (the
+    cold-compile saving); eager and CUDA runs unroll them."""
+    compiled = resolve_fast_path(tiny_config(compile="on"), CPU)
+    assert compiled.regions == regions_supported() and not resolve_fast_path(tiny_config(), CPU).regions
+    assert not resolve_fast_path(tiny_config(precision="fp32"), torch.device("cuda")).regions
+    if not regions_supported():
+        return
+    graphs = []
+
+    def capture(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    g, x = ResnetGenerator(ngf=2, n_blocks=3), torch.randn(1, 1, 16, 16)
+    for on in (False, True):
+        torch._dynamo.reset()
+        with ops.use_backend("reference"), residual_blocks_as_regions(on):
+            torch.compile(g, backend=capture, fullgraph=True)(x)
+    unrolled, regional = (sum(node.target is torch.ops.higher_order.invoke_subgraph for node in gm.graph.nodes)
+                          for gm in graphs)
+    assert unrolled == 0 and regional == 3
+
+
+@needs_regions
+def test_compiled_generator_with_block_regions_matches_eager():
+    """The Inductor options of a region run keep it right: a generator called twice, its blocks
+    regions, computed values 10 % off eager with Inductor's defaults (torch 2.14.1, CPU;
+    bench/nested_region_repro.py)."""
+    torch.manual_seed(0)
+    g, x = ResnetGenerator(ngf=2, n_blocks=2), torch.randn(1, 1, 16, 16)
+
+    def twice():
+        return (g(x) + g(2 * x)).square().mean()
+    torch._dynamo.reset()
+    with ops.use_backend("reference"):
+        want = twice()
+        with residual_blocks_as_regions(True):
+            got = torch.compile(twice, fullgraph=True, options=fast_module.REGION_COMPILE_OPTIONS)()
+    assert float(got) == pytest.approx(float(want), rel=1e-5)
 
 
 @pytest.fixture

@@ -2,11 +2,44 @@
 generator (the paper's) and the U-Net of pix2pix (Isola et al. 2017; CycleGAN's `unet_*` option)."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from .layers import InstanceNormAct, init_weights_normal
+
+
+# Under torch.compile every residual block of G and F can be one nested compile region: Inductor
+# compiles the block once and calls it at each use instead of unrolling all of them, which cut the
+# cold compile of the joint step at M by a third on 2 cores (bench/RESULTS.md). Off unless a
+# compiled run switches it on (train/fast.py, with the Inductor setting it needs to be right);
+# read as a global by traced code, so torch.compile guards on it. Eager, it changes nothing.
+_blocks_as_regions = False
+_nested_compile_region = getattr(torch.compiler, "nested_compile_region", None)   # torch >= 2.8
+
+
+def regions_supported() -> bool:
+    return _nested_compile_region is not None
+
+
+@contextlib.contextmanager
+def residual_blocks_as_regions(on: bool):
+    """Inside this block, a compiled ResnetBlock is a nested compile region (if `on`)."""
+    global _blocks_as_regions
+    saved, _blocks_as_regions = _blocks_as_regions, on and regions_supported()
+    try:
+        yield
+    finally:
+        _blocks_as_regions = saved
+
+
+def _block_body(block: "ResnetBlock", x: torch.Tensor) -> torch.Tensor:
+    return block.compute(x)
+
+
+_block_region = _nested_compile_region(_block_body) if regions_supported() else _block_body
 
 
 class ResnetBlock(nn.Module):
@@ -22,9 +55,12 @@ class ResnetBlock(nn.Module):
         # The block's residual add is fused into the second norm: out = x + IN(conv2(...)).
         self.norm2 = InstanceNormAct(dim, act="none")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def compute(self, x: torch.Tensor) -> torch.Tensor:
         h = self.norm1(self.conv1(self.pad1(x)))
         return self.norm2(self.conv2(self.pad2(h)), residual=x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (_block_region if _blocks_as_regions else _block_body)(self, x)
 
 
 class ResnetGenerator(nn.Module):

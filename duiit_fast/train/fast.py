@@ -25,6 +25,7 @@ import dataclasses
 import torch
 
 from .. import ops
+from ..models.generator import regions_supported, residual_blocks_as_regions
 from .networks import predictor_outputs
 from .step import GeneratorLosses, StepFunctions, TranslatorRegularisers, discriminator_loss, \
     generator_predictor_loss, squared_error_sum, translation_loss
@@ -36,9 +37,11 @@ class FastPath:
     channels_last: bool
     fused_optimizer: bool
     backend: str           # the op backend the run's modules use
+    regions: bool = False  # compiled: each residual block one nested compile region
 
     def describe(self) -> str:
-        return (f"{'compiled' if self.compile else 'eager'}, {'bf16' if self.bf16 else 'fp32'}, "
+        compiled = "compiled" + (" (block regions)" if self.regions else "")
+        return (f"{compiled if self.compile else 'eager'}, {'bf16' if self.bf16 else 'fp32'}, "
                 f"{'channels_last' if self.channels_last else 'NCHW'}, "
                 f"{'fused' if self.fused_optimizer else 'foreach'} Adam, {self.backend} ops")
 
@@ -80,6 +83,19 @@ def device_defaults(cfg, device: torch.device) -> dict:
             "fused_optimizer": cfg.fused_optimizer and device.type in ("cuda", "cpu")}
 
 
+# Inductor settings of a compiled step with block regions. With buffer reuse on, a network whose
+# blocks are regions computed wrong values when called twice (relative error 0.15-0.41; torch
+# 2.14.1 CPU, bench/nested_region_repro.py); without it the joint step at M matched eager to 4e-7.
+REGION_COMPILE_OPTIONS = {"allow_buffer_reuse": False}
+
+
+def regions_for(compile_: bool, device: torch.device) -> bool:
+    """Block regions where they were measured right and faster to compile: compiled on the CPU
+    (cold compile at M on 2 cores, bench/RESULTS.md). CUDA compiles on many cores and has not been
+    checked with them, so it unrolls the blocks as before."""
+    return compile_ and device.type == "cpu" and regions_supported()
+
+
 def resolve_fast_path(cfg, device: torch.device) -> FastPath:
     """Everything resolved. Compiled, backend "auto" becomes the reference decomposition, which
     Inductor fuses with the padding and activations around it: on the CPU the opaque C++ op measured
@@ -89,7 +105,8 @@ def resolve_fast_path(cfg, device: torch.device) -> FastPath:
     backend = cfg.backend
     if compile_ and backend == "auto":
         backend = "reference"
-    return FastPath(compile=compile_, backend=backend, **device_defaults(cfg, device))
+    return FastPath(compile=compile_, backend=backend, regions=regions_for(compile_, device),
+                    **device_defaults(cfg, device))
 
 
 def _autocast(device: torch.device, bf16: bool):
@@ -110,10 +127,18 @@ def build_step_functions(nets, cfg, fast: FastPath, device: torch.device, label_
                 return fn(*args)
         return run
 
+    def compiled(fn):
+        options = REGION_COMPILE_OPTIONS if fast.regions else None
+        compiled_fn = torch.compile(fn, fullgraph=True, dynamic=False, options=options)
+
+        def run(*args):
+            with residual_blocks_as_regions(fast.regions):   # entered outside the compiled region
+                return compiled_fn(*args)
+        return run
+
     def fast_version(fn):
         fn = under_autocast(fn)
-        return ops.under_backend(torch.compile(fn, fullgraph=True, dynamic=False) if fast.compile else fn,
-                                 fast.backend)
+        return ops.under_backend(compiled(fn) if fast.compile else fn, fast.backend)
 
     terms = TranslatorRegularisers.of(cfg)
 

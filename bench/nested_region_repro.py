@@ -8,8 +8,14 @@ and for rechecking a newer torch before bench/compile_regions.py's "blocks" mode
 Each Inductor case also runs with one of two Inductor settings off: buffer reuse
 (`allow_buffer_reuse`) or the NHWC layout choice for convolutions (`layout_optimization`).
 Switching either one off made every case right on the CPU (torch 2.14.1), so the wrong values
-need both; where exactly Inductor goes wrong was not narrowed further. A compiled CPU run of this
-project switches buffer reuse off (train/fast.py, REGION_COMPILE_OPTIONS).
+need both. What the generated code shows (TORCH_LOGS=output_code): the region's compiled forward
+returns, for the backward, its input and its conv weights as they are (aliases of the caller's
+buffers, among them parameters), and the calling graph does not know they alias. After a region
+call it frees the aliased buffer and reuses that memory for a channels-last copy of a later
+region's saved weights: it writes into a parameter of the network. The next call of that block
+(the second network call) computes with a corrupted weight, and the parameter stays changed after
+the call ("parameters overwritten" below). A compiled CPU run of this project switches buffer reuse
+off (train/fast.py, REGION_COMPILE_OPTIONS).
 """
 import sys
 
@@ -54,17 +60,21 @@ def main(device: str = "cpu") -> None:
     print(f"torch {torch.__version__}, {device}")
     settings = [("aot_eager", None), ("inductor", None), ("inductor", "allow_buffer_reuse"),
                 ("inductor", "layout_optimization")]
+    weights = {k: v.clone() for k, v in net.state_dict().items()}
     for backend, switched_off in settings:
         patch = {switched_off: False} if switched_off else {}
         for name, fn in cases.items():
+            net.load_state_dict(weights)
             net.regions = False
             want = fn().square().mean().item()
             net.regions = True
             torch._dynamo.reset()
             with inductor_config.patch(patch):
                 got = torch.compile(lambda: fn().square().mean(), backend=backend, fullgraph=True)().item()
+            changed = [k for k, v in net.state_dict().items() if not torch.equal(v, weights[k])]
             label = backend + (f" without {switched_off}" if switched_off else "")
-            print(f"{label:40s} {name:18s} relative error {abs(got - want) / abs(want):.1e}")
+            print(f"{label:40s} {name:18s} relative error {abs(got - want) / abs(want):.1e}"
+                  + (f", parameters overwritten: {', '.join(changed)}" if changed else ""))
 
 
 if __name__ == "__main__":

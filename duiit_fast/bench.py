@@ -39,19 +39,26 @@ class Variant:
     fused: bool
     compile: bool
     bf16: bool
+    unrolled: bool = False   # compiled with every residual block inlined, no block regions
 
 
 VARIANTS = tuple(Variant(f"{'compiled' if c else 'eager'} {'fused' if f else 'reference'} {'bf16' if b else 'fp32'}",
                          f, c, b)
                  for b in (False, True) for c in (False, True) for f in (False, True))
 BASELINE = VARIANTS[0]   # eager reference fp32: the oracle every speed-up is a ratio against
+# Compiled on the CPU a run makes each residual block one nested compile region (train/fast.py);
+# these variants time the same step with the blocks unrolled, as CUDA compiles it. Not in the
+# default set; named explicitly.
+UNROLLED_VARIANTS = tuple(dataclasses.replace(v, name=v.name + " unrolled", unrolled=True)
+                          for v in VARIANTS if v.compile and not v.fused)
 
 
 def variant_by_name(name: str) -> Variant:
-    for v in VARIANTS:
+    for v in VARIANTS + UNROLLED_VARIANTS:
         if v.name == name or v.name.replace(" ", "-") == name:
             return v
-    raise ValueError(f"unknown variant {name!r}; one of: {', '.join(v.name.replace(' ', '-') for v in VARIANTS)}")
+    raise ValueError(f"unknown variant {name!r}; one of: "
+                     f"{', '.join(v.name.replace(' ', '-') for v in VARIANTS + UNROLLED_VARIANTS)}")
 
 
 def _fused_backend(device: torch.device) -> str:
@@ -69,6 +76,8 @@ class StepHarness:
 
     def __init__(self, size: str, variant: Variant, device: torch.device, seed: int = 0,
                  regions: bool | None = None):
+        if regions is None and variant.unrolled:
+            regions = False
         from .train.fast import FastPath, device_defaults, regions_for
         from .train.step import SourceBatch
         from .train.trainer import Trainer

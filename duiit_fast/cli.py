@@ -307,7 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     "MFU against the measured matmul ceiling, cold and cached compile time and "
                                     f"the projected wall time of the paper's MIX-CT-MRI schedule. Sizes: {sizes}.")
     bn.add_argument("--size", choices=list(SIZES), default="M")
-    bn.add_argument("--variants", nargs="+", metavar="VARIANT", help=f"default: all ({variant_names})")
+    bn.add_argument("--variants", nargs="+", metavar="VARIANT",
+                    help=f"default: all ({variant_names}); compiled-reference-fp32-unrolled and "
+                         "compiled-reference-bf16-unrolled time the compiled step without the CPU's "
+                         "block regions (each residual block compiled once)")
     bn.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     bn.add_argument("--rounds", type=int, default=10, help="interleaved timing rounds (default 10)")
     bn.add_argument("--json", help="also write the numbers to this JSON file")

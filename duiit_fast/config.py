@@ -134,6 +134,7 @@ class TrainConfig:
     # The fast path (train/fast.py): "auto" resolves per device (CUDA: compiled bf16; CPU: eager,
     # bf16 where the CPU has it natively, else fp32)
     compile: str = "auto"            # auto | on | off: torch.compile the step's forward + losses
+    compile_regions: str = "auto"    # auto | on | off: compiled, each residual block compiled once (auto: on CPU)
     precision: str = "auto"          # auto | fp32 | bf16: autocast; losses, weights, Adam stay fp32
     channels_last: str = "auto"      # auto | on | off: NHWC memory format for nets and batches
     fused_optimizer: bool = True     # Adam(fused=True): one kernel for every parameter's update
@@ -191,7 +192,7 @@ class TrainConfig:
         for name in ("lr_translator", "lr_predictor", "lambda_cyc", "lambda_pred", "pool_size", "cycle_noise"):
             _check(getattr(self, name) >= 0, name, f"must not be negative, got {getattr(self, name)}")
         _check(0 <= self.beta1 < 1, "beta1", f"must lie in [0, 1), got {self.beta1}")
-        for name in ("compile", "channels_last"):
+        for name in ("compile", "compile_regions", "channels_last"):
             _check(getattr(self, name) in SWITCHES, name, f"must be one of {SWITCHES}, got {getattr(self, name)!r}")
         _check(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}, got {self.precision!r}")
         _check(self.predictor_bn_stats in PREDICTOR_BN_STATS, "predictor_bn_stats",

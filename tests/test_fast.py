@@ -154,10 +154,14 @@ needs_regions = pytest.mark.skipif(not regions_supported(), reason="torch.compil
 
 def test_compiled_on_cpu_makes_each_residual_block_one_region(tiny_config):
     """A compiled CPU run traces every block of G and F as a call of one compiled region (the
-    cold-compile saving); eager and CUDA runs unroll them."""
+    cold-compile saving); eager and CUDA runs unroll them unless compile_regions says otherwise."""
     compiled = resolve_fast_path(tiny_config(compile="on"), CPU)
     assert compiled.regions == regions_supported() and not resolve_fast_path(tiny_config(), CPU).regions
-    assert not resolve_fast_path(tiny_config(precision="fp32"), torch.device("cuda")).regions
+    assert ("block regions" in compiled.describe()) == regions_supported()
+    assert not resolve_fast_path(tiny_config(compile="on", compile_regions="off"), CPU).regions  # long runs
+    cuda = torch.device("cuda")
+    assert not resolve_fast_path(tiny_config(precision="fp32"), cuda).regions
+    assert resolve_fast_path(tiny_config(precision="fp32", compile_regions="on"), cuda).regions == regions_supported()
     if not regions_supported():
         return
     graphs = []
@@ -179,10 +183,11 @@ def test_compiled_on_cpu_makes_each_residual_block_one_region(tiny_config):
 @needs_regions
 def test_compiled_generator_with_block_regions_matches_eager():
     """The Inductor options of a region run keep it right: a generator called twice, its blocks
-    regions, computed values 10 % off eager with Inductor's defaults (torch 2.14.1, CPU;
-    bench/nested_region_repro.py)."""
+    regions, computed values 10 % off eager with Inductor's defaults and overwrote the blocks'
+    conv weights in place (torch 2.14.1, CPU; bench/nested_region_repro.py)."""
     torch.manual_seed(0)
     g, x = ResnetGenerator(ngf=2, n_blocks=2), torch.randn(1, 1, 16, 16)
+    weights = {k: v.clone() for k, v in g.state_dict().items()}
 
     def twice():
         return (g(x) + g(2 * x)).square().mean()
@@ -192,6 +197,7 @@ def test_compiled_generator_with_block_regions_matches_eager():
         with residual_blocks_as_regions(True):
             got = torch.compile(twice, fullgraph=True, options=fast_module.REGION_COMPILE_OPTIONS)()
     assert float(got) == pytest.approx(float(want), rel=1e-5)
+    assert all(torch.equal(v, weights[k]) for k, v in g.state_dict().items())
 
 
 @pytest.fixture
@@ -212,6 +218,18 @@ def test_bench_table_has_every_variant_against_the_baseline(tiny_bench_size):
     assert all(r["compile_cold_s"] is None for r in rows.values())
     table = format_table(result)
     assert "| eager fused fp32 |" in table and "GFLOP per step" in table
+
+
+def test_bench_times_the_unrolled_compiled_step_beside_the_regions(tiny_bench_size):
+    """Compiled on the CPU a run uses block regions; the bench can time the unrolled step beside it."""
+    from duiit_fast.bench import StepHarness, variant_by_name
+    unrolled = variant_by_name("compiled-reference-bf16-unrolled")
+    assert unrolled.compile and unrolled.bf16 and unrolled.unrolled and not unrolled.fused
+    with pytest.raises(ValueError, match="compiled-reference-fp32-unrolled"):
+        variant_by_name("compiled-fused-fp32-unrolled")
+    as_run = StepHarness(tiny_bench_size, variant_by_name("compiled-reference-bf16"), CPU)
+    assert as_run.fast.regions == regions_supported()
+    assert not StepHarness(tiny_bench_size, unrolled, CPU).fast.regions
 
 
 def test_profile_writes_a_trace_and_top_ops(tiny_bench_size, tmp_path):

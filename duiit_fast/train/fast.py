@@ -9,7 +9,9 @@ ops ran 1.12× the eager reference, compiled reference ops 1.07×, compiled C++ 
 compiled bf16 ran 3.52× the eager fp32 reference with the reference ops and 3.41× with the Triton
 instance norm (its NHWC kernels), eager bf16 with the Triton ops 1.80×. On a 2-core Zen 4 CPU
 (AVX-512 with BF16, size M): eager fused fp32 1.19×, eager fused bf16 1.80×, compiled reference
-fp32 1.32× and bf16 2.24× (cold compile 122–129 s), compiled C++ ops 1.22× / 1.94×.
+fp32 1.32× and bf16 2.24× (cold compile 122–129 s), compiled C++ ops 1.22× / 1.94×. Compiled on
+the CPU each residual block is one nested compile region (compile_regions): cold compile 81–87 s
+instead of 114–125 s at M, the step 3–8 % slower (1.18× / 1.97× against 1.22× / 2.14× unrolled).
 
 So "auto" on CPU is eager with the fused ops, in bf16 where the CPU has it natively and fp32
 elsewhere (a cold compile of minutes per process is not repaid by short runs; `compile = "on"`
@@ -83,17 +85,21 @@ def device_defaults(cfg, device: torch.device) -> dict:
             "fused_optimizer": cfg.fused_optimizer and device.type in ("cuda", "cpu")}
 
 
-# Inductor settings of a compiled step with block regions. With buffer reuse on, a network whose
-# blocks are regions computed wrong values when called twice (relative error 0.15-0.41; torch
-# 2.14.1 CPU, bench/nested_region_repro.py); without it the joint step at M matched eager to 4e-7.
+# Inductor settings of a compiled step with block regions. With buffer reuse on, Inductor reuses the
+# memory of buffers a region call returns as aliases (its input, its weights) and writes a
+# channels-last weight copy into a parameter: a network whose blocks are regions computed wrong
+# values when called twice (relative error 0.15-0.41) and its weights changed (torch 2.14.1 CPU,
+# bench/nested_region_repro.py). Without buffer reuse the joint step at M matched eager to 6e-7.
 REGION_COMPILE_OPTIONS = {"allow_buffer_reuse": False}
 
 
-def regions_for(compile_: bool, device: torch.device) -> bool:
-    """Block regions where they were measured right and faster to compile: compiled on the CPU
-    (cold compile at M on 2 cores, bench/RESULTS.md). CUDA compiles on many cores and has not been
-    checked with them, so it unrolls the blocks as before."""
-    return compile_ and device.type == "cpu" and regions_supported()
+def regions_for(compile_: bool, device: torch.device, choice: str = "auto") -> bool:
+    """Block regions ("auto") where they were measured right and faster to compile: compiled on the
+    CPU. At M on 2 cores (Zen 4) they cut the cold compile from 114-125 s to 81-87 s and made the
+    step 3 % (fp32) to 8 % (bf16) slower, so "off" is for runs long enough to repay ~35 s: beyond
+    roughly 500 (bf16) to 750 (fp32) steps at M (bench/RESULTS.md). CUDA compiles on many cores and has not been
+    checked with them, so "auto" unrolls the blocks there as before."""
+    return compile_ and regions_supported() and _switch(choice, auto=device.type == "cpu")
 
 
 def resolve_fast_path(cfg, device: torch.device) -> FastPath:
@@ -105,7 +111,7 @@ def resolve_fast_path(cfg, device: torch.device) -> FastPath:
     backend = cfg.backend
     if compile_ and backend == "auto":
         backend = "reference"
-    return FastPath(compile=compile_, backend=backend, regions=regions_for(compile_, device),
+    return FastPath(compile=compile_, backend=backend, regions=regions_for(compile_, device, cfg.compile_regions),
                     **device_defaults(cfg, device))
 
 

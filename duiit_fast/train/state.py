@@ -21,7 +21,7 @@ RANK_LOCAL_KEYS = ("pools", "pool_rng", "samplers", "loaders", "rng")   # differ
 # Resuming needs the configuration the checkpoint was trained with; only the length of the run
 # and where/how it executes may change.
 MAY_CHANGE_ON_RESUME = {"epochs", "decay_start_epoch", "out_dir", "num_threads", "device", "backend", "loader",
-                        "compile", "fused_optimizer", "cache_dir", "on_bad_file", "translator_init",
+                        "compile", "compile_regions", "fused_optimizer", "cache_dir", "on_bad_file", "translator_init",
                         "reader_path", "ct", "mri", "pet"}
 
 

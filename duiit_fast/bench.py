@@ -76,9 +76,7 @@ class StepHarness:
 
     def __init__(self, size: str, variant: Variant, device: torch.device, seed: int = 0,
                  regions: bool | None = None):
-        if regions is None and variant.unrolled:
-            regions = False
-        from .train.fast import FastPath, device_defaults, regions_for
+        from .train.fast import FastPath, device_defaults
         from .train.step import SourceBatch
         from .train.trainer import Trainer
         self.size, self.variant, self.device = size, variant, device
@@ -89,7 +87,7 @@ class StepHarness:
         self.trainer = Trainer(cfg, data=None, progress=False)   # models only: the batch is synthetic
         defaults = device_defaults(cfg, device)
         self.fast = FastPath(compile=variant.compile, backend=_fused_backend(device) if variant.fused else "reference",
-                             regions=regions_for(variant.compile, device) if regions is None else regions, **defaults)
+                             regions=self._regions(variant, device, regions), **defaults)
         self.trainer.use_fast_path(self.fast)
         gen = torch.Generator().manual_seed(seed)
         b, s = cfg.batch_size, cfg.image_size
@@ -99,6 +97,13 @@ class StepHarness:
             return x.contiguous(memory_format=torch.channels_last) if defaults["channels_last"] else x
         self.x, self.ages = images(), torch.randn(b, generator=gen).to(device)
         self.sources = {"mri": SourceBatch(images(), torch.randn(b, generator=gen).to(device))}
+
+    @staticmethod
+    def _regions(variant: Variant, device: torch.device, regions: bool | None) -> bool:
+        from .train.fast import regions_for
+        if regions is not None:
+            return regions
+        return not variant.unrolled and regions_for(variant.compile, device)
 
     def step(self) -> dict:
         from .train.step import joint_step

@@ -97,8 +97,8 @@ def regions_for(compile_: bool, device: torch.device, choice: str = "auto") -> b
     """Block regions ("auto") where they were measured right and faster to compile: compiled on the
     CPU. At M on 2 cores (Zen 4) they cut the cold compile from 114-125 s to 81-87 s and made the
     step 3 % (fp32) to 8 % (bf16) slower, so "off" is for runs long enough to repay ~35 s: beyond
-    roughly 500 (bf16) to 750 (fp32) steps at M (bench/RESULTS.md). CUDA compiles on many cores and has not been
-    checked with them, so "auto" unrolls the blocks there as before."""
+    roughly 500 (bf16) to 750 (fp32) steps at M (bench/RESULTS.md). CUDA compiles on many cores
+    and has not been checked with them, so "auto" unrolls the blocks there as before."""
     return compile_ and regions_supported() and _switch(choice, auto=device.type == "cpu")
 
 

@@ -28,7 +28,7 @@ import torch
 MODES = ("none", "blocks", "generator")
 
 
-def mark_regions(mode: str) -> None:
+def mark_regions(mode: str) -> str:
     from duiit_fast.models import generator
     from duiit_fast.train import fast
     if mode == "generator":

@@ -1,12 +1,13 @@
 """Write duiit_fast/recorded/experiment.json, the summary `make demo` quotes, from a recorded
-`duiit experiment` folder's results.json and any reruns of the same protocol.
+`duiit experiment` folder's results.json and the same protocol measured again (more training seeds
+per cell, another CPU).
 
-    python bench/record_experiment.py --run docs/experiment/results.json --commit 7538d91 \
-        --machine "x86_64 (AMD EPYC, AVX2), 2 cores, torch 2.14.1+cu130" \
-        --rerun docs/experiment/rerun-zen4/results.json 39a8db5 \
-                "x86_64 (AMD EPYC Zen 4, AVX-512 with BF16), 2 cores, torch 2.14.1+cu130"
+    PYTHONPATH=. python bench/record_experiment.py --run docs/experiment/results.json --commit 71bd04d \
+        --machine "x86_64 (AMD EPYC Zen 4, AVX-512 with BF16), 2 cores, torch 2.14.1+cu130" \
+        --also epochs-24-seeds-2/results.json 052b00f "the same protocol with 2 training seeds per cell, ..."
 
-Every number comes from the results files (tests/test_demo.py checks that it does).
+An --also path is relative to docs/experiment/. Every number comes from the results files
+(tests/test_demo.py checks that it does).
 """
 from __future__ import annotations
 
@@ -17,16 +18,25 @@ from pathlib import Path
 
 from duiit_fast.io import write_json
 
-RECORDED = Path(__file__).resolve().parents[1] / "duiit_fast" / "recorded" / "experiment.json"
+ROOT = Path(__file__).resolve().parents[1]
+RECORDED = ROOT / "duiit_fast" / "recorded" / "experiment.json"
+DOCS = ROOT / "docs" / "experiment"
 
 
-def summarise(results_path: str, commit: str, machine: str | None = None) -> dict:
+def summarise(results_path, commit: str, machine: str | None = None) -> dict:
     run = json.loads(Path(results_path).read_text())
     arms = {arm: {"mean": statistics.mean(r["test_mse"]), "std": statistics.stdev(r["test_mse"])}
             for arm, r in run["arms"].items()}
     return {"date": run["date"], "commit": commit, "machine": machine or run["machine"], "cohorts": len(run["cohorts"]),
-            "wall_minutes": round(run["wall_seconds_this_invocation"] / 60, 1), "workers": run["workers"],
-            "verdict": run["verdict"], "arms": arms}
+            "seeds": run.get("seeds", 1), "wall_minutes": round(run["wall_seconds_this_invocation"] / 60, 1),
+            "workers": run["workers"], "verdict": run["verdict"], "arms": arms}
+
+
+def summarise_also(relative_path: str, commit: str, label: str) -> dict:
+    """A remeasurement: its wall time is left out (it may have reused the record's finished cells)."""
+    summary = summarise(DOCS / relative_path, commit)
+    del summary["wall_minutes"], summary["workers"]
+    return {"label": label, "results": relative_path, **summary}
 
 
 def main(argv=None) -> None:
@@ -34,12 +44,13 @@ def main(argv=None) -> None:
     parser.add_argument("--run", required=True, help="the record's results.json")
     parser.add_argument("--commit", required=True, help="the commit the record ran at")
     parser.add_argument("--machine", help="describe the record's machine (default: results.json's)")
-    parser.add_argument("--rerun", nargs=3, action="append", default=[], metavar=("RESULTS", "COMMIT", "MACHINE"),
-                        help="a rerun of the same protocol: its results.json, commit and machine")
+    parser.add_argument("--also", nargs=3, action="append", default=[], metavar=("RESULTS", "COMMIT", "LABEL"),
+                        help="the same protocol measured again: its results.json (relative to docs/experiment/), "
+                             "commit, and what was different")
     args = parser.parse_args(argv)
     record = summarise(args.run, args.commit, args.machine)
-    if args.rerun:
-        record["reruns"] = [summarise(path, commit, machine) for path, commit, machine in args.rerun]
+    if args.also:
+        record["also"] = [summarise_also(path, commit, label) for path, commit, label in args.also]
     write_json(RECORDED, record)   # atomic: the demo never reads half a file
     print(f"wrote {RECORDED}")
 

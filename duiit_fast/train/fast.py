@@ -10,8 +10,8 @@ compiled bf16 ran 3.52× the eager fp32 reference with the reference ops and 3.4
 instance norm (its NHWC kernels), eager bf16 with the Triton ops 1.80×. On a 2-core Zen 4 CPU
 (AVX-512 with BF16, size M): eager fused fp32 1.19×, eager fused bf16 1.80×, compiled reference
 fp32 1.32× and bf16 2.24× (cold compile 122–129 s), compiled C++ ops 1.22× / 1.94×. Compiled on
-the CPU each residual block is one nested compile region (compile_regions): cold compile 81–87 s
-instead of 114–125 s at M, the step 3–8 % slower (1.18× / 1.97× against 1.22× / 2.14× unrolled).
+the CPU each residual block is one nested compile region (compile_regions): cold compile 81–88 s
+instead of 114–125 s at M, the step 1–2 % slower (1.19× / 2.09× against 1.21× / 2.14× unrolled).
 
 So "auto" on CPU is eager with the fused ops, in bf16 where the CPU has it natively and fp32
 elsewhere (a cold compile of minutes per process is not repaid by short runs; `compile = "on"`

@@ -40,8 +40,8 @@ def experiment_config(quick: bool = False) -> TrainConfig:
     DUIIT cells chose their last epoch and every arm's validation MSE improved with 16 (PURE-CT
     61.2 → 50.5, DUIIT 69.6 → 54.0 years²); at 16 DUIIT's validation MSE was still falling in its last
     epochs, and with 24 its 2-seed validation MSE fell 61.4 → 55.9 (lower on 4 of 5 cohorts, the
-    fifth equal). A 500-step warm-up (was 1000) kept 5 cohorts under an
-    hour on 2 cores (49.9 min measured) and was not worse on validation (DUIIT 50.6 vs 54.0).
+    fifth equal). A 500-step warm-up (was 1000) kept 5 cohorts under an hour on 2 cores (49.9 min
+    measured) and was not worse on validation (DUIIT 50.6 vs 54.0).
     18 validation patients (was 6): with 6, one cell's validation MSE had a bootstrap sd over
     patients of 17–71 years², so the best epoch and every choice made on validation were mostly
     noise. The training patients stay the same people (the phantom draws patients in order)."""

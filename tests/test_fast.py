@@ -159,6 +159,9 @@ def test_compiled_on_cpu_makes_each_residual_block_one_region(tiny_config):
     assert compiled.regions == regions_supported() and not resolve_fast_path(tiny_config(), CPU).regions
     assert ("block regions" in compiled.describe()) == regions_supported()
     assert not resolve_fast_path(tiny_config(compile="on", compile_regions="off"), CPU).regions  # long runs
+    # The regions take NHWC activations (no transposes at every block); eager and unrolled CPU steps do not.
+    assert compiled.channels_last == regions_supported()
+    assert not resolve_fast_path(tiny_config(compile="on", compile_regions="off"), CPU).channels_last
     cuda = torch.device("cuda")
     assert not resolve_fast_path(tiny_config(precision="fp32"), cuda).regions
     assert resolve_fast_path(tiny_config(precision="fp32", compile_regions="on"), cuda).regions == regions_supported()

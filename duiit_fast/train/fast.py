@@ -10,8 +10,9 @@ compiled bf16 ran 3.52× the eager fp32 reference with the reference ops and 3.4
 instance norm (its NHWC kernels), eager bf16 with the Triton ops 1.80×. On a 2-core Zen 4 CPU
 (AVX-512 with BF16, size M): eager fused fp32 1.19×, eager fused bf16 1.80×, compiled reference
 fp32 1.32× and bf16 2.24× (cold compile 122–129 s), compiled C++ ops 1.22× / 1.94×. Compiled on
-the CPU each residual block is one nested compile region (compile_regions): cold compile 81–88 s
-instead of 114–125 s at M, the step 1–2 % slower (1.19× / 2.09× against 1.21× / 2.14× unrolled).
+the CPU each residual block is one nested compile region (compile_regions) with NHWC activations:
+cold compile 71–80 s instead of 87–125 s unrolled at M, the step 1.21× (fp32) / 2.08× (bf16) the
+eager fp32 reference against 1.20× / 2.04× unrolled in the same run.
 
 So "auto" on CPU is eager with the fused ops, in bf16 where the CPU has it natively and fp32
 elsewhere (a cold compile of minutes per process is not repaid by short runs; `compile = "on"`
@@ -101,10 +102,10 @@ REGION_COMPILE_OPTIONS = {"allow_buffer_reuse": False}
 
 def regions_for(compile_: bool, device: torch.device, choice: str = "auto") -> bool:
     """Block regions ("auto") where they were measured right and faster to compile: compiled on the
-    CPU. At M on 2 cores (Zen 4) they cut the cold compile from 114-125 s to 81-87 s and made the
-    step 3 % (fp32) to 8 % (bf16) slower, so "off" is for runs long enough to repay ~35 s: beyond
-    roughly 500 (bf16) to 750 (fp32) steps at M (bench/RESULTS.md). CUDA compiles on many cores
-    and has not been checked with them, so "auto" unrolls the blocks there as before."""
+    CPU. At M on 2 cores (Zen 4), with NHWC activations (device_defaults), they cut the cold compile
+    from 87-125 s to 71-80 s and the step was as fast as unrolled (fp32 1.21× vs 1.20×, bf16 2.08×
+    vs 2.04× the eager fp32 reference; bench/RESULTS.md). CUDA compiles on many cores and has not
+    been checked with them, so "auto" unrolls the blocks there as before."""
     return compile_ and regions_supported() and _switch(choice, auto=device.type == "cpu")
 
 

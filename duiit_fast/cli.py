@@ -61,13 +61,15 @@ def _spawn_torchrun(nproc: int, argv: list) -> int:
 
 def _train_distributed(cfg, args) -> int:
     """One rank of a torchrun job: every rank trains its shard; rank 0 alone evaluates and writes."""
-    import torch.distributed as dist
-    from .train.distributed import init_from_env
+    from .train.distributed import init_from_env, leave_world
     world = init_from_env(cfg.device, args.timeout)
+    completed = False
     try:
-        return _train_once(cfg, args, main=world.is_main)
+        code = _train_once(cfg, args, main=world.is_main)
+        completed = True
+        return code
     finally:
-        dist.destroy_process_group()
+        leave_world(completed)
 
 
 def _train_once(cfg, args, main: bool = True) -> int:

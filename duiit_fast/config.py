@@ -136,7 +136,7 @@ class TrainConfig:
     compile: str = "auto"            # auto | on | off: torch.compile the step's forward + losses
     compile_regions: str = "auto"    # auto | on | off: compiled, each residual block compiled once (auto: on CPU)
     precision: str = "auto"          # auto | fp32 | bf16: autocast; losses, weights, Adam stay fp32
-    channels_last: str = "auto"      # auto | on | off: NHWC memory format for nets and batches
+    channels_last: str = "auto"      # auto | on | off: NHWC nets and batches (auto: CUDA, compiled CPU block regions)
     fused_optimizer: bool = True     # Adam(fused=True): one kernel for every parameter's update
     out_dir: str = "runs/duiit"
     num_threads: Optional[int] = None

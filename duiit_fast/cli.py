@@ -61,15 +61,10 @@ def _spawn_torchrun(nproc: int, argv: list) -> int:
 
 def _train_distributed(cfg, args) -> int:
     """One rank of a torchrun job: every rank trains its shard; rank 0 alone evaluates and writes."""
-    from .train.distributed import init_from_env, leave_world
+    from .train.distributed import init_from_env, leaving_world
     world = init_from_env(cfg.device, args.timeout)
-    completed = False
-    try:
-        code = _train_once(cfg, args, main=world.is_main)
-        completed = True
-        return code
-    finally:
-        leave_world(completed)
+    with leaving_world():
+        return _train_once(cfg, args, main=world.is_main)
 
 
 def _train_once(cfg, args, main: bool = True) -> int:

@@ -14,7 +14,7 @@ from torch import nn
 
 from conftest import write_train_toml
 from duiit_fast.config import TrainConfig
-from duiit_fast.train.distributed import leave_world
+from duiit_fast.train.distributed import leaving_world
 
 WORLD = 2
 
@@ -76,15 +76,11 @@ def _rank_main(rank, store, cfg_dict, out, steps_only, strip_bn, resume):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD,
                             timeout=datetime.timedelta(seconds=120))
-    completed = False
-    try:
+    with leaving_world():
         trainer = _train(cfg_dict, steps_only, strip_bn, resume)
         if rank == 0:
             torch.save({"grads": _snapshot(trainer, True) if steps_only else None,
                         "params": _snapshot(trainer, False), "outputs": _outputs(trainer)}, out)
-        completed = True
-    finally:
-        leave_world(completed)
 
 
 def _run_two_ranks(tmp_path, tag, cfg, steps_only=False, strip_bn=False, resume=False) -> dict:
@@ -163,17 +159,13 @@ def _every_setting_main(rank, store, cfg_dicts, out):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD,
                             timeout=datetime.timedelta(seconds=120))
-    completed = False
-    try:
+    with leaving_world():
         per_setting = {}
         for name, cfg_dict in cfg_dicts.items():
             trainer = _train(cfg_dict, steps_only=False, strip_bn=False)
             per_setting[name] = gather_to_all(_snapshot(trainer, grads=False), World(rank, WORLD))
         if rank == 0:
             torch.save(per_setting, out)
-        completed = True
-    finally:
-        leave_world(completed)
 
 
 def test_every_setting_keeps_its_ranks_in_step(tiny_config, tmp_path):

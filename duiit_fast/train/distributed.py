@@ -18,6 +18,7 @@ the global batch's sum and λ keeps the paper's meaning at any number of ranks.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from dataclasses import dataclass
@@ -67,17 +68,22 @@ def init_from_env(device: str, timeout_s: float) -> World:
     return current_world()
 
 
-def leave_world(completed: bool) -> None:
-    """Tear the process group down. After a completed run the ranks first meet at a barrier, so no
-    rank destroys its gloo connections while a peer is still at work (rank 0 writes last): a rank
-    that tore down early was twice seen aborting at exit (SIGABRT, "terminate called without an
-    active exception", in CI; not reproduced on demand in 42 runs). After an error there is no
-    barrier: the peer may never arrive, and the collective timeout takes the job down."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return
-    if completed:
-        dist.barrier()
-    dist.destroy_process_group()
+@contextlib.contextmanager
+def leaving_world():
+    """Tear the process group down when the block ends. When it completed, the ranks first meet at a
+    barrier, so no rank destroys its gloo connections while a peer is still at work (rank 0 writes
+    last): a rank that tore down early was twice seen aborting at exit (SIGABRT, "terminate called
+    without an active exception", in CI; not reproduced on demand in 42 runs). After an error there
+    is no barrier: the peer may never arrive, and the collective timeout takes the job down."""
+    completed = False
+    try:
+        yield
+        completed = True
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            if completed:
+                dist.barrier()
+            dist.destroy_process_group()
 
 
 def average_gradients(params, world: World) -> None:

@@ -273,3 +273,27 @@ def test_cpu_features_name_the_isa_and_native_bf16():
     described = cpu_features()
     assert described.startswith(torch.backends.cpu.get_cpu_capability())
     assert ("native bf16" in described) == cpu_native_bf16()
+
+
+def test_the_label_scale_is_a_graph_input_of_a_compiled_step(tiny_config, monkeypatch):
+    """Each dataset has its own age std (label_scale). Baked into the graph as a constant, every
+    cohort of `duiit experiment --compile on` missed Inductor's cache and recompiled; as an input
+    a second scale runs the first graph, and its value still reaches the loss."""
+    graphs = []
+
+    def capture(gm, example_inputs):
+        graphs.append(gm.code)
+        return gm.forward
+
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real_compile(fn, backend=capture, fullgraph=True))
+    trainer = Trainer(tiny_config("PURE-CT", compile="on", compile_regions="off"), progress=False)
+    images, targets = torch.randn(2, 1, 32, 32), torch.randn(2)
+    trainer.nets["P"].eval()
+    losses = []
+    for scale in (2.0, 3.0):
+        fns = fast_module.build_step_functions(trainer.nets, trainer.cfg, resolve_fast_path(trainer.cfg, CPU), CPU,
+                                                label_scale=scale)
+        losses.append(float(fns.predictor_loss(images, targets, [2]).detach()))
+    assert len(graphs) == 1   # the second scale ran the first graph: a float constant would have retraced
+    assert losses[1] == pytest.approx(losses[0] * 9 / 4, rel=1e-5)

@@ -154,6 +154,11 @@ def build_step_functions(nets, cfg, fast: FastPath, device: torch.device, label_
         return ops.under_backend(compiled(fn) if fast.compile else fn, fast.backend)
 
     terms = TranslatorRegularisers.of(cfg)
+    if fast.compile:
+        # A graph input, not a constant: a Python float closure is baked into the compiled graph, so
+        # each dataset's age std (another per cohort) missed Inductor's cache and recompiled the
+        # joint graph: 37 s instead of 4 s from a warm cache at the experiment's size (RESULTS.md).
+        label_scale = torch.tensor(float(label_scale), device=device)
 
     def gen_parts(x, r_x, sources):
         losses = generator_predictor_loss(nets, x, r_x, sources, cfg.lambda_cyc, cfg.lambda_pred,

@@ -36,10 +36,11 @@ class GeneratorLosses:
     fakes: dict             # source → (fake_x: G(y), fake_y: F(x))
 
 
-def squared_error_sum(pred: torch.Tensor, target: torch.Tensor, label_scale: float = 1.0) -> torch.Tensor:
+def squared_error_sum(pred: torch.Tensor, target: torch.Tensor, label_scale: float | torch.Tensor = 1.0) -> torch.Tensor:
     """Σ (pred − target)² in label units. Eq. 2 is a sum over samples of l(P(·), r) with r in the
     label's units (years for age), and the paper's λ = 1e-3 multiplies that sum: P predicts
-    standardised ages, so label_scale (the ages' std) converts its errors back to years."""
+    standardised ages, so label_scale (the ages' std; a 0-d tensor in compiled steps) converts its
+    errors back to years."""
     # fp32 whatever P's output precision (bf16 under autocast): a sum over the batch in years².
     return (pred.float() - target.float()).square().sum() * (label_scale * label_scale)
 

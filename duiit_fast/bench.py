@@ -81,13 +81,13 @@ class StepHarness:
         from .train.trainer import Trainer
         self.size, self.variant, self.device = size, variant, device
         regions = self._regions(variant, device, regions)
-        # compile_regions spelled out, so the Trainer lays its nets out (channels_last) for these regions
+        # compile_regions spelled out: the Trainer and device_defaults resolve the same regions (NHWC with them)
         cfg = TrainConfig(setting="MIX-CT-MRI", device=str(device), seed=seed,
                           precision="bf16" if variant.bf16 else "fp32", compile="on" if variant.compile else "off",
                           compile_regions="on" if regions else "off", **SIZES[size])
         self.cfg = cfg
         self.trainer = Trainer(cfg, data=None, progress=False)   # models only: the batch is synthetic
-        defaults = device_defaults(cfg, device, regions)
+        defaults = device_defaults(cfg, device)
         self.fast = FastPath(compile=variant.compile, backend=_fused_backend(device) if variant.fused else "reference",
                              regions=regions, **defaults)
         self.trainer.use_fast_path(self.fast)

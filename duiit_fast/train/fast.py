@@ -74,19 +74,18 @@ def native_bf16(device: torch.device) -> bool:
     return device.type == "cpu" and cpu_native_bf16()
 
 
-def device_defaults(cfg, device: torch.device, regions: bool | None = None) -> dict:
+def device_defaults(cfg, device: torch.device) -> dict:
     """The switches needed before the optimisers are built. bf16 is automatic where the device
     computes in bf16 natively: on CUDA, and on CPUs with AVX-512 BF16 or AMX, where the eager bf16
     step with the C++ ops ran 1.80× the fp32 reference (2-core Zen 4, size M); on AVX2 CPUs oneDNN
     emulates bf16 and the step ran ~14× slower (bench/RESULTS.md).
-    channels_last is automatic on CUDA and in a compiled CPU step with block regions (`regions`;
-    None: as the config resolves them). oneDNN's convolutions write NHWC, and a region's fixed
+    channels_last is automatic on CUDA and in a compiled CPU step with block regions (as the
+    config resolves them). oneDNN's convolutions write NHWC, and a region's fixed
     NCHW interface made every block transpose its conv outputs back: at M with NHWC activations the
     regions' step ran 1.22× (fp32) and 2.17× (bf16) the eager fp32 reference against 1.18× / 2.10×
     in NCHW. Eager and unrolled CPU steps gain nothing from it (0.91× / 1.00× on the AVX2 CPU)."""
     cuda = device.type == "cuda"
-    if regions is None:
-        regions = regions_for(_switch(cfg.compile, auto=cuda), device, cfg.compile_regions)
+    regions = regions_for(_switch(cfg.compile, auto=cuda), device, cfg.compile_regions)
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and native_bf16(device))
     return {"bf16": bf16, "channels_last": _switch(cfg.channels_last, auto=cuda or regions),
             "fused_optimizer": cfg.fused_optimizer and device.type in ("cuda", "cpu")}
@@ -119,7 +118,7 @@ def resolve_fast_path(cfg, device: torch.device) -> FastPath:
     if compile_ and backend == "auto":
         backend = "reference"
     regions = regions_for(compile_, device, cfg.compile_regions)
-    return FastPath(compile=compile_, backend=backend, regions=regions, **device_defaults(cfg, device, regions))
+    return FastPath(compile=compile_, backend=backend, regions=regions, **device_defaults(cfg, device))
 
 
 def _autocast(device: torch.device, bf16: bool):

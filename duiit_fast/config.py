@@ -116,12 +116,18 @@ class TrainConfig:
     critic_augment: bool = False     # DiffAugment (Zhao et al. 2020) on every critic input, real and
                                       # translated: random shifts and cutout, so a critic that sees a
                                       # dozen CT patients cannot memorise them
+    lambda_structure: float = 0.0    # weight of |MIND(G(y)) − MIND(y)| + |MIND(F(x)) − MIND(x)| in L_trans
+                                      # (train/structure.py; Yang et al. 2018): edges stay where they were
+                                      # across the change of contrast, so ventricles and sulci survive
     pred_feedback: str = "joint"     # joint: G's discriminative gradient from the co-trained P
                                       # (the paper); ct_reader: from a reader trained on real CT only
     source_calibration: bool = False  # P reads every batch that is not real CT (translated, raw or
                                       # oracle-rendered source slices) through a learned per-source
                                       # affine scale·P + shift; real CT and every evaluation without it,
                                       # so slices with weaker label cues cannot flatten P's calibration on CT
+    predictor_raw_sources: bool = False  # DUIIT: P also reads each source batch untranslated (NAIVE's
+                                      # data) beside its translation, so cues the translator weakens still
+                                      # reach P in the source's own contrast
     select_on_val: bool = True       # keep the predictor of the epoch with the best validation MSE
     predictor_ema: float = 0.0       # > 0: evaluate a running average of P's weights (decay per step)
     predictor_bn_stats: str = "real_ct"  # real_ct: before every evaluation P's BatchNorm statistics are
@@ -189,7 +195,8 @@ class TrainConfig:
             _check(getattr(self, name) >= 1, name, f"must be at least 1, got {getattr(self, name)}")
         _check(0 <= self.decay_start_epoch <= self.epochs, "decay_start_epoch",
                f"must lie in [0, epochs={self.epochs}], got {self.decay_start_epoch}")
-        for name in ("lr_translator", "lr_predictor", "lambda_cyc", "lambda_pred", "pool_size", "cycle_noise"):
+        for name in ("lr_translator", "lr_predictor", "lambda_cyc", "lambda_pred", "pool_size", "cycle_noise",
+                     "lambda_structure"):
             _check(getattr(self, name) >= 0, name, f"must not be negative, got {getattr(self, name)}")
         _check(0 <= self.beta1 < 1, "beta1", f"must lie in [0, 1), got {self.beta1}")
         for name in ("compile", "compile_regions", "channels_last"):
@@ -216,6 +223,8 @@ class TrainConfig:
                f"must lie in [0.1, 1], got {self.augment_crop_min}")
         _check(self.pred_feedback in PRED_FEEDBACK, "pred_feedback",
                f"must be one of {PRED_FEEDBACK}, got {self.pred_feedback!r}")
+        _check(not (self.predictor_raw_sources and self.source_calibration), "predictor_raw_sources",
+               "cannot be combined with source_calibration (one affine per source, not per view of it)")
         for name in ("translator_warmup_steps", "joint_warmup_steps", "reader_steps"):
             _check(getattr(self, name) >= 0, name, f"must not be negative, got {getattr(self, name)}")
         if check_paths:

@@ -37,6 +37,28 @@ def test_pred_loss_sums_real_and_translated_errors_in_years(tiny_config):
     assert total == pytest.approx(trans + 1e-3 * pred, rel=1e-5)
 
 
+def test_raw_sources_add_the_untranslated_slices_to_the_pred_loss(tiny_config):
+    from duiit_fast.errors import DuiitConfigError
+    trainer = Trainer(tiny_config(predictor_raw_sources=True), progress=False)
+    x, r_x, sources = _batch(trainer)
+    torch.manual_seed(0)
+    losses = generator_predictor_loss(trainer.nets, x, r_x, sources, 10.0, 1e-3, label_scale=trainer.age_std,
+                                      raw_sources=True)
+    y = sources["mri"]
+    with torch.no_grad():
+        images = torch.cat([x, losses.fakes["mri"][0], y.images])   # one call: BatchNorm sees all three
+        years = trainer.nets["P"](images).squeeze(1) * trainer.age_std + trainer.age_mean
+        truth = torch.cat([r_x, y.ages, y.ages]) * trainer.age_std + trainer.age_mean
+    assert float(losses.pred.detach()) == pytest.approx(float((years - truth).square().sum()), rel=1e-4)
+    torch.manual_seed(0)
+    plain = generator_predictor_loss(trainer.nets, x, r_x, sources, 10.0, 1e-3, label_scale=trainer.age_std)
+    assert torch.equal(plain.trans, losses.trans) and float(plain.pred.detach()) != float(losses.pred.detach())
+    history = trainer.fit()   # the joint step logs a per-sample MSE over 4 + 2·4 slices
+    assert len(history) == 2 and all(math.isfinite(r["pred"]) for r in history)
+    with pytest.raises(DuiitConfigError, match="predictor_raw_sources"):
+        tiny_config(predictor_raw_sources=True, source_calibration=True).validate()
+
+
 def test_gradient_share_is_logged_and_vanishes_without_lambda(tiny_config):
     shares = {}
     for lam in (0.0, 1e-3):
@@ -426,6 +448,41 @@ def test_translator_regularisers_are_off_by_default_and_change_only_their_terms(
     assert augmented[0] != plain[0] and augmented[2] != plain[2]  # DiffAugment: every critic input
 
 
+def test_mind_sees_edges_not_contrast():
+    from duiit_fast.train.structure import mind_descriptor, structure_loss
+    torch.manual_seed(0)
+    rows = torch.arange(24).view(1, 1, 24, 1).expand(2, 1, 24, 24)
+    slab = torch.where((rows > 8) & (rows < 15), 0.8, -0.6).float()   # a bright band, an edge on each side
+    noisy = slab + 0.02 * torch.randn_like(slab)
+    mind = mind_descriptor(noisy)
+    assert mind.shape == (2, 8, 24, 24) and float(mind.min()) > 0 and float(mind.amax(1).min()) == 1.0
+    # The same edges in reversed contrast (T1 against CT) match exactly: only squared differences enter.
+    assert float(structure_loss(-noisy, noisy)) == 0.0
+    assert float((-noisy - noisy).abs().mean()) > 1.0
+    # The band moved by two rows, or smeared into its surroundings, does not match.
+    moved, smeared = torch.roll(noisy, 2, dims=2), torch.nn.functional.avg_pool2d(noisy, 5, 1, 2)
+    assert float(structure_loss(moved, noisy)) > 0.05 and float(structure_loss(smeared, noisy)) > 0.02
+    translated = moved.clone().requires_grad_(True)
+    structure_loss(translated, noisy).backward()
+    assert translated.grad.abs().sum() > 0 and torch.isfinite(translated.grad).all()
+
+
+def test_the_structure_term_adds_mind_distances_to_the_translation_loss_only(tiny_config):
+    from duiit_fast.train.step import TranslatorRegularisers, translation_loss
+    from duiit_fast.train.structure import structure_loss
+    trainer = Trainer(tiny_config(lambda_structure=2.0), progress=False)
+    x, _, sources = _batch(trainer)
+    assert TranslatorRegularisers.of(trainer.cfg) == TranslatorRegularisers(structure=2.0)
+    assert TranslatorRegularisers.of(tiny_config()).structure == 0.0   # the paper's L_trans by default
+    with torch.no_grad():
+        plain, fakes = translation_loss(trainer.nets, x, sources, 10.0, TranslatorRegularisers())
+        with_term, same = translation_loss(trainer.nets, x, sources, 10.0, TranslatorRegularisers(structure=2.0))
+        fake_x, fake_y = fakes["mri"]
+        expected = 2.0 * (structure_loss(fake_x, sources["mri"].images) + structure_loss(fake_y, x))
+    assert torch.equal(same["mri"][0], fake_x)
+    assert float(with_term - plain) == pytest.approx(float(expected), rel=1e-5)
+
+
 def test_translator_regularisers_train_and_guard_a_shared_warm_up(tiny_config, tmp_path):
     from duiit_fast.errors import DuiitConfigError
     cfg = dict(cycle_noise=0.1, critic_augment=True, translator_warmup_steps=2)
@@ -440,6 +497,14 @@ def test_translator_regularisers_train_and_guard_a_shared_warm_up(tiny_config, t
         plain.warm_up()
     with pytest.raises(DuiitConfigError, match="cycle_noise"):
         tiny_config(cycle_noise=-0.1).validate()
+    with pytest.raises(DuiitConfigError, match="lambda_structure"):
+        tiny_config(lambda_structure=-1.0).validate()
+    structured = Trainer(tiny_config(translator_warmup_steps=2, lambda_structure=1.0,
+                                     translator_init=str(tmp_path / "warm.pt"), cycle_noise=0.1, critic_augment=True),
+                         progress=False)
+    structured._prepare()
+    with pytest.raises(DuiitConfigError, match="lambda_structure"):
+        structured.warm_up()   # a warm-up trained without the term is not this run's
 
 
 def test_unet_translators_train_and_are_named_in_the_config(tiny_config):

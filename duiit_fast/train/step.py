@@ -13,6 +13,7 @@ from torch import nn
 from .. import ops
 from .networks import predictor_outputs
 from .pool import ImagePool
+from .structure import structure_loss
 
 
 @dataclass
@@ -47,14 +48,20 @@ def squared_error_sum(pred: torch.Tensor, target: torch.Tensor, label_scale: flo
 
 @dataclass(frozen=True)
 class TranslatorRegularisers:
-    """Beyond the paper, both off by default (config.py): noise on the cycle's way back and
-    DiffAugment on the critics' inputs."""
+    """Beyond the paper, all off by default (config.py): noise on the cycle's way back, DiffAugment
+    on the critics' inputs and the MIND structure term between each image and its translation."""
     cycle_noise: float = 0.0
     critic_augment: bool = False
+    structure: float = 0.0
 
     @classmethod
     def of(cls, cfg) -> "TranslatorRegularisers":
-        return cls(float(cfg.cycle_noise), bool(cfg.critic_augment))
+        return cls(float(cfg.cycle_noise), bool(cfg.critic_augment), float(cfg.lambda_structure))
+
+    def structure_term(self, fake_x, y, fake_y, x) -> torch.Tensor:
+        if self.structure == 0.0:
+            return x.new_zeros((), dtype=torch.float32)
+        return self.structure * (structure_loss(fake_x, y) + structure_loss(fake_y, x))
 
     def critic_input(self, images: torch.Tensor) -> torch.Tensor:
         return diff_augment(images) if self.critic_augment else images
@@ -108,14 +115,15 @@ def translation_loss(nets, x, sources: dict, lambda_cyc: float, terms: Translato
         trans = trans + ops.lsgan_loss(nets["D_t"](terms.critic_input(fake_x)).float(), 1.0) \
             + ops.lsgan_loss(nets["D_s"][k](terms.critic_input(fake_y)).float(), 1.0) \
             + lambda_cyc * (ops.l1_loss(rec_y.float(), y.float())
-                            + ops.l1_loss(rec_x.float(), x.float()))
+                            + ops.l1_loss(rec_x.float(), x.float())) \
+            + terms.structure_term(fake_x, y, fake_y, x)
         fakes[k] = (fake_x, fake_y)
     return trans, fakes
 
 
 def generator_predictor_loss(nets, x, r_x, sources: dict, lambda_cyc: float, lambda_pred: float,
                              label_scale: float = 1.0, reader=None, replicas: int = 1,
-                             terms: TranslatorRegularisers = PAPER_TERMS) -> GeneratorLosses:
+                             terms: TranslatorRegularisers = PAPER_TERMS, raw_sources: bool = False) -> GeneratorLosses:
     """L = L_trans + λ·L_pred (eq. 3), L_pred in label units (years²) summed over the batch.
     Under data parallelism (`replicas` ranks, gradients averaged) λ·L_pred is taken `replicas`
     times, so the average is λ times the sum over the global batch (train/distributed.py).
@@ -125,13 +133,19 @@ def generator_predictor_loss(nets, x, r_x, sources: dict, lambda_cyc: float, lam
     trained on real CT only, predicting ages on P's standardised scale) P learns from detached translations and G's
     discriminative gradient comes from the reader instead, so G cannot write the label as a
     private code that only the co-trained P reads.
+
+    raw_sources=True (beyond the paper): P also reads each source batch untranslated, as NAIVE does,
+    beside its translation; those terms join L_pred, and reach G only through BatchNorm's batch statistics.
     """
     trans, fakes = translation_loss(nets, x, sources, lambda_cyc, terms)
     translated = [fakes[k][0] if reader is None else fakes[k][0].detach() for k in sources]
     targets = [r_x] + [batch.ages for batch in sources.values()]
+    raws = [batch.images for batch in sources.values()] if raw_sources else []
+    raw_targets = targets[1:] if raw_sources else []
     # One predictor call over real and translated images keeps BatchNorm statistics mixed.
-    pred = predictor_outputs(nets, torch.cat([x] + translated), [x.shape[0]] + [t.shape[0] for t in translated])
-    pred_loss = squared_error_sum(pred, torch.cat(targets), label_scale)
+    pred = predictor_outputs(nets, torch.cat([x] + translated + raws),
+                             [x.shape[0]] + [t.shape[0] for t in translated + raws])
+    pred_loss = squared_error_sum(pred, torch.cat(targets + raw_targets), label_scale)
     if reader is None:
         feedback = pred_loss
         total = trans + (lambda_pred * replicas) * pred_loss
@@ -208,7 +222,7 @@ def joint_step(nets, optimizers, pools, x, r_x, sources: dict, cfg, label_scale:
     optimizers["gen"].step()
     optimizers["pred"].step()
     parts = _critic_step(nets, optimizers, pools, x, sources, losses.fakes, fns)
-    n = x.shape[0] + sum(b.images.shape[0] for b in sources.values())
+    n = x.shape[0] + (2 if cfg.predictor_raw_sources else 1) * sum(b.images.shape[0] for b in sources.values())
     parts.update({"loss": losses.total.detach(), "trans": losses.trans.detach(),
                   "pred": losses.pred.detach() / n})   # logged per sample: MSE in years²
     if share is not None:
@@ -267,7 +281,7 @@ class StepFunctions:
 
         def gen(x, r_x, sources):
             return generator_predictor_loss(nets, x, r_x, sources, cfg.lambda_cyc, cfg.lambda_pred,
-                                            label_scale, reader, replicas, terms)
+                                            label_scale, reader, replicas, terms, cfg.predictor_raw_sources)
         gen = ops.under_backend(gen, backend)
         return cls(gen, ops.under_backend(lambda x, sources: translation_loss(nets, x, sources, cfg.lambda_cyc, terms),
                                           backend),

@@ -35,6 +35,7 @@ SETTINGS = ("PURE-CT",) + tuple(f"{k}-CT-{s}" for k in SETTING_KINDS for s in SO
     f"{k}-CT-{s}" for k in BASELINE_KINDS for s in ("MRI", "PET")) + ("AUG-SIMPLE", "AUG-AUTO", "AUG-ERASING")
 PRED_FEEDBACK = ("joint", "ct_reader")
 PREDICTOR_BN_STATS = ("real_ct", "running")
+PREDICTOR_BN_DOMAINS = ("mixed", "separate")
 SWITCHES = ("auto", "on", "off")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -133,6 +134,11 @@ class TrainConfig:
     predictor_bn_stats: str = "real_ct"  # real_ct: before every evaluation P's BatchNorm statistics are
                                       # re-estimated on the real training CT (AdaBN); running: the
                                       # momentum averages over the (mixed) training batches
+    predictor_bn_domains: str = "mixed"  # mixed: in training one BatchNorm batch over real CT and every
+                                      # source-derived group (P called once, as eq. 2 reads); separate: each
+                                      # group normalised by its own batch statistics (domain-specific BN,
+                                      # Chang et al. 2019), so real CT is normalised by real-CT statistics in
+                                      # training as it is at evaluation (real_ct above)
     label_cues: bool = True          # log the CT reader's MSE and slope on G(source) every epoch
     reader_steps: int = 600          # training steps of the CT reader(s) (label cues, ct_reader)
     reader_path: Optional[str] = None  # a saved CT reader to use instead of training one
@@ -204,6 +210,8 @@ class TrainConfig:
         _check(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}, got {self.precision!r}")
         _check(self.predictor_bn_stats in PREDICTOR_BN_STATS, "predictor_bn_stats",
                f"must be one of {PREDICTOR_BN_STATS}, got {self.predictor_bn_stats!r}")
+        _check(self.predictor_bn_domains in PREDICTOR_BN_DOMAINS, "predictor_bn_domains",
+               f"must be one of {PREDICTOR_BN_DOMAINS}, got {self.predictor_bn_domains!r}")
         _check(0 <= self.predictor_ema < 1, "predictor_ema", f"must lie in [0, 1), got {self.predictor_ema}")
         _check(self.num_threads is None or self.num_threads >= 1, "num_threads",
                f"must be at least 1 (or unset), got {self.num_threads}")

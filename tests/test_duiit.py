@@ -59,6 +59,28 @@ def test_raw_sources_add_the_untranslated_slices_to_the_pred_loss(tiny_config):
         tiny_config(predictor_raw_sources=True, source_calibration=True).validate()
 
 
+def test_separate_domain_batchnorm_normalises_each_group_by_itself(tiny_config):
+    from duiit_fast.errors import DuiitConfigError
+    from duiit_fast.train.networks import predictor_outputs
+    trainer = Trainer(tiny_config(predictor_bn_domains="separate"), progress=False)
+    x, _, sources = _batch(trainer)
+    y = sources["mri"].images
+    P = trainer.nets["P"]
+    assert P.separate_domain_bn and not Trainer(tiny_config(), progress=False).nets["P"].separate_domain_bn
+    with torch.no_grad():
+        separate = predictor_outputs(trainer.nets, torch.cat([x, y]), [len(x), len(y)])
+        assert torch.allclose(separate, torch.cat([P(x), P(y)]).squeeze(1), atol=1e-6)
+        assert not torch.allclose(separate, P(torch.cat([x, y])).squeeze(1), atol=1e-3)   # mixed statistics
+        P.eval()   # evaluation: running statistics, one call, whatever the setting
+        assert torch.equal(predictor_outputs(trainer.nets, torch.cat([x, y]), [len(x), len(y)]),
+                           P(torch.cat([x, y])).squeeze(1))
+    P.train()
+    assert all(math.isfinite(r["loss"]) for r in trainer.fit())
+    assert set(trainer.state_dict()["nets"]["P"]) == set(P.state_dict())
+    with pytest.raises(DuiitConfigError, match="predictor_bn_domains"):
+        tiny_config(predictor_bn_domains="per-batch").validate()
+
+
 def test_gradient_share_is_logged_and_vanishes_without_lambda(tiny_config):
     shares = {}
     for lam in (0.0, 1e-3):

@@ -53,8 +53,13 @@ class SourceCalibration(nn.Module):
 
 def predictor_outputs(nets, images: torch.Tensor, counts) -> torch.Tensor:
     """P on a batch laid out as [real CT, source 0, ...] (sizes `counts`), through P_cal where the
-    run has one: what P's loss is computed on in every step."""
-    pred = nets["P"](images).squeeze(1)
+    run has one: what P's loss is computed on in every step. A P built with separate domain
+    BatchNorm (config predictor_bn_domains) is called once per group while training."""
+    predictor = nets["P"]
+    if getattr(predictor, "separate_domain_bn", False) and predictor.training and len(counts) > 1:
+        pred = torch.cat([predictor(group) for group in images.split(list(counts))]).squeeze(1)
+    else:
+        pred = predictor(images).squeeze(1)
     return nets["P_cal"](pred, counts) if "P_cal" in nets else pred
 TRANSLATORS, CRITICS = ("G", "F"), ("D_t", "D_s")   # this order: checkpoints' optimiser states index it
 
@@ -65,6 +70,8 @@ class Networks(nn.ModuleDict):
     @classmethod
     def build(cls, cfg, device, build_p=build_predictor) -> "Networks":
         nets = cls({"P": build_p(cfg.predictor).to(device)})
+        # A plain attribute, not a parameter or buffer: checkpoints keep their layout.
+        nets["P"].separate_domain_bn = cfg.predictor_bn_domains == "separate"
         nets.update(build_extra_nets(cfg.kind, nets["P"], device))   # MTL's source head, DANN's domain critic
         if cfg.predictor_ema:
             # Polyak average of P's weights: what evaluate/predict use (every setting alike).

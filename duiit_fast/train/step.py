@@ -142,7 +142,8 @@ def generator_predictor_loss(nets, x, r_x, sources: dict, lambda_cyc: float, lam
     targets = [r_x] + [batch.ages for batch in sources.values()]
     raws = [batch.images for batch in sources.values()] if raw_sources else []
     raw_targets = targets[1:] if raw_sources else []
-    # One predictor call over real and translated images keeps BatchNorm statistics mixed.
+    # One predictor call over real and translated images keeps BatchNorm statistics mixed (unless P
+    # normalises each group by itself: predictor_bn_domains).
     pred = predictor_outputs(nets, torch.cat([x] + translated + raws),
                              [x.shape[0]] + [t.shape[0] for t in translated + raws])
     pred_loss = squared_error_sum(pred, torch.cat(targets + raw_targets), label_scale)

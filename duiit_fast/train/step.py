@@ -58,11 +58,6 @@ class TranslatorRegularisers:
     def of(cls, cfg) -> "TranslatorRegularisers":
         return cls(float(cfg.cycle_noise), bool(cfg.critic_augment), float(cfg.lambda_structure))
 
-    def structure_term(self, fake_x, y, fake_y, x) -> torch.Tensor:
-        if self.structure == 0.0:
-            return x.new_zeros((), dtype=torch.float32)
-        return self.structure * (structure_loss(fake_x, y) + structure_loss(fake_y, x))
-
     def critic_input(self, images: torch.Tensor) -> torch.Tensor:
         return diff_augment(images) if self.critic_augment else images
 
@@ -115,8 +110,9 @@ def translation_loss(nets, x, sources: dict, lambda_cyc: float, terms: Translato
         trans = trans + ops.lsgan_loss(nets["D_t"](terms.critic_input(fake_x)).float(), 1.0) \
             + ops.lsgan_loss(nets["D_s"][k](terms.critic_input(fake_y)).float(), 1.0) \
             + lambda_cyc * (ops.l1_loss(rec_y.float(), y.float())
-                            + ops.l1_loss(rec_x.float(), x.float())) \
-            + terms.structure_term(fake_x, y, fake_y, x)
+                            + ops.l1_loss(rec_x.float(), x.float()))
+        if terms.structure:   # the paper's L_trans has no such term: nothing is added, not even a zero
+            trans = trans + terms.structure * (structure_loss(fake_x, y) + structure_loss(fake_y, x))
         fakes[k] = (fake_x, fake_y)
     return trans, fakes
 

@@ -141,6 +141,8 @@ class TrainConfig:
                                       # training as it is at evaluation (real_ct above)
     label_cues: bool = True          # log the CT reader's MSE and slope on G(source) every epoch
     reader_steps: int = 600          # training steps of the CT reader(s) (label cues, ct_reader)
+    reader_augment: bool = False     # train the reader(s) on blurred and noisy copies too (σ ≤ 1 px, sd ≤ 0.1):
+                                     # a translation a little soft is then read for its anatomy, not its texture
     reader_path: Optional[str] = None  # a saved CT reader to use instead of training one
     fid_weights: Optional[str] = None  # Inception v3 weights file (TF-Inception or torchvision): IS/FID of G(source) vs CT
     # The fast path (train/fast.py): "auto" resolves per device (CUDA: compiled bf16; CPU: eager,

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from duiit_fast import Trainer
-from duiit_fast.eval.label_cues import AgeReader, label_cue_metrics
+from duiit_fast.eval.label_cues import (AgeReader, gaussian_kernels, label_cue_metrics, texture_augment,
+                                        train_reader)
 from duiit_fast.train.step import SourceBatch, generator_predictor_loss, squared_error_sum
 
 
@@ -191,6 +192,47 @@ def test_mix_logs_label_cues_every_epoch(tiny_config):
     for record in history:
         assert {"reader_mse", "reader_slope", "pixel_l1", "val_mse", "grad_share"} <= record.keys()
         assert math.isfinite(record["reader_slope"])
+
+
+def test_gaussian_kernels_are_normalised_and_zero_width_is_the_identity():
+    k = gaussian_kernels(torch.tensor([0.0, 0.5, 1.0]))
+    assert k.shape == (3, 1, 5, 5)
+    assert torch.allclose(k.sum(dim=(1, 2, 3)), torch.ones(3))
+    assert k[0, 0, 2, 2] == pytest.approx(1.0) and k[0].sum() - k[0, 0, 2, 2] < 1e-6
+    assert torch.allclose(k, k.flip(-1)) and torch.allclose(k, k.transpose(-1, -2))
+    assert k[1, 0, 2, 2] > k[2, 0, 2, 2] > 0.1       # wider σ, less weight on the centre
+
+
+def test_texture_augment_blurs_each_image_by_its_own_width_then_adds_its_own_noise():
+    x = torch.zeros(3, 1, 9, 9)
+    x[:, 0, 4, 4] = 1.0                               # an impulse: the output is each image's kernel
+    out = texture_augment(x, torch.Generator().manual_seed(0), max_noise=0.0)
+    sigmas = torch.rand(3, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(out[:, :, 2:7, 2:7], gaussian_kernels(sigmas), atol=1e-6)
+    assert out.sum(dim=(1, 2, 3)).sub(1).abs().max() < 1e-5           # blurring keeps the mass
+    flat = torch.zeros(64, 1, 16, 16)
+    noisy = texture_augment(flat, torch.Generator().manual_seed(1), max_sigma=0.0, max_noise=0.1)
+    sds = noisy.flatten(1).std(dim=1)
+    assert 0.0 < sds.min() and sds.max() < 0.11 and sds.std() > 0.01   # one sd per image, within U[0, 0.1]
+    same = texture_augment(flat, torch.Generator().manual_seed(1), max_sigma=0.0, max_noise=0.1)
+    assert torch.equal(noisy, same)
+
+
+def test_reader_augment_changes_the_trained_reader_only_when_on(tiny_config, monkeypatch):
+    images, ages = torch.randn(16, 1, 16, 16), torch.linspace(20, 90, 16)
+    plain = train_reader(images, ages, 3, seed=5, device="cpu")
+    again = train_reader(images, ages, 3, seed=5, device="cpu", augment=False)
+    augmented = train_reader(images, ages, 3, seed=5, device="cpu", augment=True)
+    read = lambda r: r(images)
+    assert torch.equal(read(plain), read(again))
+    assert not torch.allclose(read(plain), read(augmented))
+    import duiit_fast.train.trainer as trainer_module
+    asked = []
+    monkeypatch.setattr(trainer_module, "train_reader",
+                        lambda *a, **k: asked.append(k["augment"]) or train_reader(*a, **k))
+    for augment in (True, False):
+        Trainer(tiny_config(reader_augment=augment), progress=False)._prepare()
+    assert asked == [True, False]
 
 
 def test_age_reader_answers_in_years():

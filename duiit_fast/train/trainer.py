@@ -326,7 +326,8 @@ class Trainer:
                 continue
             sets = [data.ct_train] + (list(data.sources_as_ct.values()) if role == "cues" else [])
             images, ages = torch.cat([s.images for s in sets]), torch.cat([s.ages for s in sets])
-            self.readers[role] = train_reader(images, ages, cfg.reader_steps, cfg.seed + 101, self.device)
+            self.readers[role] = train_reader(images, ages, cfg.reader_steps, cfg.seed + 101, self.device,
+                                              augment=cfg.reader_augment)
 
     def warm_up(self, ckpt=None) -> None:
         """Translator-only steps (λ = 0, no predictor) up to translator_budget(); from

@@ -127,6 +127,7 @@ def run_prepare_job(cfg: TrainConfig, cohort_dir: Path, feedback_reader: bool) -
 
 
 def run_arm_job(cfg: TrainConfig, cell_dir: Path, cohort_dir: Path) -> dict:
+    from .eval.evaluate import cross_fitted_val_mse
     from .train.checkpoint import CHECKPOINT_NAME
     from .train.trainer import Trainer
     if cfg.has_translators:
@@ -139,6 +140,7 @@ def run_arm_job(cfg: TrainConfig, cell_dir: Path, cohort_dir: Path) -> dict:
     result = {"setting": cfg.setting, "pred_feedback": cfg.pred_feedback,
               "test": trainer.evaluate("test"), "val": trainer.evaluate("val"),
               "selected_epoch": trainer.best["epoch"] if trainer.best else None,
+              "val_crossfit_mse": cross_fitted_val_mse(trainer.history),
               "history": trainer.history, "seconds": round(time.perf_counter() - start, 1)}
     if cfg.has_translators:
         result["label_cues"] = trainer.label_cues()   # the final translator (CycleGAN's is frozen)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from duiit_fast import Trainer
+from duiit_fast.eval.evaluate import cross_fitted_val_mse
 from duiit_fast.eval.label_cues import (AgeReader, gaussian_kernels, label_cue_metrics, texture_augment,
                                         train_reader)
 from duiit_fast.train.step import SourceBatch, generator_predictor_loss, squared_error_sum
@@ -235,6 +236,38 @@ def test_reader_augment_changes_the_trained_reader_only_when_on(tiny_config, mon
     assert asked == [True, False]
 
 
+def _history(*curves, slices=(10, 10)):
+    """Per-epoch records from per-patient MSE curves (one curve per validation patient)."""
+    return [{"val_patient_mse": list(errors), "val_patient_slices": list(slices),
+             "val_mse": float(np.average(errors, weights=slices))} for errors in zip(*curves)]
+
+
+def test_cross_fitted_validation_takes_the_luck_out_of_choosing_the_epoch():
+    # Noisy: each patient has one lucky epoch, at different epochs. Smooth: steady at 45.
+    noisy = _history([50, 30, 50], [50, 50, 30])
+    smooth = _history([45, 45, 45], [45, 45, 45])
+    best = lambda h: min(r["val_mse"] for r in h)
+    assert best(noisy) == 40 < best(smooth) == 45            # the best epoch favours the noisy curve
+    assert cross_fitted_val_mse(noisy) == 50 > cross_fitted_val_mse(smooth) == 45
+    # Halves are even and odd positions; the epoch chosen on one is scored on the other, slice-weighted.
+    h = _history([10, 20], [30, 5], [40, 60], slices=(1, 1, 2))   # halves {0, 2} and {1}
+    # {0, 2} (weights 1, 2): MSE 30, 46.7 → epoch 0 → patient 1 scores 30; {1}: epoch 1 → {0, 2} score 46.7.
+    assert cross_fitted_val_mse(h) == pytest.approx((30 * 1 + (20 + 2 * 60) / 3 * 3) / 4)
+    assert cross_fitted_val_mse(h) >= best(h)
+    assert cross_fitted_val_mse([{"val_mse": 1.0}]) is None
+    assert cross_fitted_val_mse(_history([1, 2], slices=(3,))) is None   # one patient: no halves
+
+
+def test_every_epoch_records_per_patient_validation_errors(tiny_config):
+    trainer = Trainer(tiny_config(setting="PURE-CT"), progress=False)
+    history = trainer.fit()
+    for record in history:
+        errors, counts = record["val_patient_mse"], record["val_patient_slices"]
+        assert len(errors) == len(counts) == len(trainer.data.ct_val.patients)
+        assert np.average(errors, weights=counts) == pytest.approx(record["val_mse"], rel=1e-5)
+    assert cross_fitted_val_mse(history) >= min(r["val_mse"] for r in history) * (1 - 1e-6)
+
+
 def test_age_reader_answers_in_years():
     reader = AgeReader(age_mean=50.0, age_std=10.0)
     torch.nn.init.zeros_(reader.net.head.weight)
@@ -283,7 +316,7 @@ def test_bn_statistics_on_real_ct_change_evaluation_not_training(tiny_config):
         trainer = Trainer(cfg, progress=False)
         runs[stats] = (trainer, trainer.fit())
     (recal, hist_recal), (_, hist_running) = runs["real_ct"], runs["running"]
-    strip = lambda h: [{k: v for k, v in r.items() if k not in ("seconds", "pairs_per_s", "slices_per_s", "val_mse")} for r in h]
+    strip = lambda h: [{k: v for k, v in r.items() if k not in ("seconds", "pairs_per_s", "slices_per_s", "val_mse", "val_patient_mse")} for r in h]
     assert strip(hist_recal) == strip(hist_running)       # the same training trajectory
     assert [r["val_mse"] for r in hist_recal] != [r["val_mse"] for r in hist_running]
     bn = [m for m in recal.nets["P"].modules() if isinstance(m, torch.nn.BatchNorm2d)][0]

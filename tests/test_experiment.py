@@ -29,6 +29,9 @@ def test_experiment_writes_results_report_and_resumes(tmp_path, tiny_base):
         assert entry["test_mse"] == results["arms"][arm]["test_mse"]
         cell = json.loads((tmp_path / "cohort-1" / arm / "result.json").read_text())
         assert cell["test"]["mse"] == entry["test_mse"][1]
+        # Never below the chosen epoch's validation MSE (docs of cross_fitted_val_mse).
+        assert entry["val_mse_crossfit"][1] == cell["val_crossfit_mse"] >= min(
+            r["val_mse"] for r in cell["history"]) * (1 - 1e-6)   # the history's MSE is a float32 sum
     assert "reader_slope" in saved["arms"]["MIX-CT-MRI"] and "grad_share_last_epoch" in saved["arms"]["MIX-CT-MRI"]
     # The translator arms of one cohort start from the same shared warm-up.
     assert (tmp_path / "cohort-0" / "warmup" / "checkpoint.pt").is_file()
@@ -38,7 +41,7 @@ def test_experiment_writes_results_report_and_resumes(tmp_path, tiny_base):
     assert not (tmp_path / ".phantom-cache").exists()
     report = (tmp_path / "report.md").read_text()
     assert "Paired tests over cohorts" in report and "Verdict over 2 cohort(s)" in report
-    assert "Where the test error comes from" in report
+    assert "Where the test error comes from" in report and "val MSE, cross-fitted" in report
     assert len(saved["arms"]["PURE-CT"]["test_scatter"]) == 2
     assert f"{np.mean(entry['test_mse']):.1f}" in report
     # Where it ran and what "auto" became there: runs on other CPUs round differently.

@@ -33,6 +33,44 @@ def regression_metrics(pred: torch.Tensor, slices) -> dict:
             "n_slices": len(slices), "n_patients": len(per_patient), **error_parts(pred, slices.ages)}
 
 
+def patient_squared_errors(pred: torch.Tensor, slices) -> tuple[list[float], list[int]]:
+    """Each patient's mean squared slice error (years²) and slice count, patients in split order:
+    the slice-weighted mean of the first is the split's MSE."""
+    sq = (pred - slices.ages).double().square()
+    errors, counts = [], []
+    for pid in slices.patients:
+        mask = torch.from_numpy(slices.patient_ids == pid)
+        errors.append(float(sq[mask].mean()))
+        counts.append(int(mask.sum()))
+    return errors, counts
+
+
+def cross_fitted_val_mse(history: list[dict]) -> float | None:
+    """The validation MSE of choosing the epoch on validation, without the luck of the choice.
+
+    The best epoch's validation MSE is optimistic, and more so the noisier the curve: the minimum of
+    24 noisy epochs is partly a lucky draw, so it favours noisy training over smooth. Here the
+    validation patients are split in two halves (even and odd positions); the epoch chosen on one
+    half is scored on the other, both ways, slice-weighted. It is never below the best epoch's
+    validation MSE: the two epochs' whole-split MSEs add up to it plus each half's minimum, and each is
+    at least the best. None when the history lacks per-patient errors (older runs) or there are fewer
+    than two validation patients."""
+    rows = [r for r in history if r.get("val_patient_mse") is not None]
+    if not rows or len(rows) != len(history) or len(rows[0]["val_patient_mse"]) < 2:
+        return None
+    errors = np.asarray([r["val_patient_mse"] for r in rows], dtype=np.float64)   # (epochs, patients)
+    counts = np.asarray(rows[0]["val_patient_slices"], dtype=np.float64)
+    halves = [np.arange(0, errors.shape[1], 2), np.arange(1, errors.shape[1], 2)]
+
+    def half_mse(h):   # (epochs,) slice-weighted MSE of one half
+        return errors[:, h] @ counts[h] / counts[h].sum()
+    total = 0.0
+    for chooser, scorer in (halves, halves[::-1]):
+        epoch = int(np.argmin(half_mse(chooser)))   # the first epoch at the minimum, as the trainer keeps
+        total += half_mse(scorer)[epoch] * counts[scorer].sum()
+    return float(total / counts.sum())
+
+
 def error_parts(pred: torch.Tensor, ages: torch.Tensor) -> dict:
     """The least-squares line of the predictions on the true ages: its slope (< 1: predictions pulled
     toward the mean age), the mean bias and the scatter around the line (sd, years). MSE = bias² +

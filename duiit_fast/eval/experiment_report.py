@@ -53,6 +53,7 @@ def _read_cell(out: Path, cohort: int, seeds: int, arm: str) -> dict:
     cell = {split: {k: mean([r[split].get(k) for r in runs]) for k in runs[0][split]
                     if isinstance(runs[0][split][k], (int, float))} for split in ("test", "val")}
     cell["selected_epoch"] = mean([r["selected_epoch"] for r in runs])
+    cell["val_crossfit_mse"] = mean([r.get("val_crossfit_mse") for r in runs])
     cell["seconds"] = float(sum(r["seconds"] for r in runs))
     cell["history"] = [{"grad_share": mean([r["history"][-1].get("grad_share") for r in runs])}]
     if all("label_cues" in r for r in runs):
@@ -77,6 +78,9 @@ def collect_results(out: Path, cohorts: int, arms, base_cfg, seeds: int = 1) -> 
             values = [r["test"].get(part) for r in cells]
             if all(v is not None for v in values):
                 entry[f"test_{part}"] = values
+        crossfit = [r.get("val_crossfit_mse") for r in cells]   # cells of an older version lack it
+        if all(v is not None for v in crossfit):
+            entry["val_mse_crossfit"] = crossfit
         shares = [r["history"][-1].get("grad_share") for r in cells]
         if all(s is not None for s in shares):
             entry["grad_share_last_epoch"] = shares
@@ -161,6 +165,13 @@ def write_report(out: Path, results: dict, log=print) -> None:
                      f"{_fmt(e['reader_mse']) if 'reader_mse' in e else '–'} | "
                      f"{_fmt(e['pixel_l1'], 3) if 'pixel_l1' in e else '–'} | "
                      f"{_fmt(e['domain_fid'], 2) if 'domain_fid' in e else '–'} |")
+    crossfit = {a: e for a, e in arms.items() if "val_mse_crossfit" in e}
+    if crossfit:
+        lines += ["", "Validation MSE of the chosen epoch, and cross-fitted (the epoch chosen on half the validation "
+                  "patients, scored on the other half, both ways): the first is optimistic, the more so the noisier "
+                  "the arm's validation curve; the second is not.", "",
+                  "| arm | val MSE, best epoch | val MSE, cross-fitted |", "|---|---|---|"]
+        lines += [f"| {a} | {_fmt(e['val_mse'])} | {_fmt(e['val_mse_crossfit'])} |" for a, e in crossfit.items()]
     lines += ["", "Per cohort test MSE" + (" (per training seed in brackets):" if seeds > 1 else ":"),
               "", "| arm | " + " | ".join(f"cohort {c}" for c in results["cohorts"]) + " |",
               "|---|" + "---|" * n]

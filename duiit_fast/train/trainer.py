@@ -15,7 +15,7 @@ from torch import nn
 from .. import ops
 from ..config import TrainConfig
 from ..errors import DuiitConfigError, DuiitError
-from ..eval.evaluate import per_source, predict_ages, regression_metrics
+from ..eval.evaluate import patient_squared_errors, per_source, predict_ages, regression_metrics
 from ..eval.label_cues import (AgeReader, OnScale, evenly_spaced, label_cue_metrics, reader_features,
                                train_reader)
 from ..models import build_predictor
@@ -507,7 +507,11 @@ class Trainer:
             return
         if self.cfg.predictor_bn_stats == "real_ct":
             recalibrate_batchnorm(self.eval_predictor, self.data.ct_train.images, self.device)
-        record["val_mse"] = self.evaluate("val")["mse"]
+        val = self.data.split("val")
+        pred = self.predict(val.images)
+        record["val_mse"] = regression_metrics(pred, val)["mse"]
+        # Per patient, so that the luck of choosing the best epoch can be taken out (cross_fitted_val_mse).
+        record["val_patient_mse"], record["val_patient_slices"] = patient_squared_errors(pred, val)
         # Predicting the mean age scores about the ages' variance; far above it the run has run away.
         baseline = float(self.data.ct_train.ages.var(unbiased=False)) + float(
             (self.data.ct_val.ages.mean() - self.data.ct_train.ages.mean()) ** 2)

@@ -1,5 +1,6 @@
 """Compare two `duiit experiment` folders cell by cell, paired by cohort: for every arm both hold,
-the test and validation MSE per cohort, the mean paired difference (B − A) and its paired t-test.
+the test, validation and cross-fitted validation MSE per cohort, the mean paired difference (B − A)
+and its paired t-test.
 Reads each finished cell's result.json, so an experiment that was stopped early still counts the
 cohorts it finished in both folders. Only the first training seed's cells (cohort-c/ARM) are read:
 a run with `--seeds K` keeps the others in cohort-c/seed-s/, and its results.json has their means.
@@ -21,13 +22,19 @@ def finished_cells(folder: Path) -> dict:
     return cells
 
 
+def cell_mse(result: dict, split: str):
+    """test, val (the chosen epoch's) or val_crossfit (cells from commit 3007ebc on; None before)."""
+    return result.get("val_crossfit_mse") if split == "val_crossfit" else result[split]["mse"]
+
+
 def paired(a_cells: dict, b_cells: dict, split: str) -> dict:
     from scipy import stats
     out = {}
     for arm in sorted(set(a_cells) & set(b_cells)):
-        cohorts = sorted(set(a_cells[arm]) & set(b_cells[arm]))
-        a = [a_cells[arm][c][split]["mse"] for c in cohorts]
-        b = [b_cells[arm][c][split]["mse"] for c in cohorts]
+        cohorts = [c for c in sorted(set(a_cells[arm]) & set(b_cells[arm]))
+                   if cell_mse(a_cells[arm][c], split) is not None and cell_mse(b_cells[arm][c], split) is not None]
+        a = [cell_mse(a_cells[arm][c], split) for c in cohorts]
+        b = [cell_mse(b_cells[arm][c], split) for c in cohorts]
         diff = [y - x for x, y in zip(a, b)]
         row = {"cohorts": cohorts, "a": a, "b": b, "mean_a": statistics.fmean(a) if a else None,
                "mean_b": statistics.fmean(b) if b else None, "mean_diff": statistics.fmean(diff) if diff else None}
@@ -45,15 +52,15 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="write the comparison here too")
     args = p.parse_args(argv)
     a_cells, b_cells = finished_cells(Path(args.a)), finished_cells(Path(args.b))
-    result = {"a": args.a, "b": args.b, "test": paired(a_cells, b_cells, "test"),
-              "val": paired(a_cells, b_cells, "val")}
-    for split in ("test", "val"):
+    splits = ("test", "val", "val_crossfit")   # choose on the cross-fitted validation where the cells have it
+    result = {"a": args.a, "b": args.b, **{split: paired(a_cells, b_cells, split) for split in splits}}
+    for split in splits:
         print(f"{split} MSE (years²), A = {args.a}, B = {args.b}, paired by cohort:")
         for arm, r in result[split].items():
             cells = "  ".join(f"c{c}: {x:.1f}→{y:.1f}" for c, x, y in zip(r["cohorts"], r["a"], r["b"]))
             summary = (f"A {r['mean_a']:.1f} ± {r.get('sd_a', 0):.1f}, B {r['mean_b']:.1f} ± {r.get('sd_b', 0):.1f}, "
                        f"B−A {r['mean_diff']:+.1f} ± {r.get('sd_diff', 0):.1f}, p {r.get('t_test_p', float('nan')):.2f}"
-                       if r["cohorts"] else "no cohort finished in both")
+                       if r["cohorts"] else "no cohort with this number in both folders")
             print(f"  {arm}: {summary}\n    {cells}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

@@ -55,11 +55,11 @@ def cross_fitted_val_mse(history: list[dict]) -> float | None:
     validation MSE: the two epochs' whole-split MSEs add up to it plus each half's minimum, and each is
     at least the best. None when the history lacks per-patient errors (older runs) or there are fewer
     than two validation patients."""
-    rows = [r for r in history if r.get("val_patient_mse") is not None]
-    if not rows or len(rows) != len(history) or len(rows[0]["val_patient_mse"]) < 2:
+    if not history or any(r.get("val_patient_mse") is None for r in history) \
+            or len(history[0]["val_patient_mse"]) < 2:
         return None
-    errors = np.asarray([r["val_patient_mse"] for r in rows], dtype=np.float64)   # (epochs, patients)
-    counts = np.asarray(rows[0]["val_patient_slices"], dtype=np.float64)
+    errors = np.asarray([r["val_patient_mse"] for r in history], dtype=np.float64)   # (epochs, patients)
+    counts = np.asarray(history[0]["val_patient_slices"], dtype=np.float64)
     halves = [np.arange(0, errors.shape[1], 2), np.arange(1, errors.shape[1], 2)]
 
     def half_mse(h):   # (epochs,) slice-weighted MSE of one half

@@ -53,7 +53,7 @@ def gaussian_kernels(sigmas: torch.Tensor, radius: int = 2) -> torch.Tensor:
     """(N,) blur widths in pixels → (N, 1, 2r+1, 2r+1) normalised Gaussian kernels; σ = 0 gives the
     identity (the weight sits on the centre tap)."""
     offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    sq = (offsets[None, :] ** 2)[:, None, :] + (offsets[None, :] ** 2)[:, :, None]   # (1, K, K)
+    sq = offsets[:, None] ** 2 + offsets[None, :] ** 2                  # (K, K) squared distance
     safe = sigmas.float().clamp_min(1e-3)[:, None, None]
     kernels = torch.exp(-sq / (2 * safe ** 2))
     return (kernels / kernels.sum(dim=(1, 2), keepdim=True))[:, None]

@@ -65,6 +65,8 @@ class TrainConfig:
     epochs: int = 200
     decay_start_epoch: int = 100
     beta1: float = 0.5
+    predictor_beta1: Optional[float] = None  # Adam's β1 for P alone; None: beta1 (CycleGAN's 0.5, every optimiser).
+                                     # The paper gives P's optimiser as Adam without betas; 0.9 is Adam's own default
     pool_size: int = 50
     # What to train, on what
     setting: str = "MIX-CT-MRI"
@@ -207,6 +209,8 @@ class TrainConfig:
                      "lambda_structure"):
             _check(getattr(self, name) >= 0, name, f"must not be negative, got {getattr(self, name)}")
         _check(0 <= self.beta1 < 1, "beta1", f"must lie in [0, 1), got {self.beta1}")
+        _check(self.predictor_beta1 is None or 0 <= self.predictor_beta1 < 1, "predictor_beta1",
+               f"must lie in [0, 1), got {self.predictor_beta1}")
         for name in ("compile", "compile_regions", "channels_last"):
             _check(getattr(self, name) in SWITCHES, name, f"must be one of {SWITCHES}, got {getattr(self, name)!r}")
         _check(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}, got {self.precision!r}")
@@ -349,6 +353,7 @@ _TYPE_CHECKS = {
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "str": (lambda v: isinstance(v, str), "a string"),
     "Optional[int]": (lambda v: v is None or _is_int(v), "an integer"),
+    "Optional[float]": (lambda v: v is None or _is_real(v), "a finite number"),
     "Optional[str]": (lambda v: v is None or isinstance(v, str), "a string"),
     "tuple": (lambda v: isinstance(v, (tuple, list)) and len(v) == 2 and all(_is_real(x) for x in v),
               "a pair of finite numbers"),

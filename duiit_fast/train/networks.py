@@ -100,15 +100,15 @@ class Networks(nn.ModuleDict):
         """P has its own Adam at lr_predictor. In DUIIT it steps on the gradient of the joint loss
         L_trans + λ·L_pred: Adam is invariant to a constant loss scale, so λ does not shrink P's
         steps (two optimisers on one loss = one optimiser with two parameter groups)."""
-        betas = (cfg.beta1, 0.999)
+        predictor_beta1 = cfg.beta1 if cfg.predictor_beta1 is None else cfg.predictor_beta1
 
-        def adam(params, lr):
-            return torch.optim.Adam(params, lr=lr, betas=betas, fused=fused or None)   # None: foreach
+        def adam(params, lr, beta1=cfg.beta1):
+            return torch.optim.Adam(params, lr=lr, betas=(beta1, 0.999), fused=fused or None)   # None: foreach
         groups = [{"params": self.parameters_of(PREDICTOR_PARTS)}]
         if "P_cal" in self:
             groups.append({"params": list(self["P_cal"].parameters()),
                            "lr": cfg.lr_predictor * CALIBRATION_LR_FACTOR})
-        optimizers = {"pred": adam(groups, cfg.lr_predictor)}
+        optimizers = {"pred": adam(groups, cfg.lr_predictor, predictor_beta1)}
         if cfg.has_translators:
             optimizers["gen"] = adam(self.parameters_of(TRANSLATORS), cfg.lr_translator)
             optimizers["disc"] = adam(self.parameters_of(CRITICS), cfg.lr_translator)

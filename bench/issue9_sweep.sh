@@ -11,9 +11,10 @@
 #   OUT=dir DEVICE=cpu QUICK=1 SEEDS=1 bash bench/issue9_sweep.sh   # the plumbing at smoke-test size
 #
 # CANDIDATES: one per line, KEY=VALUE fields separated by spaces (`duiit experiment --set`). The
-# defaults are the candidates rejected on the 2-core CPU on best-epoch validation with 2–3 seeds
-# (docs/experiment.md, tried table), to be judged again on the cross-fitted number. On the CPU one seed
-# of the defaults takes ~35 min for 5 cohorts; a candidate that only wins on a GPU cannot be the CPU default.
+# defaults were rejected on the 2-core CPU on best-epoch validation and again on the cross-fitted number,
+# with 2 seeds (docs/experiment.md, tried table). Two seeds see a 3 years² effect less than half the time;
+# ~10 (SEEDS=10) see it 4 times in 5. On the CPU one seed of the defaults takes ~35 min for 5 cohorts; a
+# candidate that only wins on a GPU cannot be the CPU default.
 set -uo pipefail
 OUT=${OUT:-out}; DEVICE=${DEVICE:-cuda}; COHORTS=${COHORTS:-5}; WORKERS=${WORKERS:-3}; SEEDS=${SEEDS:-2}
 CANDIDATES=${CANDIDATES:-"predictor_ema=0.99

@@ -43,14 +43,4 @@ for name in "${names[@]}"; do
   echo "== $name (B) against the recorded configuration (A), paired by cohort"
   grep -E "^Verdict" "$OUT/$name.log"
   python3 bench/paired_runs.py "$OUT/recorded" "$OUT/$name" --json "$OUT/$name-paired.json"
-  # paired_runs reads the first training seed's cells; results.json holds the mean over the seeds.
-  python3 - "$OUT/recorded/results.json" "$OUT/$name/results.json" <<'PY'
-import json, sys
-a, b = (json.load(open(f))["arms"] for f in sys.argv[1:])
-for arm in a:
-    if arm in b and "val_mse_crossfit" in a[arm] and "val_mse_crossfit" in b[arm]:
-        x, y = a[arm]["val_mse_crossfit"], b[arm]["val_mse_crossfit"]
-        lower = sum(v < u for u, v in zip(x, y))
-        print(f"  {arm}: cross-fitted val, mean over seeds, {sum(x) / len(x):.1f} -> {sum(y) / len(y):.1f}, lower on {lower}/{len(x)} cohorts")
-PY
 done

@@ -12,8 +12,8 @@
 #
 # CANDIDATES: one per line, KEY=VALUE fields separated by spaces (`duiit experiment --set`). The
 # defaults were rejected on the 2-core CPU on best-epoch validation and again on the cross-fitted number,
-# with 2 seeds (docs/experiment.md, tried table). Two seeds see a 3 years² effect less than half the time;
-# ~10 (SEEDS=10) see it 4 times in 5. On the CPU one seed of the defaults takes ~35 min for 5 cohorts; a
+# with 2 seeds (docs/experiment.md, tried table). Two seeds see a 3 years² effect a third of the time;
+# ~30 (SEEDS=30) see it 4 times in 5. On the CPU one seed of the defaults takes ~35 min for 5 cohorts; a
 # candidate that only wins on a GPU cannot be the CPU default.
 set -uo pipefail
 OUT=${OUT:-out}; DEVICE=${DEVICE:-cuda}; COHORTS=${COHORTS:-5}; WORKERS=${WORKERS:-3}; SEEDS=${SEEDS:-2}

@@ -6,8 +6,8 @@ Each refit cell takes ~70 s on one thread (no translator steps: G comes whole fr
 
     python bench/refit_probe.py EXPERIMENT_DIR OUT_DIR [--cohorts 5] [--seeds 3] [--workers 2]
 
-OUT_DIR mirrors EXPERIMENT_DIR's layout (cohort-C[/seed-S]/MIX-CT-MRI/result.json), so the cells
-compare with `bench/paired_runs.py`. Finished cells are skipped. The result files hold test MSE too:
+OUT_DIR mirrors EXPERIMENT_DIR's layout (cohort-C[/seed-S]/MIX-CT-MRI/result.json); the comparison
+at the end is `bench/paired_runs.py`'s on cross-fitted validation. Finished cells are skipped. The result files hold test MSE too:
 read the comparison, which prints validation only, before anything else.
 """
 from __future__ import annotations
@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -58,19 +57,14 @@ def refit_cell(experiment: Path, out: Path, cohort: int, seed: int) -> dict:
     return result
 
 
-def compare(experiment: Path, out: Path, cohorts: int, seeds: int) -> None:
-    """Seed-mean cross-fitted validation MSE per cohort, refit vs co-trained P (validation only)."""
-    lower, means = 0, []
-    for c in range(cohorts):
-        pair = []
-        for root in (out, experiment):
-            cells = [json.loads((cell_dir(root, c, s) / ARM / "result.json").read_text()) for s in range(seeds)]
-            pair.append(statistics.mean(d["val_crossfit_mse"] for d in cells))
-        lower += pair[0] < pair[1]
-        means.append(pair)
-        print(f"cohort {c}: refit {pair[0]:.1f}, co-trained {pair[1]:.1f}")
-    print(f"mean refit {statistics.mean(m[0] for m in means):.1f}, co-trained "
-          f"{statistics.mean(m[1] for m in means):.1f}; refit lower on {lower}/{cohorts}")
+def compare(experiment: Path, out: Path) -> None:
+    """Seed-mean cross-fitted validation MSE per cohort, co-trained P (A) vs refit P (B): validation only."""
+    from paired_runs import finished_cells, paired   # bench/ is this script's folder
+    row = paired(finished_cells(experiment), finished_cells(out), "val_crossfit")[ARM]
+    for c, n, a, b in zip(row["cohorts"], row["seeds"], row["a"], row["b"]):
+        print(f"cohort {c} ({n} seeds): co-trained {a:.1f}, refit {b:.1f}")
+    print(f"mean co-trained {row['mean_a']:.1f}, refit {row['mean_b']:.1f}; refit lower on "
+          f"{row['b_lower']}/{len(row['cohorts'])}" + (f", paired t p {row['t_test_p']:.3f}" if "t_test_p" in row else ""))
 
 
 def main() -> None:
@@ -100,7 +94,7 @@ def main() -> None:
     missing = [(c, s) for c, s in todo if not (cell_dir(args.out, c, s) / ARM / "result.json").exists()]
     if missing:
         raise SystemExit(f"refit cells without a result (cohort, seed): {missing}")
-    compare(args.experiment, args.out, args.cohorts, args.seeds)
+    compare(args.experiment, args.out)
 
 
 if __name__ == "__main__":

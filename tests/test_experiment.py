@@ -128,6 +128,30 @@ def test_paired_tests_match_scipy_and_gap_closed():
     assert compare(arms)["MIX-CT-MRI"]["gap_closed_per_cohort"] == pytest.approx([0.5, 0.5])
 
 
+def test_gap_interval_resamples_cohorts_and_seeds_with_the_arms_paired():
+    from duiit_fast.eval.experiment_report import gap_closed_interval, verdict
+    pure = [[100.0, 90.0], [80.0, 70.0], [60.0, 66.0]]
+    oracle = [[50.0, 40.0], [40.0, 30.0], [30.0, 35.0]]
+    half = [[(p + o) / 2 for p, o in zip(ps, os)] for ps, os in zip(pure, oracle)]
+    # Halfway in every cell: every draw, paired across the three arms, gives exactly half the gap.
+    assert gap_closed_interval(pure, oracle, half) == pytest.approx([0.5, 0.5])
+    # Seeds that disagree within cohorts that agree: the cohort means alone show no spread, the seeds do.
+    seedy = [[60.0, 90.0]] * 3
+    flat_p, flat_o = [[100.0, 100.0]] * 3, [[40.0, 40.0]] * 3
+    assert gap_closed_interval([[100.0]] * 3, [[40.0]] * 3, [[75.0]] * 3) == pytest.approx([5 / 12, 5 / 12])
+    low, high = gap_closed_interval(flat_p, flat_o, seedy)
+    assert low < 5 / 12 < high and low >= 1 / 6 - 1e-9 and high <= 2 / 3 + 1e-9   # seed 90 → 1/6, seed 60 → 2/3
+    assert gap_closed_interval([[100.0]], [[40.0]], [[75.0]]) is None   # one cohort: nothing to resample
+    arms = {"PURE-CT": {"test_mse": [95.0, 75.0, 63.0], "test_mse_per_seed": pure},
+            "ORACLE-CT-MRI": {"test_mse": [45.0, 35.0, 32.5], "test_mse_per_seed": oracle},
+            "MIX-CT-MRI": {"test_mse": [70.0, 55.0, 47.75], "test_mse_per_seed": half}}
+    comp = compare(arms)
+    assert comp["MIX-CT-MRI"]["gap_closed"] == pytest.approx(0.5)
+    assert comp["MIX-CT-MRI"]["gap_closed_interval"] == pytest.approx([0.5, 0.5])
+    assert "gap_closed_interval" not in comp["PURE-CT"] and "gap_closed_interval" not in comp["ORACLE-CT-MRI"]
+    assert "closes 50% (90% interval 50–50%) of the PURE→ORACLE gap" in verdict(arms, comp, 3)
+
+
 def test_all_arms_expand_and_the_baselines_run_as_cells(tmp_path, tiny_base):
     from duiit_fast.experiment import ALL_ARMS, expand_arms
     assert expand_arms(["PURE-CT", "all"]) == list(ALL_ARMS)

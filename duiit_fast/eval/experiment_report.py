@@ -107,18 +107,48 @@ def paired_tests(a, b) -> dict:
     return out
 
 
+GAP_INTERVAL = (5.0, 95.0)   # percentiles of the bootstrap: a 90 % interval
+
+
+def gap_closed_interval(pure, oracle, arm, draws: int = 4000, seed: int = 0):
+    """Percentile bootstrap interval of the gap share (PURE − arm) / (PURE − ORACLE) on cohort means.
+    Each argument holds, per cohort, the test MSE of each training seed (shape cohorts × seeds). Every
+    draw takes the cohorts with replacement and, within each, its seeds with replacement — the same
+    draw for the three arms, which keeps their pairing — so the interval shows both how much the
+    phantom's patients and how much the training seed move the share. None below 2 cohorts."""
+    cells = np.stack([np.asarray(x, float).reshape(len(x), -1) for x in (pure, oracle, arm)])   # 3 × n × k
+    _, n, k = cells.shape
+    if n < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    cohorts = rng.integers(0, n, size=(draws, n))
+    seeds = rng.integers(0, k, size=(draws, n, k))
+    drawn = cells[:, cohorts[:, :, None], seeds].mean(axis=(2, 3))   # 3 × draws: each arm's mean per draw
+    p, o, m = drawn
+    shares = (p - m)[p > o] / (p - o)[p > o]   # a draw where ORACLE does not beat PURE has no gap
+    if len(shares) < draws // 2:
+        return None
+    low, high = np.percentile(shares, GAP_INTERVAL)
+    return [float(low), float(high)]
+
+
 def compare(arms: dict) -> dict:
-    """Per arm: gap closed (on cohort means and per cohort) and paired tests against the references."""
+    """Per arm: gap closed (on cohort means and per cohort, with its bootstrap interval) and paired
+    tests against the references."""
     out = {}
-    pure = arms.get("PURE-CT", {}).get("test_mse")
+    pure = arms.get("PURE-CT", {})
     for arm, entry in arms.items():
         row = {}
-        oracle = arms.get(f"ORACLE-CT-{source_of(arm)}", {}).get("test_mse")   # the gap of the arm's source
-        if pure and oracle:
-            p, o, m = np.mean(pure), np.mean(oracle), np.mean(entry["test_mse"])
+        oracle = arms.get(f"ORACLE-CT-{source_of(arm)}", {})   # the gap of the arm's source
+        if pure.get("test_mse") and oracle.get("test_mse"):
+            p, o, m = np.mean(pure["test_mse"]), np.mean(oracle["test_mse"]), np.mean(entry["test_mse"])
             row["gap_closed"] = float((p - m) / (p - o)) if p > o else float("nan")
             row["gap_closed_per_cohort"] = [float((pc - mc) / (pc - oc)) if pc > oc else float("nan")
-                                            for pc, oc, mc in zip(pure, oracle, entry["test_mse"])]
+                                            for pc, oc, mc in zip(pure["test_mse"], oracle["test_mse"],
+                                                                  entry["test_mse"])]
+            if entry is not pure and entry is not oracle:   # theirs are 0 and 1 by definition
+                per_seed = [e.get("test_mse_per_seed") or e["test_mse"] for e in (pure, oracle, entry)]
+                row["gap_closed_interval"] = gap_closed_interval(*per_seed)
         for ref in references_for(arm):
             if ref in arms and ref != arm:
                 row[f"vs {ref}"] = paired_tests(entry["test_mse"], arms[ref]["test_mse"])
@@ -129,6 +159,14 @@ def compare(arms: dict) -> dict:
 def _fmt(values, digits: int = 1) -> str:
     v = np.asarray(values, float)
     return f"{v.mean():.{digits}f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.{digits}f}"
+
+
+def _gap_text(row: dict) -> str:
+    """'34% (90% interval 5–60%)', '34%' without an interval, '–' without a gap."""
+    gap, interval = row.get("gap_closed", float("nan")), row.get("gap_closed_interval")
+    if math.isnan(gap):
+        return "–"
+    return f"{100 * gap:.0f}%" + (f" (90% interval {100 * interval[0]:.0f}–{100 * interval[1]:.0f}%)" if interval else "")
 
 
 def _p(x) -> str:
@@ -158,9 +196,7 @@ def write_report(out: Path, results: dict, log=print) -> None:
              "| arm | test MSE (years²) | val MSE | gap closed | label-cue slope | reader MSE on G(src) | pixel L1 "
              "| domain FID |", "|---|---|---|---|---|---|---|---|"]
     for arm, e in arms.items():
-        gap = comp[arm].get("gap_closed", float("nan"))
-        lines.append(f"| {arm} | {_fmt(e['test_mse'])} | {_fmt(e['val_mse'])} | "
-                     f"{'–' if math.isnan(gap) else f'{100 * gap:.0f}%'} | "
+        lines.append(f"| {arm} | {_fmt(e['test_mse'])} | {_fmt(e['val_mse'])} | {_gap_text(comp[arm])} | "
                      f"{_fmt(e['reader_slope'], 2) if 'reader_slope' in e else '–'} | "
                      f"{_fmt(e['reader_mse']) if 'reader_mse' in e else '–'} | "
                      f"{_fmt(e['pixel_l1'], 3) if 'pixel_l1' in e else '–'} | "
@@ -197,6 +233,9 @@ def write_report(out: Path, results: dict, log=print) -> None:
     if shares:
         lines += ["", "Gradient share into G (last epoch): " + "; ".join(f"{a}: {_fmt(v)}" for a, v in shares.items())]
     lines += ["", verdict(arms, comp, n), "", _wilcoxon_floor(n), "",
+              "Gap intervals: percentile bootstrap of the share on cohort means, cohorts drawn with replacement"
+              + (" and, within each, its training seeds" if seeds > 1 else "")
+              + " (the same draws for PURE-CT, ORACLE and the arm).", "",
               "Label cues: a reader trained on real CT (and the MRI patients rendered as CT) reads G(MRI); a slope "
               "near 1 means the translation kept the anatomy that carries age, near 0 that it erased it. "
               "grad share: ‖∇_G λ·L_pred‖ / ‖∇_G L_trans‖ on the last epoch's first step. Domain FID: FID's "
@@ -225,7 +264,7 @@ def verdict(arms: dict, comp: dict, n: int) -> str:
         beats = [ref for ref in refs if f"vs {ref}" in row and row[f"vs {ref}"]["mean_difference"] < 0
                  and row[f"vs {ref}"]["t_p"] < 0.1]
         missing = [ref for ref in refs if f"vs {ref}" in row and ref not in beats]
-        gap_text = "n/a" if math.isnan(gap) else f"{100 * gap:.0f}%"
+        gap_text = "n/a" if math.isnan(gap) else _gap_text(row)
         goal = not missing and not math.isnan(gap) and gap >= 0.5
         parts.append(f"**{arm}** closes {gap_text} of the PURE→ORACLE gap; it beats "
                      f"{', '.join(beats) or 'none of the references'} with paired t-test p < 0.1"

@@ -149,7 +149,7 @@ def test_gap_interval_resamples_cohorts_and_seeds_with_the_arms_paired():
     assert comp["MIX-CT-MRI"]["gap_closed"] == pytest.approx(0.5)
     assert comp["MIX-CT-MRI"]["gap_closed_interval"] == pytest.approx([0.5, 0.5])
     assert "gap_closed_interval" not in comp["PURE-CT"] and "gap_closed_interval" not in comp["ORACLE-CT-MRI"]
-    assert "closes 50% (90% interval 50–50%) of the PURE→ORACLE gap" in verdict(arms, comp, 3)
+    assert "closes 50% (90% interval 50 to 50%) of the PURE→ORACLE gap" in verdict(arms, comp, 3)
 
 
 def test_all_arms_expand_and_the_baselines_run_as_cells(tmp_path, tiny_base):

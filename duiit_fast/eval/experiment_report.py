@@ -162,11 +162,11 @@ def _fmt(values, digits: int = 1) -> str:
 
 
 def _gap_text(row: dict) -> str:
-    """'34% (90% interval 5–60%)', '34%' without an interval, '–' without a gap."""
+    """'34% (90% interval 5 to 60%)', '34%' without an interval, '–' without a gap."""
     gap, interval = row.get("gap_closed", float("nan")), row.get("gap_closed_interval")
     if math.isnan(gap):
         return "–"
-    return f"{100 * gap:.0f}%" + (f" (90% interval {100 * interval[0]:.0f}–{100 * interval[1]:.0f}%)" if interval else "")
+    return f"{100 * gap:.0f}%" + (f" (90% interval {100 * interval[0]:.0f} to {100 * interval[1]:.0f}%)" if interval else "")
 
 
 def _p(x) -> str:

@@ -232,11 +232,12 @@ def write_report(out: Path, results: dict, log=print) -> None:
     shares = {a: e["grad_share_last_epoch"] for a, e in arms.items() if "grad_share_last_epoch" in e}
     if shares:
         lines += ["", "Gradient share into G (last epoch): " + "; ".join(f"{a}: {_fmt(v)}" for a, v in shares.items())]
-    lines += ["", verdict(arms, comp, n), "", _wilcoxon_floor(n), "",
-              "Gap intervals: percentile bootstrap of the share on cohort means, cohorts drawn with replacement"
-              + (" and, within each, its training seeds" if seeds > 1 else "")
-              + " (the same draws for PURE-CT, ORACLE and the arm).", "",
-              "Label cues: a reader trained on real CT (and the MRI patients rendered as CT) reads G(MRI); a slope "
+    lines += ["", verdict(arms, comp, n), "", _wilcoxon_floor(n), ""]
+    if any(row.get("gap_closed_interval") for row in comp.values()):
+        lines += ["Gap intervals: percentile bootstrap of the share on cohort means, cohorts drawn with replacement"
+                  + (" and, within each, its training seeds" if seeds > 1 else "")
+                  + " (the same draws for PURE-CT, ORACLE and the arm).", ""]
+    lines += ["Label cues: a reader trained on real CT (and the MRI patients rendered as CT) reads G(MRI); a slope "
               "near 1 means the translation kept the anatomy that carries age, near 0 that it erased it. "
               "grad share: ‖∇_G λ·L_pred‖ / ‖∇_G L_trans‖ on the last epoch's first step. Domain FID: FID's "
               "Fréchet distance between G(MRI) and real CT in the CT reader's feature space (0 = "

@@ -21,12 +21,10 @@ import sys
 import time
 from pathlib import Path
 
+from duiit_fast.eval.experiment_report import cohort_dir_of   # the experiment's own layout
+
 ARM = "MIX-CT-MRI"
 STAGE_TWO_SPEC = Path("CYCLEGAN-CT-MRI") / ".result-job.json"   # that arm's config, written by the experiment
-
-
-def cell_dir(root: Path, cohort: int, seed: int) -> Path:
-    return root / f"cohort-{cohort}" / (f"seed-{seed}" if seed else "")
 
 
 def refit_cell(experiment: Path, out: Path, cohort: int, seed: int) -> dict:
@@ -40,7 +38,7 @@ def refit_cell(experiment: Path, out: Path, cohort: int, seed: int) -> dict:
         def translator_budget(self) -> int:
             return 0   # no translator-only steps: G is the DUIIT cell's, loaded below
 
-    src, dst = cell_dir(experiment, cohort, seed), cell_dir(out, cohort, seed) / ARM
+    src, dst = cohort_dir_of(experiment, cohort, seed), cohort_dir_of(out, cohort, seed) / ARM
     spec = json.loads((src / STAGE_TWO_SPEC).read_text())
     cfg = dataclasses.replace(TrainConfig.from_dict(spec["config"]), out_dir=str(dst), translator_init=None,
                               reader_path=str(src / "readers.pt"), cache_dir=str(out / ".phantom-cache"))
@@ -80,7 +78,7 @@ def main() -> None:
         refit_cell(args.experiment, args.out, *args.cell)
         return
     todo = [(c, s) for c in range(args.cohorts) for s in range(args.seeds)
-            if not (cell_dir(args.out, c, s) / ARM / "result.json").exists()]
+            if not (cohort_dir_of(args.out, c, s) / ARM / "result.json").exists()]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     running: list[subprocess.Popen] = []
     for c, s in todo:
@@ -91,7 +89,7 @@ def main() -> None:
                                          "--cell", str(c), str(s)], env=env))
     for p in running:
         p.wait()
-    missing = [(c, s) for c, s in todo if not (cell_dir(args.out, c, s) / ARM / "result.json").exists()]
+    missing = [(c, s) for c, s in todo if not (cohort_dir_of(args.out, c, s) / ARM / "result.json").exists()]
     if missing:
         raise SystemExit(f"refit cells without a result (cohort, seed): {missing}")
     compare(args.experiment, args.out)

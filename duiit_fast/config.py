@@ -131,6 +131,10 @@ class TrainConfig:
     predictor_raw_sources: bool = False  # DUIIT: P also reads each source batch untranslated (NAIVE's
                                       # data) beside its translation, so cues the translator weakens still
                                       # reach P in the source's own contrast
+    predictor_source_weight: float = 1.0  # DUIIT (the joint step): P's loss weighs each source-derived slice
+                                     # by this, real CT by 1 (eq. 2: 1). G's gradient from λ·L_pred stays
+                                     # eq. 2's, so P's reading leans on real CT while G still learns to
+                                     # carry the cues; the references' P (NAIVE, ORACLE, CycleGAN) is unaffected
     select_on_val: bool = True       # keep the predictor of the epoch with the best validation MSE
     predictor_ema: float = 0.0       # > 0: evaluate a running average of P's weights (decay per step)
     predictor_bn_stats: str = "real_ct"  # real_ct: before every evaluation P's BatchNorm statistics are
@@ -218,6 +222,8 @@ class TrainConfig:
                f"must be one of {PREDICTOR_BN_STATS}, got {self.predictor_bn_stats!r}")
         _check(self.predictor_bn_domains in PREDICTOR_BN_DOMAINS, "predictor_bn_domains",
                f"must be one of {PREDICTOR_BN_DOMAINS}, got {self.predictor_bn_domains!r}")
+        _check(0 < self.predictor_source_weight <= 100, "predictor_source_weight",
+               f"must lie in (0, 100], got {self.predictor_source_weight}")
         _check(0 <= self.predictor_ema < 1, "predictor_ema", f"must lie in [0, 1), got {self.predictor_ema}")
         _check(self.num_threads is None or self.num_threads >= 1, "num_threads",
                f"must be at least 1 (or unset), got {self.num_threads}")

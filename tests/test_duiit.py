@@ -61,6 +61,48 @@ def test_raw_sources_add_the_untranslated_slices_to_the_pred_loss(tiny_config):
         tiny_config(predictor_raw_sources=True, source_calibration=True).validate()
 
 
+def test_source_weight_moves_only_the_predictors_share_of_eq_2(tiny_config):
+    """w = 0.25: P's gradient is that of Σ real + w·Σ translated, G's that of eq. 2 unweighted."""
+    from duiit_fast.errors import DuiitConfigError
+    trainer = Trainer(tiny_config(), progress=False)
+    x, r_x, sources = _batch(trainer)
+    nets, w = trainer.nets, 0.25
+    nets["P"].eval()   # running BatchNorm statistics: no coupling of real-CT terms to G through the batch
+
+    def grads(source_weight, params):
+        torch.manual_seed(0)
+        losses = generator_predictor_loss(nets, x, r_x, sources, 10.0, 1e-3, label_scale=trainer.age_std,
+                                          source_weight=source_weight)
+        return losses, torch.autograd.grad(1e-3 * losses.feedback, params, allow_unused=True)
+    g_params = list(nets["G"]["mri"].parameters())
+    p_params = list(nets["P"].parameters())
+    plain, g_plain = grads(1.0, g_params)
+    weighted, g_weighted = grads(w, g_params)
+    for a, b in zip(g_plain, g_weighted):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-9)
+    # The logged L_pred is eq. 2 whatever w; the total carries the weighted sum.
+    assert torch.equal(weighted.pred, plain.pred)
+    with torch.no_grad():
+        fake = plain.fakes["mri"][0]
+        real_err = squared_error_sum(nets["P"](x).squeeze(1), r_x, trainer.age_std)
+        src_err = squared_error_sum(nets["P"](fake).squeeze(1), sources["mri"].ages, trainer.age_std)
+    expected = weighted.trans.detach() + 1e-3 * (real_err + w * src_err)
+    assert float(weighted.total.detach()) == pytest.approx(float(expected), rel=1e-5)
+    # P's gradient: real CT at weight 1, the translations at w.
+    _, p_weighted = grads(w, p_params)
+    real_only = torch.autograd.grad(1e-3 * squared_error_sum(nets["P"](x).squeeze(1), r_x, trainer.age_std),
+                                    p_params)
+    src_only = torch.autograd.grad(1e-3 * squared_error_sum(nets["P"](fake.detach()).squeeze(1), sources["mri"].ages,
+                                                            trainer.age_std), p_params)
+    for got, a, b in zip(p_weighted, real_only, src_only):
+        torch.testing.assert_close(got, a + w * b, rtol=1e-4, atol=1e-9)
+    nets["P"].train()
+    history = Trainer(tiny_config(predictor_source_weight=w), progress=False).fit()
+    assert len(history) == 2 and all(math.isfinite(r["pred"]) for r in history)
+    with pytest.raises(DuiitConfigError, match="predictor_source_weight"):
+        tiny_config(predictor_source_weight=0.0).validate()
+
+
 def test_separate_domain_batchnorm_normalises_each_group_by_itself(tiny_config):
     from duiit_fast.errors import DuiitConfigError
     from duiit_fast.train.networks import predictor_outputs

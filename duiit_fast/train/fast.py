@@ -161,7 +161,8 @@ def build_step_functions(nets, cfg, fast: FastPath, device: torch.device, label_
 
     def gen_parts(x, r_x, sources):
         losses = generator_predictor_loss(nets, x, r_x, sources, cfg.lambda_cyc, cfg.lambda_pred,
-                                          label_scale, reader, replicas, terms, cfg.predictor_raw_sources)
+                                          label_scale, reader, replicas, terms, cfg.predictor_raw_sources,
+                                          cfg.predictor_source_weight)
         return losses.total, losses.trans, losses.pred, losses.feedback, losses.fakes
 
     gen_fast = fast_version(gen_parts)

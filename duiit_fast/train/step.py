@@ -37,13 +37,30 @@ class GeneratorLosses:
     fakes: dict             # source → (fake_x: G(y), fake_y: F(x))
 
 
-def squared_error_sum(pred: torch.Tensor, target: torch.Tensor, label_scale: float | torch.Tensor = 1.0) -> torch.Tensor:
+def squared_error_sum(pred: torch.Tensor, target: torch.Tensor, label_scale: float | torch.Tensor = 1.0,
+                      weights: torch.Tensor | None = None) -> torch.Tensor:
     """Σ (pred − target)² in label units. Eq. 2 is a sum over samples of l(P(·), r) with r in the
     label's units (years for age), and the paper's λ = 1e-3 multiplies that sum: P predicts
     standardised ages, so label_scale (the ages' std; a 0-d tensor in compiled steps) converts its
-    errors back to years."""
+    errors back to years. `weights`: one per sample (default: all 1, the paper)."""
     # fp32 whatever P's output precision (bf16 under autocast): a sum over the batch in years².
-    return (pred.float() - target.float()).square().sum() * (label_scale * label_scale)
+    squared = (pred.float() - target.float()).square()
+    return (squared if weights is None else squared * weights).sum() * (label_scale * label_scale)
+
+
+def scale_gradient(t: torch.Tensor, factor: float) -> torch.Tensor:
+    """t in the forward pass, exactly; the gradient flowing back through it is multiplied by
+    `factor`. (t − t.detach() is an exact zero that carries t's gradient.)"""
+    if factor == 1.0:
+        return t
+    return t.detach() + (t - t.detach()) * factor
+
+
+def sample_weights(counts, source_weight: float, like: torch.Tensor) -> torch.Tensor:
+    """Per-sample weights for a batch laid out [real CT, source-derived groups...]: 1 on real CT,
+    source_weight on every other group."""
+    return torch.cat([torch.full((n,), 1.0 if i == 0 else source_weight, device=like.device)
+                      for i, n in enumerate(counts)])
 
 
 @dataclass(frozen=True)
@@ -119,7 +136,8 @@ def translation_loss(nets, x, sources: dict, lambda_cyc: float, terms: Translato
 
 def generator_predictor_loss(nets, x, r_x, sources: dict, lambda_cyc: float, lambda_pred: float,
                              label_scale: float = 1.0, reader=None, replicas: int = 1,
-                             terms: TranslatorRegularisers = PAPER_TERMS, raw_sources: bool = False) -> GeneratorLosses:
+                             terms: TranslatorRegularisers = PAPER_TERMS, raw_sources: bool = False,
+                             source_weight: float = 1.0) -> GeneratorLosses:
     """L = L_trans + λ·L_pred (eq. 3), L_pred in label units (years²) summed over the batch.
     Under data parallelism (`replicas` ranks, gradients averaged) λ·L_pred is taken `replicas`
     times, so the average is λ times the sum over the global batch (train/distributed.py).
@@ -132,6 +150,11 @@ def generator_predictor_loss(nets, x, r_x, sources: dict, lambda_cyc: float, lam
 
     raw_sources=True (beyond the paper): P also reads each source batch untranslated, as NAIVE does,
     beside its translation; those terms join L_pred, and reach G only through BatchNorm's batch statistics.
+
+    source_weight = w (beyond the paper, 1 in it): P learns from real CT + w·(source-derived slices),
+    so a w < 1 keeps P's reading anchored on real CT, while G's discriminative gradient stays eq. 2's
+    (`feedback` is the weighted sum; its gradient into G equals the unweighted one's, up to the
+    slight coupling through BatchNorm's batch statistics, which is scaled by 1/w too).
     """
     trans, fakes = translation_loss(nets, x, sources, lambda_cyc, terms)
     translated = [fakes[k][0] if reader is None else fakes[k][0].detach() for k in sources]
@@ -140,16 +163,23 @@ def generator_predictor_loss(nets, x, r_x, sources: dict, lambda_cyc: float, lam
     raw_targets = targets[1:] if raw_sources else []
     # One predictor call over real and translated images keeps BatchNorm statistics mixed (unless P
     # normalises each group by itself: predictor_bn_domains).
-    pred = predictor_outputs(nets, torch.cat([x] + translated + raws),
-                             [x.shape[0]] + [t.shape[0] for t in translated + raws])
-    pred_loss = squared_error_sum(pred, torch.cat(targets + raw_targets), label_scale)
+    counts = [x.shape[0]] + [t.shape[0] for t in translated + raws]
+    # P's share of eq. 2 weighs each source-derived slice by w; the translations enter P through a
+    # gradient scale of 1/w, so what reaches G from λ·L_pred is eq. 2's unweighted gradient.
+    # (w = 1: the paper; both are then identities.)
+    pred = predictor_outputs(nets, torch.cat([x] + [scale_gradient(t, 1.0 / source_weight) for t in translated]
+                                             + raws), counts)
+    all_targets = torch.cat(targets + raw_targets)
+    pred_loss = squared_error_sum(pred, all_targets, label_scale)   # eq. 2 in years², what is logged
+    weighted = pred_loss if source_weight == 1.0 else \
+        squared_error_sum(pred, all_targets, label_scale, sample_weights(counts, source_weight, pred))
     if reader is None:
-        feedback = pred_loss
-        total = trans + (lambda_pred * replicas) * pred_loss
+        feedback = weighted
+        total = trans + (lambda_pred * replicas) * weighted
     else:
         fake_xs = torch.cat([fakes[k][0] for k in sources])
         feedback = squared_error_sum(reader(fake_xs).squeeze(1), torch.cat(targets[1:]), label_scale)
-        total = trans + (lambda_pred * replicas) * (pred_loss + feedback)
+        total = trans + (lambda_pred * replicas) * (weighted + feedback)
     return GeneratorLosses(total, trans, pred_loss, feedback, fakes)
 
 
@@ -278,7 +308,8 @@ class StepFunctions:
 
         def gen(x, r_x, sources):
             return generator_predictor_loss(nets, x, r_x, sources, cfg.lambda_cyc, cfg.lambda_pred,
-                                            label_scale, reader, replicas, terms, cfg.predictor_raw_sources)
+                                            label_scale, reader, replicas, terms, cfg.predictor_raw_sources,
+                                            cfg.predictor_source_weight)
         gen = ops.under_backend(gen, backend)
         return cls(gen, ops.under_backend(lambda x, sources: translation_loss(nets, x, sources, cfg.lambda_cyc, terms),
                                           backend),

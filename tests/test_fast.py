@@ -141,9 +141,10 @@ def test_compiled_predictor_step_matches_eager(tiny_config):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("setting", ["MIX-CT-MRI", "CYCLEGAN-CT-MRI"])
-def test_compiled_joint_and_translator_steps_match_eager(tiny_config, setting):
-    base = tiny_config(setting, backend="reference", translator_warmup_steps=2)
+@pytest.mark.parametrize("setting, overrides", [("MIX-CT-MRI", {}), ("CYCLEGAN-CT-MRI", {}),
+                                                ("MIX-CT-MRI", {"predictor_source_weight": 0.5})])
+def test_compiled_joint_and_translator_steps_match_eager(tiny_config, setting, overrides):
+    base = tiny_config(setting, backend="reference", translator_warmup_steps=2, **overrides)
     trainer = _compiled_matches_eager(base, dataclasses.replace(base, compile="on", out_dir=base.out_dir + "-c"))
     trainer.fit()
     assert len(trainer.history) == 2

@@ -2,9 +2,9 @@
 `duiit experiment` folder's results.json and the same protocol measured again (more training seeds
 per cell, another CPU).
 
-    PYTHONPATH=. python bench/record_experiment.py --run docs/experiment/results.json --commit 71bd04d \
+    PYTHONPATH=. python bench/record_experiment.py --run docs/experiment/results.json --commit 70803b2 \
         --machine "x86_64 (AMD EPYC Zen 4, AVX-512 with BF16), 2 cores, torch 2.14.1+cu130" \
-        --also epochs-24-seeds-2/results.json 052b00f "the same protocol with 2 training seeds per cell, ..."
+        --also source-weight-0.5-seeds-5/results.json 70803b2 "the same protocol with 5 training seeds per cell, ..."
 
 An --also path is relative to docs/experiment/. Every number comes from the results files
 (tests/test_demo.py checks that it does).

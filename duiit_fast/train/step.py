@@ -56,10 +56,10 @@ def scale_gradient(t: torch.Tensor, factor: float) -> torch.Tensor:
     return t.detach() + (t - t.detach()) * factor
 
 
-def sample_weights(counts, source_weight: float, like: torch.Tensor) -> torch.Tensor:
+def sample_weights(counts, source_weight: float, device) -> torch.Tensor:
     """Per-sample weights for a batch laid out [real CT, source-derived groups...]: 1 on real CT,
     source_weight on every other group."""
-    return torch.cat([torch.full((n,), 1.0 if i == 0 else source_weight, device=like.device)
+    return torch.cat([torch.full((n,), 1.0 if i == 0 else source_weight, device=device)
                       for i, n in enumerate(counts)])
 
 
@@ -172,7 +172,7 @@ def generator_predictor_loss(nets, x, r_x, sources: dict, lambda_cyc: float, lam
     all_targets = torch.cat(targets + raw_targets)
     pred_loss = squared_error_sum(pred, all_targets, label_scale)   # eq. 2 in years², what is logged
     weighted = pred_loss if source_weight == 1.0 else \
-        squared_error_sum(pred, all_targets, label_scale, sample_weights(counts, source_weight, pred))
+        squared_error_sum(pred, all_targets, label_scale, sample_weights(counts, source_weight, pred.device))
     if reader is None:
         feedback = weighted
         total = trans + (lambda_pred * replicas) * weighted

@@ -11,14 +11,15 @@
 #   OUT=dir DEVICE=cpu QUICK=1 SEEDS=1 bash bench/issue9_sweep.sh   # the plumbing at smoke-test size
 #
 # CANDIDATES: one per line, KEY=VALUE fields separated by spaces (`duiit experiment --set`). The
-# defaults were rejected on the 2-core CPU on best-epoch validation and again on the cross-fitted number,
-# with 2 seeds (docs/experiment.md, tried table). Two seeds see a 3 years² effect a third of the time;
-# ~30 (SEEDS=30) see it 4 times in 5. On the CPU one seed of the defaults takes ~35 min for 5 cohorts; a
-# candidate that only wins on a GPU cannot be the CPU default.
+# defaults map P's source weight around the adopted 0.5 (docs/experiment.md, tried table): 1 (eq. 2
+# unweighted, the defaults before; 0.5 won by a small validation margin over 5 seeds), 0.75 (untried;
+# 0.25 lost on two cohorts and 0.5 won), and λ = 2e-3 (rejected on the CPU with 2-3 seeds). Two seeds see
+# a 3 years² effect a third of the time; ~30 (SEEDS=30) see it 4 times in 5. On the CPU one seed of the
+# defaults takes ~35 min for 5 cohorts; a candidate that only wins on a GPU cannot be the CPU default.
 set -uo pipefail
 OUT=${OUT:-out}; DEVICE=${DEVICE:-cuda}; COHORTS=${COHORTS:-5}; WORKERS=${WORKERS:-3}; SEEDS=${SEEDS:-2}
-CANDIDATES=${CANDIDATES:-"predictor_ema=0.99
-epochs=32 decay_start_epoch=16
+CANDIDATES=${CANDIDATES:-"predictor_source_weight=1
+predictor_source_weight=0.75
 lambda_pred=2e-3"}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)

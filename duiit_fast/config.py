@@ -122,6 +122,10 @@ class TrainConfig:
     lambda_structure: float = 0.0    # weight of |MIND(G(y)) − MIND(y)| + |MIND(F(x)) − MIND(x)| in L_trans
                                       # (train/structure.py; Yang et al. 2018): edges stay where they were
                                       # across the change of contrast, so ventricles and sulci survive
+    lambda_identity: float = 0.0     # CycleGAN's identity term (Zhu et al. 2017, §5.2; its code's
+                                      # --lambda_identity, 0.5 there): λcyc·λidt·(|G(x) − x| + |F(y) − y|),
+                                      # each translator leaves an image already in its output domain as
+                                      # it is, which pushes G to change contrast, not anatomy
     pred_feedback: str = "joint"     # joint: G's discriminative gradient from the co-trained P
                                       # (the paper); ct_reader: from a reader trained on real CT only
     source_calibration: bool = False  # P reads every batch that is not real CT (translated, raw or
@@ -210,7 +214,7 @@ class TrainConfig:
         _check(0 <= self.decay_start_epoch <= self.epochs, "decay_start_epoch",
                f"must lie in [0, epochs={self.epochs}], got {self.decay_start_epoch}")
         for name in ("lr_translator", "lr_predictor", "lambda_cyc", "lambda_pred", "pool_size", "cycle_noise",
-                     "lambda_structure"):
+                     "lambda_structure", "lambda_identity"):
             _check(getattr(self, name) >= 0, name, f"must not be negative, got {getattr(self, name)}")
         _check(0 <= self.beta1 < 1, "beta1", f"must lie in [0, 1), got {self.beta1}")
         _check(self.predictor_beta1 is None or 0 <= self.predictor_beta1 < 1, "predictor_beta1",

@@ -622,6 +622,46 @@ def test_the_structure_term_adds_mind_distances_to_the_translation_loss_only(tin
     assert float(with_term - plain) == pytest.approx(float(expected), rel=1e-5)
 
 
+def test_the_identity_term_adds_cyclegan_identity_distances_to_the_translation_loss(tiny_config):
+    from duiit_fast import ops
+    from duiit_fast.errors import DuiitConfigError
+    from duiit_fast.train.step import TranslatorRegularisers, translation_loss
+    trainer = Trainer(tiny_config(lambda_identity=0.5), progress=False)
+    x, _, sources = _batch(trainer)
+    assert TranslatorRegularisers.of(trainer.cfg).identity == 0.5
+    assert TranslatorRegularisers.of(tiny_config()).identity == 0.0   # the paper's L_trans by default
+    G, F, y = trainer.nets["G"]["mri"], trainer.nets["F"]["mri"], sources["mri"].images
+    with torch.no_grad():
+        plain, _ = translation_loss(trainer.nets, x, sources, 10.0, TranslatorRegularisers())
+        with_term, _ = translation_loss(trainer.nets, x, sources, 10.0, TranslatorRegularisers(identity=0.5))
+        expected = 10.0 * 0.5 * (ops.l1_loss(G(x), x) + ops.l1_loss(F(y), y))
+    assert float(expected) > 0.01
+    assert float(with_term - plain) == pytest.approx(float(expected), rel=1e-5)
+    # Gradient reaches G through G(CT) even where no source image passes: the term is G's alone.
+    G.zero_grad()
+    translation_loss(trainer.nets, x, sources, 10.0, TranslatorRegularisers(identity=0.5))[0].backward()
+    with_grad = [p.grad.clone() for p in G.parameters()]
+    G.zero_grad()
+    translation_loss(trainer.nets, x, sources, 10.0, TranslatorRegularisers())[0].backward()
+    assert any(not torch.allclose(a, p.grad) for a, p in zip(with_grad, G.parameters()))
+    with pytest.raises(DuiitConfigError, match="lambda_identity"):
+        tiny_config(lambda_identity=-0.5).validate()
+
+
+def test_a_warm_up_trained_without_the_identity_term_is_refused(tiny_config, tmp_path):
+    from duiit_fast.errors import DuiitConfigError
+    source = Trainer(tiny_config(out_dir=str(tmp_path / "w"), translator_warmup_steps=2), progress=False)
+    source._prepare()
+    source.warm_up(tmp_path / "warm.pt")
+    other = Trainer(tiny_config(translator_warmup_steps=2, lambda_identity=0.5,
+                                translator_init=str(tmp_path / "warm.pt")), progress=False)
+    other._prepare()
+    with pytest.raises(DuiitConfigError, match="lambda_identity"):
+        other.warm_up()
+    trained = Trainer(tiny_config(translator_warmup_steps=2, lambda_identity=0.5, out_dir=str(tmp_path / "i")),
+                      progress=False)
+    assert len(trained.fit()) == 2 and all(math.isfinite(r["loss"]) for r in trained.history)
+
 def test_translator_regularisers_train_and_guard_a_shared_warm_up(tiny_config, tmp_path):
     from duiit_fast.errors import DuiitConfigError
     cfg = dict(cycle_noise=0.1, critic_augment=True, translator_warmup_steps=2)

@@ -65,15 +65,18 @@ def sample_weights(counts, source_weight: float, device) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class TranslatorRegularisers:
-    """Beyond the paper, all off by default (config.py): noise on the cycle's way back, DiffAugment
-    on the critics' inputs and the MIND structure term between each image and its translation."""
+    """Beyond the paper's eq. 1, all off by default (config.py): noise on the cycle's way back,
+    DiffAugment on the critics' inputs, the MIND structure term between each image and its
+    translation, and CycleGAN's identity term (relative to λcyc, as in CycleGAN's code)."""
     cycle_noise: float = 0.0
     critic_augment: bool = False
     structure: float = 0.0
+    identity: float = 0.0
 
     @classmethod
     def of(cls, cfg) -> "TranslatorRegularisers":
-        return cls(float(cfg.cycle_noise), bool(cfg.critic_augment), float(cfg.lambda_structure))
+        return cls(float(cfg.cycle_noise), bool(cfg.critic_augment), float(cfg.lambda_structure),
+                   float(cfg.lambda_identity))
 
     def critic_input(self, images: torch.Tensor) -> torch.Tensor:
         return diff_augment(images) if self.critic_augment else images
@@ -130,6 +133,9 @@ def translation_loss(nets, x, sources: dict, lambda_cyc: float, terms: Translato
                             + ops.l1_loss(rec_x.float(), x.float()))
         if terms.structure:   # the paper's L_trans has no such term: nothing is added, not even a zero
             trans = trans + terms.structure * (structure_loss(fake_x, y) + structure_loss(fake_y, x))
+        if terms.identity:    # G(CT) = CT and F(source) = source: two more translator passes
+            trans = trans + lambda_cyc * terms.identity * (ops.l1_loss(G(x).float(), x.float())
+                                                           + ops.l1_loss(Fk(y).float(), y.float()))
         fakes[k] = (fake_x, fake_y)
     return trans, fakes
 

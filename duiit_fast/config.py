@@ -140,6 +140,10 @@ class TrainConfig:
                                      # eq. 2's, so P's reading leans on real CT while G still learns to
                                      # carry the cues; the references' P (NAIVE, ORACLE, CycleGAN) is unaffected
     select_on_val: bool = True       # keep the predictor of the epoch with the best validation MSE
+    tail_ensemble_epochs: int = 0    # > 0: the predictor evaluated and used averages the predictions of P as it
+                                     # was at the end of each of its last K epochs (each with its own BatchNorm
+                                     # statistics) instead of choosing one epoch: a snapshot ensemble, whose
+                                     # validation MSE is not spent on a choice; replaces select_on_val
     predictor_ema: float = 0.0       # > 0: evaluate a running average of P's weights (decay per step)
     predictor_bn_stats: str = "real_ct"  # real_ct: before every evaluation P's BatchNorm statistics are
                                       # re-estimated on the real training CT (AdaBN); running: the
@@ -229,6 +233,8 @@ class TrainConfig:
         _check(0 < self.predictor_source_weight <= 100, "predictor_source_weight",
                f"must lie in (0, 100], got {self.predictor_source_weight}")
         _check(0 <= self.predictor_ema < 1, "predictor_ema", f"must lie in [0, 1), got {self.predictor_ema}")
+        _check(self.tail_ensemble_epochs >= 0, "tail_ensemble_epochs",
+               f"must not be negative, got {self.tail_ensemble_epochs}")
         _check(self.num_threads is None or self.num_threads >= 1, "num_threads",
                f"must be at least 1 (or unset), got {self.num_threads}")
         _check(self.n_blocks is None or self.n_blocks >= 0, "n_blocks", f"must not be negative, got {self.n_blocks}")

@@ -211,6 +211,38 @@ def test_best_epoch_on_validation_is_kept(tiny_config, tmp_path):
     assert last.evaluate("val")["mse"] == pytest.approx(vals[-1], rel=1e-5)
 
 
+def test_tail_ensemble_averages_the_last_epochs_predictors_and_survives_a_reload(tiny_config, tmp_path):
+    cfg = tiny_config("PURE-CT", epochs=4, decay_start_epoch=4, tail_ensemble_epochs=2, out_dir=str(tmp_path / "run"))
+    trainer = Trainer(cfg, progress=False)
+    trainer.fit()
+    assert len(trainer.tail) == 2 and trainer.uses_tail_ensemble
+    images = trainer.data.ct_val.images
+    members = [trainer.predict_with_state(state, images) for state in trainer.tail]
+    assert not torch.equal(members[0], members[1])   # two different epochs' predictors
+    torch.testing.assert_close(trainer.predict(images), (members[0] + members[1]) / 2)
+    # The last member is the last epoch's P, whose validation MSE the history recorded for that epoch.
+    from duiit_fast.eval.evaluate import regression_metrics
+    assert regression_metrics(members[1], trainer.data.ct_val)["mse"] == pytest.approx(
+        trainer.history[-1]["val_mse"], rel=1e-5)
+    # The ensemble replaces the choice of an epoch: P stays the last epoch's, not the best one's.
+    torch.testing.assert_close(trainer.predict_with_state(trainer.nets["P"].state_dict(), images), members[1])
+    loaded = Trainer.load(trainer.save(tmp_path / "m.pt"))
+    torch.testing.assert_close(loaded.predict(images), trainer.predict(images))
+
+
+def test_tail_ensemble_leaves_training_as_it_was(tiny_config, tmp_path):
+    plain = Trainer(tiny_config("MIX-CT-MRI", out_dir=str(tmp_path / "a")), progress=False).fit()
+    tail = Trainer(tiny_config("MIX-CT-MRI", tail_ensemble_epochs=3, out_dir=str(tmp_path / "b")), progress=False).fit()
+    assert [r["loss"] for r in tail] == [r["loss"] for r in plain]
+    assert [r["val_mse"] for r in tail] == [r["val_mse"] for r in plain]
+
+
+def test_tail_ensemble_refuses_a_negative_count(tiny_config):
+    from duiit_fast.errors import DuiitConfigError
+    with pytest.raises(DuiitConfigError, match="tail_ensemble_epochs"):
+        tiny_config("PURE-CT", tail_ensemble_epochs=-1).validate()
+
+
 class _Oracle(torch.nn.Module):
     """Reads the age written into the image's first pixel (a reader that sees every cue)."""
 

@@ -76,6 +76,8 @@ class Trainer:
         self._progress = 0.0                 # fraction of the epochs' steps done (DANN's schedule)
         self.history: list[dict] = []
         self.best: Optional[dict] = None     # {"epoch", "val_mse", "P": state} of the best epoch on val
+        self.tail: list[dict] = []           # P's state after each of the last tail_ensemble_epochs epochs
+        self._member: Optional[nn.Module] = None   # scratch copy of P that reads the tail's states
         self.age_mean, self.age_std = 55.0, 20.0   # replaced by the CT training set's stats in fit
         self.readers: dict[str, AgeReader] = {}    # "cues": label-cue reader; "feedback": ct_reader
         self._extra: dict = {}               # predictor-only extra sets (oracle CT, raw/translated sources)
@@ -508,7 +510,7 @@ class Trainer:
         if self.cfg.predictor_bn_stats == "real_ct":
             recalibrate_batchnorm(self.eval_predictor, self.data.ct_train.images, self.device)
         val = self.data.split("val")
-        pred = self.predict(val.images)
+        pred = self._predict_with(self.eval_predictor, val.images)   # this epoch's P, not the tail's ensemble
         record["val_mse"] = regression_metrics(pred, val)["mse"]
         # Per patient, so that the luck of choosing the best epoch can be taken out (cross_fitted_val_mse).
         record["val_patient_mse"], record["val_patient_slices"] = patient_squared_errors(pred, val)
@@ -519,9 +521,11 @@ class Trainer:
             raise DuiitError(f"training ran away at epoch {self.epoch}: validation MSE {record['val_mse']:.3g} years² "
                              f"is over {RUNAWAY_FACTOR}x that of predicting the mean age ({baseline:.1f}); "
                              "lower the learning rates")
+        snapshot = {k: v.detach().cpu().clone() for k, v in self.eval_predictor.state_dict().items()}
         if self.best is None or record["val_mse"] < self.best["val_mse"]:
-            self.best = {"epoch": self.epoch, "val_mse": record["val_mse"],
-                         "P": copy.deepcopy({k: v.cpu() for k, v in self.eval_predictor.state_dict().items()})}
+            self.best = {"epoch": self.epoch, "val_mse": record["val_mse"], "P": snapshot}
+        if self.cfg.tail_ensemble_epochs:
+            self.tail = (self.tail + [snapshot])[-self.cfg.tail_ensemble_epochs:]
         if "cues" in self.readers:
             # CycleGAN's translators are frozen during the epochs: their cues are measured once.
             if self.cfg.kind == "MIX" or self._last_cues is None:
@@ -531,8 +535,15 @@ class Trainer:
     def use_selected_predictor(self) -> None:
         """After the last epoch, with select_on_val, P becomes the predictor of the best validation
         epoch (chosen on validation, never on test)."""
-        if self.cfg.select_on_val and self.best is not None and self.epoch >= self.cfg.epochs:
+        if (self.cfg.select_on_val and not self.cfg.tail_ensemble_epochs and self.best is not None
+                and self.epoch >= self.cfg.epochs):
             self.eval_predictor.load_state_dict(self.best["P"])
+
+    @property
+    def uses_tail_ensemble(self) -> bool:
+        """Whether predict() averages the tail's snapshots: only once the run is finished, so that every
+        epoch's validation MSE is that epoch's P."""
+        return bool(self.cfg.tail_ensemble_epochs and self.tail and self.epoch >= self.cfg.epochs)
 
     def label_cues(self) -> dict:
         """The label-cue reader on G(source) for a fixed probe set of source slices, per source
@@ -573,8 +584,25 @@ class Trainer:
         return self.nets.get("P_avg", self.nets["P"])
 
     def predict(self, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
-        """Ages in years for (N, 1, S, S) CT slices in [-1, 1]."""
-        return predict_ages(self.eval_predictor, images, self.device, self.age_mean, self.age_std, batch_size)
+        """Ages in years for (N, 1, S, S) CT slices in [-1, 1]: P's, or the mean of the tail's snapshots'."""
+        if not self.uses_tail_ensemble:
+            return self._predict_with(self.eval_predictor, images, batch_size)
+        if self._member is None:
+            self._member = copy.deepcopy(self.eval_predictor)
+        preds = []
+        for snapshot in self.tail:
+            self._member.load_state_dict(snapshot)
+            preds.append(self._predict_with(self._member, images, batch_size))
+        return torch.stack(preds).mean(0)
+
+    def predict_with_state(self, state: dict, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+        """Ages from P with another of its saved states (e.g. trainer.best["P"]), the trainer's P untouched."""
+        member = copy.deepcopy(self.eval_predictor)
+        member.load_state_dict(state)
+        return self._predict_with(member, images, batch_size)
+
+    def _predict_with(self, predictor: nn.Module, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+        return predict_ages(predictor, images, self.device, self.age_mean, self.age_std, batch_size)
 
     def evaluate(self, split: str = "test") -> dict:
         """Slice-level MSE/MAE in years² / years on a CT split, and MSE of patient-mean predictions."""

@@ -77,7 +77,7 @@ class Trainer:
         self.history: list[dict] = []
         self.best: Optional[dict] = None     # {"epoch", "val_mse", "P": state} of the best epoch on val
         self.tail: list[dict] = []           # P's state after each of the last tail_ensemble_epochs epochs
-        self._member: Optional[nn.Module] = None   # scratch copy of P that reads the tail's states
+        self._member: Optional[nn.Module] = None   # scratch copy of P that reads saved states of it
         self.age_mean, self.age_std = 55.0, 20.0   # replaced by the CT training set's stats in fit
         self.readers: dict[str, AgeReader] = {}    # "cues": label-cue reader; "feedback": ct_reader
         self._extra: dict = {}               # predictor-only extra sets (oracle CT, raw/translated sources)
@@ -587,19 +587,14 @@ class Trainer:
         """Ages in years for (N, 1, S, S) CT slices in [-1, 1]: P's, or the mean of the tail's snapshots'."""
         if not self.uses_tail_ensemble:
             return self._predict_with(self.eval_predictor, images, batch_size)
-        if self._member is None:
-            self._member = copy.deepcopy(self.eval_predictor)
-        preds = []
-        for snapshot in self.tail:
-            self._member.load_state_dict(snapshot)
-            preds.append(self._predict_with(self._member, images, batch_size))
-        return torch.stack(preds).mean(0)
+        return torch.stack([self.predict_with_state(s, images, batch_size) for s in self.tail]).mean(0)
 
     def predict_with_state(self, state: dict, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
         """Ages from P with another of its saved states (e.g. trainer.best["P"]), the trainer's P untouched."""
-        member = copy.deepcopy(self.eval_predictor)
-        member.load_state_dict(state)
-        return self._predict_with(member, images, batch_size)
+        if self._member is None:
+            self._member = copy.deepcopy(self.eval_predictor)
+        self._member.load_state_dict(state)
+        return self._predict_with(self._member, images, batch_size)
 
     def _predict_with(self, predictor: nn.Module, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
         return predict_ages(predictor, images, self.device, self.age_mean, self.age_std, batch_size)

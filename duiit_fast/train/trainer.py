@@ -521,11 +521,13 @@ class Trainer:
             raise DuiitError(f"training ran away at epoch {self.epoch}: validation MSE {record['val_mse']:.3g} years² "
                              f"is over {RUNAWAY_FACTOR}x that of predicting the mean age ({baseline:.1f}); "
                              "lower the learning rates")
-        snapshot = {k: v.detach().cpu().clone() for k, v in self.eval_predictor.state_dict().items()}
-        if self.best is None or record["val_mse"] < self.best["val_mse"]:
-            self.best = {"epoch": self.epoch, "val_mse": record["val_mse"], "P": snapshot}
-        if self.cfg.tail_ensemble_epochs:
-            self.tail = (self.tail + [snapshot])[-self.cfg.tail_ensemble_epochs:]
+        is_best = self.best is None or record["val_mse"] < self.best["val_mse"]
+        if is_best or self.cfg.tail_ensemble_epochs:   # copy P only where the copy is kept
+            snapshot = {k: v.detach().cpu().clone() for k, v in self.eval_predictor.state_dict().items()}
+            if is_best:
+                self.best = {"epoch": self.epoch, "val_mse": record["val_mse"], "P": snapshot}
+            if self.cfg.tail_ensemble_epochs:
+                self.tail = (self.tail + [snapshot])[-self.cfg.tail_ensemble_epochs:]
         if "cues" in self.readers:
             # CycleGAN's translators are frozen during the epochs: their cues are measured once.
             if self.cfg.kind == "MIX" or self._last_cues is None:

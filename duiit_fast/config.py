@@ -139,6 +139,11 @@ class TrainConfig:
                                      # by this, real CT by 1 (eq. 2: 1). G's gradient from λ·L_pred stays
                                      # eq. 2's, so P's reading leans on real CT while G still learns to
                                      # carry the cues; the references' P (NAIVE, ORACLE, CycleGAN) is unaffected
+    predictor_ct_epochs: int = 0     # DUIIT: for the first E of its epochs P learns from real CT alone while the
+                                     # translators go on translator-only (λ = 0); the joint step starts from a
+                                     # P that already reads CT (the paper pretrains its MIX predictors "on pure
+                                     # CT images", appendix A.4/A.5). Inside the budget: P's steps and the
+                                     # translators' steps stay every arm's; other settings ignore it
     select_on_val: bool = True       # keep the predictor of the epoch with the best validation MSE
     tail_ensemble_epochs: int = 0    # > 0: the predictor evaluated and used averages the predictions of P as it
                                      # was at the end of each of its last K epochs (each with its own BatchNorm
@@ -233,6 +238,8 @@ class TrainConfig:
         _check(0 < self.predictor_source_weight <= 100, "predictor_source_weight",
                f"must lie in (0, 100], got {self.predictor_source_weight}")
         _check(0 <= self.predictor_ema < 1, "predictor_ema", f"must lie in [0, 1), got {self.predictor_ema}")
+        _check(0 <= self.predictor_ct_epochs < max(self.epochs, 1), "predictor_ct_epochs",
+               f"must lie in [0, epochs = {self.epochs}), got {self.predictor_ct_epochs}")
         _check(self.tail_ensemble_epochs >= 0, "tail_ensemble_epochs",
                f"must not be negative, got {self.tail_ensemble_epochs}")
         _check(self.num_threads is None or self.num_threads >= 1, "num_threads",

@@ -727,3 +727,43 @@ def test_unet_translators_train_and_are_named_in_the_config(tiny_config):
     assert len(history) == 2 and all(math.isfinite(r["trans"]) for r in history)
     with pytest.raises(DuiitConfigError, match="generator"):
         tiny_config(generator="vit").validate()
+
+
+def test_predictor_ct_epochs_keep_source_labels_from_p_until_the_joint_epochs(tiny_config, tmp_path):
+    """In DUIIT's first predictor_ct_epochs P learns from real CT alone and G translator-only, so
+    nothing trained then depends on the source labels; from the joint epochs on, P reads them."""
+    import dataclasses
+    from duiit_fast.errors import DuiitConfigError
+    from duiit_fast.train.data import load_training_data
+
+    def per_epoch_weights(ct_epochs, label_shift):
+        cfg = tiny_config(predictor_ct_epochs=ct_epochs, epochs=2, label_cues=False,
+                          out_dir=str(tmp_path / f"e{ct_epochs}-s{label_shift}"))
+        data = load_training_data(cfg)
+        mri = data.sources["mri"]
+        data.sources["mri"] = dataclasses.replace(mri, ages=mri.ages + label_shift)
+        trainer = Trainer(cfg, data=data, progress=False)
+        snapshots, train_epoch = [], trainer._train_epoch
+
+        def recording(steps):
+            record = train_epoch(steps)
+            snapshots.append([p.detach().clone() for p in trainer.nets.parameters()])
+            return record
+        trainer._train_epoch = recording
+        history = trainer.fit()
+        assert all(math.isfinite(r["pred"]) for r in history)
+        gen_steps = max(int(s["step"]) for s in trainer.optimizers["gen"].state.values())
+        return snapshots, gen_steps
+
+    def same(a, b):
+        return all(torch.equal(x, y) for x, y in zip(a, b))
+
+    (ct0, ct1), gen_steps = per_epoch_weights(1, 0.0)
+    (shifted0, shifted1), _ = per_epoch_weights(1, 25.0)
+    assert same(ct0, shifted0) and not same(ct1, shifted1)
+    (joint0, _), joint_gen_steps = per_epoch_weights(0, 0.0)
+    (joint_shifted0, _), _ = per_epoch_weights(0, 25.0)
+    assert not same(joint0, joint_shifted0)          # the paper's joint step reads them from the first epoch
+    assert gen_steps == joint_gen_steps == 2 * 2     # the translators' budget is unchanged
+    with pytest.raises(DuiitConfigError, match="predictor_ct_epochs"):
+        tiny_config(predictor_ct_epochs=2, epochs=2).validate()

@@ -190,6 +190,8 @@ def write_report(out: Path, results: dict, log=print) -> None:
              f"{cfg['translator_warmup_steps']} warm-up steps (shared)"
              + (f", then {cfg['joint_warmup_steps']} joint warm-up steps against a scratch predictor (DUIIT)"
                 if cfg.get("joint_warmup_steps") else "")
+             + (f"; DUIIT's P learns from real CT alone in its first {cfg['predictor_ct_epochs']} epochs"
+                if cfg.get("predictor_ct_epochs") else "")
              + f", λ = {cfg['lambda_pred']} on L_pred summed in years², λcyc = {cfg['lambda_cyc']}."
              + (f" Ran on {results['machine']}: {results['fast_path']} (another CPU rounds differently, and"
                 " the trajectories of the GAN arms follow)." if "fast_path" in results else ""), "",

@@ -485,6 +485,8 @@ class Trainer:
             extra = [self._batch(sets[k], f"extra:{k}") for k in self.cfg.sources if k in sets]
             parts = predictor_step(self.nets["P"], self.optimizers["pred"], x, r_x, extra, self.age_std, self._fns,
                                    self.world.size, calibration=self.nets.get("P_cal"))
+        elif self.epoch < self.cfg.predictor_ct_epochs:
+            parts = self._ct_only_step(x, r_x)
         else:
             sources = {k: SourceBatch(*self._batch(data.sources[k], k)) for k in self.cfg.sources}
             parts = joint_step(self.nets, self.optimizers, self.pools, x, r_x, sources, self.cfg,
@@ -492,6 +494,16 @@ class Trainer:
         if "P_avg" in self.nets:
             self._update_average()
         return parts
+
+    def _ct_only_step(self, x, r_x) -> dict:
+        """DUIIT's first predictor_ct_epochs: the translators take a translator-only step (λ = 0, as in
+        the warm-up) and P a step on the real CT batch alone, so the joint step later starts from a P
+        that reads CT while both budgets stay what the joint step's would have been."""
+        sources = {k: SourceBatch(*self._batch(self.data.sources[k], k)) for k in self.cfg.sources}
+        parts = translator_step(self.nets, self.optimizers, self.pools, x, sources, self.cfg, fns=self._fns)
+        pred = predictor_step(self.nets["P"], self.optimizers["pred"], x, r_x, None, self.age_std, self._fns,
+                              self.world.size)
+        return {**parts, "pred": pred["pred"]}
 
     @torch.no_grad()
     def _update_average(self) -> None:

@@ -767,3 +767,30 @@ def test_predictor_ct_epochs_keep_source_labels_from_p_until_the_joint_epochs(ti
     assert gen_steps == joint_gen_steps == 2 * 2     # the translators' budget is unchanged
     with pytest.raises(DuiitConfigError, match="predictor_ct_epochs"):
         tiny_config(predictor_ct_epochs=2, epochs=2).validate()
+
+
+def test_predictor_ct_epochs_give_p_the_joint_steps_loss_scale(tiny_config):
+    """P's CT-only step minimises λ·Σ real-CT errors in years², the joint step's real-CT term, so its
+    Adam moments carry into the joint epochs at the scale they will meet there. (Without λ the CT-only
+    gradients were 1/λ = 1000× the joint ones, and Adam's second moment, decaying at β2 = 0.999, froze P
+    for the joint epochs: its validation MSE moved by a few years² over 18 of them.)"""
+    trainer = Trainer(tiny_config(predictor_ct_epochs=1, epochs=2, label_cues=False), progress=False)
+    trainer._prepare()
+    P = trainer.nets["P"]
+    before = {k: v.clone() for k, v in P.state_dict().items()}
+    seen = {}
+    step = trainer.optimizers["pred"].step
+
+    def recording_step(*a, **k):
+        seen["grads"] = [p.grad.detach().clone() for p in P.parameters()]
+        return step(*a, **k)
+    trainer.optimizers["pred"].step = recording_step
+    x, r_x = trainer._batch(trainer.data.ct_train, "ct")
+    trainer._ct_only_step(x, r_x)
+    P.load_state_dict(before)
+    P.zero_grad(set_to_none=True)
+    P.train()
+    expected = torch.autograd.grad(
+        trainer.cfg.lambda_pred * squared_error_sum(P(x).squeeze(1), r_x, trainer.age_std), list(P.parameters()))
+    for got, want in zip(seen["grads"], expected):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-10)

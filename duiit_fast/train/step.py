@@ -275,11 +275,13 @@ def translator_step(nets, optimizers, pools, x, sources: dict, cfg, fns=None) ->
 
 
 def predictor_step(predictor: nn.Module, optimizer, x, r_x, extra=None, label_scale: float = 1.0,
-                   fns=None, replicas: int = 1, calibration: nn.Module | None = None) -> dict:
+                   fns=None, replicas: int = 1, calibration: nn.Module | None = None,
+                   loss_weight: float = 1.0) -> dict:
     """PURE-CT, ORACLE, NAIVE and CycleGAN's stage 2: the predictor alone on real CT plus, where the
     setting has them, extra (images, ages) batches (oracle CT, raw or translated sources, one per
     source in the run's source order), in one call as in the joint step. `calibration`: the run's
-    P_cal, if any (without fns). `replicas`: as in generator_predictor_loss (a sum over the global batch)."""
+    P_cal, if any (without fns). `replicas`: as in generator_predictor_loss (a sum over the global batch).
+    `loss_weight` multiplies what is minimised (DUIIT's CT-only epochs: λ, the joint step's factor on P's loss)."""
     optimizer.zero_grad(set_to_none=True)
     images = torch.cat([x] + [e[0] for e in extra or ()])
     targets = torch.cat([r_x] + [e[1] for e in extra or ()])
@@ -289,7 +291,7 @@ def predictor_step(predictor: nn.Module, optimizer, x, r_x, extra=None, label_sc
         loss = squared_error_sum(predictor_outputs(nets, images, counts), targets, label_scale)
     else:
         loss = fns.predictor_loss(images, targets, counts)
-    (loss * replicas).backward()
+    (loss * (replicas * loss_weight)).backward()
     optimizer.step()
     mse = loss.detach() / len(targets)
     return {"loss": mse, "pred": mse}

@@ -498,11 +498,13 @@ class Trainer:
     def _ct_only_step(self, x, r_x) -> dict:
         """DUIIT's first predictor_ct_epochs: the translators take a translator-only step (λ = 0, as in
         the warm-up) and P a step on the real CT batch alone, so the joint step later starts from a P
-        that reads CT while both budgets stay what the joint step's would have been."""
+        that reads CT while both budgets stay what the joint step's would have been. P minimises the
+        joint step's real-CT term, λ·Σ errors²: Adam is invariant to a constant loss scale, not to one that
+        drops 1/λ-fold at the switch, after which its second moment (β2 = 0.999) would freeze P."""
         sources = {k: SourceBatch(*self._batch(self.data.sources[k], k)) for k in self.cfg.sources}
         parts = translator_step(self.nets, self.optimizers, self.pools, x, sources, self.cfg, fns=self._fns)
         pred = predictor_step(self.nets["P"], self.optimizers["pred"], x, r_x, None, self.age_std, self._fns,
-                              self.world.size)
+                              self.world.size, loss_weight=self.cfg.lambda_pred)
         return {**parts, "pred": pred["pred"]}
 
     @torch.no_grad()

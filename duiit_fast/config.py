@@ -81,6 +81,8 @@ class TrainConfig:
     # Models: CycleGAN's generator uses 9 residual blocks at 256² and 6 below
     ngf: int = 64
     ndf: int = 64
+    critic_layers: int = 3           # the PatchGAN critics' strided depth: 3 is the paper's 70×70 patch (27 % of a
+                                     # 256² side); 2 and 1 see 34×34 and 16×16 patches (1 is that share of a 64² side)
     n_blocks: Optional[int] = None
     generator: str = "resnet"        # resnet: CycleGAN's ResNet generator (the paper); unet: pix2pix's U-Net
                                       # (CycleGAN's unet_* option), a skip at every level (n_blocks unused)
@@ -216,6 +218,8 @@ class TrainConfig:
                f"must be auto, cpu or cuda[:N], got {self.device!r}")
         _check(self.image_size >= 32 and self.image_size % 4 == 0, "image_size",
                f"must be a multiple of 4 of at least 32 (the PatchGAN needs it), got {self.image_size}")
+        _check(1 <= self.critic_layers <= 3, "critic_layers",
+               f"must be 1, 2 or 3 (16×16, 34×34 or 70×70 patches), got {self.critic_layers}")
         _check(0 <= self.augment_shift < self.image_size // 4, "augment_shift",
                f"must lie in [0, image_size/4), got {self.augment_shift}")
         for name in ("batch_size", "epochs", "predictor_batch_size", "ngf", "ndf"):

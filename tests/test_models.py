@@ -196,3 +196,29 @@ def test_unet_depth_halves_to_one_pixel_and_keeps_every_parameter_trained():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in g.parameters())
     with pytest.raises(ValueError, match="depth >= 2"):
         UnetGenerator(1, 1, 4, depth=1)
+
+
+@pytest.mark.parametrize("n_layers,patch", [(1, 16), (2, 34), (3, 70)])
+def test_patchgan_depth_sets_the_patch_each_output_sees(n_layers, patch):
+    """Measured, not computed: the input pixels that move one central output of the critic. Its
+    convolutions only: instance norm lets every output see each feature map's mean and spread over the
+    whole image, but no layout beyond its patch."""
+    torch.manual_seed(0)
+    critic = PatchDiscriminator(1, 4, n_layers).double()
+    critic.model = nn.Sequential(*[nn.LeakyReLU(0.2) if isinstance(m, InstanceNormAct) else m for m in critic.model])
+    x = torch.randn(1, 1, 128, 128, dtype=torch.double, requires_grad=True)
+    out = critic(x)
+    out[0, 0, out.shape[2] // 2, out.shape[3] // 2].backward()
+    rows, cols = torch.nonzero(x.grad[0, 0].abs() > 0, as_tuple=True)
+    assert (int(rows.max() - rows.min()) + 1, int(cols.max() - cols.min()) + 1) == (patch, patch)
+
+
+def test_critic_layers_reach_the_run_critics(tiny_config):
+    from duiit_fast import Trainer
+    from duiit_fast.errors import DuiitConfigError
+    trainer = Trainer(tiny_config(critic_layers=1), progress=False)
+    strided = [m for m in trainer.nets["D_t"].modules() if isinstance(m, nn.Conv2d) and m.stride[0] == 2]
+    assert len(strided) == 1 and len([m for m in trainer.nets["D_s"]["mri"].modules()
+                                      if isinstance(m, nn.Conv2d) and m.stride[0] == 2]) == 1
+    with pytest.raises(DuiitConfigError, match="critic_layers"):
+        tiny_config(critic_layers=4).validate()

@@ -10,7 +10,8 @@ from .layers import InstanceNormAct, init_weights_normal
 class PatchDiscriminator(nn.Module):
     """C64 (no norm) - C128 - C256 - C512 (stride 1) - 1-channel head; 4×4 kernels, LeakyReLU 0.2.
 
-    With n_layers=3 each output value sees a 70×70 patch of the input.
+    With n_layers=3 each output value sees a 70×70 patch of the input; with 2 a 34×34 one, with 1 a
+    16×16 one (pix2pix's patch sizes, Isola et al. 2017, §4.4).
     """
 
     def __init__(self, in_channels: int = 1, ndf: int = 64, n_layers: int = 3):

@@ -83,7 +83,7 @@ class Networks(nn.ModuleDict):
                 return build_generator(cfg.generator, cfg.ngf, cfg.resolved_n_blocks, cfg.image_size).to(device)
 
             def critic():
-                return PatchDiscriminator(1, cfg.ndf, 3).to(device)
+                return PatchDiscriminator(1, cfg.ndf, cfg.critic_layers).to(device)
             nets["G"] = nn.ModuleDict({k: generator() for k in cfg.sources})
             nets["F"] = nn.ModuleDict({k: generator() for k in cfg.sources})
             nets["D_s"] = nn.ModuleDict({k: critic() for k in cfg.sources})

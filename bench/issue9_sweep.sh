@@ -12,8 +12,8 @@
 #
 # CANDIDATES: one per line, KEY=VALUE fields separated by spaces (`duiit experiment --set`). The
 # defaults map P's source weight around the adopted 0.5 (docs/experiment.md, tried table): 1 (eq. 2
-# unweighted, the defaults before; 0.5 won by a small validation margin over 5 seeds), 0.75 (untried;
-# 0.25 lost on two cohorts and 0.5 won), and λ = 2e-3 (rejected on the CPU with 2-3 seeds). Two seeds see
+# unweighted, the defaults before; 0.5 won by a small validation margin over 5 seeds), 0.75 (lost on
+# two cohorts with 5 seeds on the CPU, as 0.25 did), and λ = 2e-3 (rejected on the CPU with 2-3 seeds). Two seeds see
 # a 3 years² effect a third of the time; ~30 (SEEDS=30) see it 4 times in 5. On the CPU one seed of the
 # defaults takes ~35 min for 5 cohorts; a candidate that only wins on a GPU cannot be the CPU default.
 set -uo pipefail

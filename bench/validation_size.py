@@ -11,12 +11,22 @@ lead over NAIVE at each k, the same quantities the protocol's verdict reads on t
     python bench/validation_size.py RUN_FOLDER [--k 0 3 6 9 12 15] [--draws 500] [--json out.json]
 """
 import argparse
+import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 
-from paired_runs import finished_cells
+
+def _beside(name: str):
+    """A script beside this one, loaded by path: no sys.path entry (bench/ has its own conftest.py)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+finished_cells = _beside("paired_runs").finished_cells
 
 
 def per_epoch_patient_errors(result: dict):

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 _BENCH = Path(__file__).parents[1] / "bench"
-sys.path.insert(0, str(_BENCH))   # the script imports paired_runs beside it, as when run from there
 _SPEC = importlib.util.spec_from_file_location("validation_size", _BENCH / "validation_size.py")
 validation_size = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(validation_size)
@@ -33,3 +32,8 @@ def test_a_choice_on_one_patient_is_scored_on_the_other_not_on_itself():
     errors = np.array([[0.0, 100.0], [50.0, 50.0]])
     got = validation_size.chosen_epoch_mse(errors, np.ones(2), 1, 4000, np.random.default_rng(0))
     assert got == pytest.approx(75.0, abs=3.0)
+
+
+def test_loading_the_script_leaves_sys_path_alone():
+    # bench/ holds its own conftest.py: on sys.path it would shadow tests/conftest.py in spawned ranks.
+    assert str(_BENCH) not in sys.path

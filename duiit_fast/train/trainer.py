@@ -408,8 +408,9 @@ class Trainer:
         """Start from another run's translators, critics, their optimisers and pools (an experiment's
         shared warm-up); the predictor and the data order stay this run's own."""
         theirs = TrainConfig.from_dict(state["config"])
-        keys = ("sources", "ngf", "ndf", "critic_layers", "resolved_n_blocks", "image_size", "lambda_cyc", "lr_translator", "pool_size",
-                "cycle_noise", "critic_augment", "lambda_structure", "lambda_identity", "generator")
+        keys = ("sources", "ngf", "ndf", "critic_layers", "resolved_n_blocks", "image_size", "lambda_cyc",
+                "lr_translator", "pool_size", "cycle_noise", "critic_augment", "lambda_structure", "lambda_identity",
+                "generator")
         differ = [k for k in keys if getattr(theirs, k) != getattr(self.cfg, k)]
         if differ:
             raise DuiitConfigError(f"config translator_init: {self.cfg.translator_init} was trained with another "

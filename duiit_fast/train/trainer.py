@@ -244,6 +244,10 @@ class Trainer:
         self._slices_drawn += len(batch.ages)
         return self._layout(batch.images), self._scale(batch.ages)   # ages: scaled here, for every engine
 
+    def _source_batches(self) -> dict:
+        """One batch of every source, in the run's source order (the order the samplers are drawn in)."""
+        return {k: SourceBatch(*self._batch(self.data.sources[k], k)) for k in self.cfg.sources}
+
     def _augment_spec(self) -> Augment:
         cfg = self.cfg
         return Augment(flip=cfg.augment_flip, crop_min=cfg.augment_crop_min, shift=cfg.augment_shift)
@@ -343,7 +347,7 @@ class Trainer:
                         initial=self.translator_steps, total=budget)
         for _ in bar:
             x, _ = self._batch(self.data.ct_train, "ct")
-            sources = {k: SourceBatch(*self._batch(self.data.sources[k], k)) for k in self.cfg.sources}
+            sources = self._source_batches()
             parts = translator_step(self.nets, self.optimizers, self.pools, x, sources, self.cfg, fns=self._fns)
             self.translator_steps += 1
             self._read_step(parts, f"translator step {self.translator_steps}")
@@ -489,7 +493,7 @@ class Trainer:
         elif self.epoch < self.cfg.predictor_ct_epochs:
             parts = self._ct_only_step(x, r_x)
         else:
-            sources = {k: SourceBatch(*self._batch(data.sources[k], k)) for k in self.cfg.sources}
+            sources = self._source_batches()
             parts = joint_step(self.nets, self.optimizers, self.pools, x, r_x, sources, self.cfg,
                                measure_share=measure_share, fns=self._fns)
         if "P_avg" in self.nets:
@@ -502,8 +506,8 @@ class Trainer:
         that reads CT while both budgets stay what the joint step's would have been. P minimises the
         joint step's real-CT term, λ·Σ errors²: Adam is invariant to a constant loss scale, not to one that
         drops 1/λ-fold at the switch, after which its second moment (β2 = 0.999) would freeze P."""
-        sources = {k: SourceBatch(*self._batch(self.data.sources[k], k)) for k in self.cfg.sources}
-        parts = translator_step(self.nets, self.optimizers, self.pools, x, sources, self.cfg, fns=self._fns)
+        parts = translator_step(self.nets, self.optimizers, self.pools, x, self._source_batches(), self.cfg,
+                                fns=self._fns)
         pred = predictor_step(self.nets["P"], self.optimizers["pred"], x, r_x, None, self.age_std, self._fns,
                               self.world.size, loss_weight=self.cfg.lambda_pred)
         return {**parts, "pred": pred["pred"]}

@@ -34,7 +34,7 @@ BASELINE_KINDS = ("TL", "MTL", "DANN")
 SETTINGS = ("PURE-CT",) + tuple(f"{k}-CT-{s}" for k in SETTING_KINDS for s in SOURCE_COMBINATIONS) + tuple(
     f"{k}-CT-{s}" for k in BASELINE_KINDS for s in ("MRI", "PET")) + ("AUG-SIMPLE", "AUG-AUTO", "AUG-ERASING")
 PRED_FEEDBACK = ("joint", "ct_reader")
-PREDICTOR_BN_STATS = ("real_ct", "running")
+PREDICTOR_BN_STATS = ("real_ct", "training_mix", "running")
 PREDICTOR_BN_DOMAINS = ("mixed", "separate")
 SWITCHES = ("auto", "on", "off")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -153,8 +153,10 @@ class TrainConfig:
                                      # validation MSE is not spent on a choice; replaces select_on_val
     predictor_ema: float = 0.0       # > 0: evaluate a running average of P's weights (decay per step)
     predictor_bn_stats: str = "real_ct"  # real_ct: before every evaluation P's BatchNorm statistics are
-                                      # re-estimated on the real training CT (AdaBN); running: the
-                                      # momentum averages over the (mixed) training batches
+                                      # re-estimated on the real training CT (AdaBN); training_mix: on
+                                      # chunks that mix real CT 1:1 with every group P's batches hold (raw,
+                                      # rendered or translated sources), as its training batches were
+                                      # normalised; running: the momentum averages over the training batches
     predictor_bn_domains: str = "mixed"  # mixed: in training one BatchNorm batch over real CT and every
                                       # source-derived group (P called once, as eq. 2 reads); separate: each
                                       # group normalised by its own batch statistics (domain-specific BN,
@@ -239,6 +241,9 @@ class TrainConfig:
                f"must be one of {PREDICTOR_BN_STATS}, got {self.predictor_bn_stats!r}")
         _check(self.predictor_bn_domains in PREDICTOR_BN_DOMAINS, "predictor_bn_domains",
                f"must be one of {PREDICTOR_BN_DOMAINS}, got {self.predictor_bn_domains!r}")
+        _check(not (self.predictor_bn_stats == "training_mix" and self.predictor_bn_domains == "separate"),
+               "predictor_bn_stats", "training_mix re-estimates mixed statistics, but with predictor_bn_domains = "
+               "separate P's training normalised real CT by its own; use real_ct")
         _check(0 < self.predictor_source_weight <= 100, "predictor_source_weight",
                f"must lie in (0, 100], got {self.predictor_source_weight}")
         _check(0 <= self.predictor_ema < 1, "predictor_ema", f"must lie in [0, 1), got {self.predictor_ema}")

@@ -36,6 +36,12 @@ def test_bad_values_raise_one_clear_error(field, value, message):
         TrainConfig(**{field: value}).validate()
 
 
+def test_training_mix_statistics_refuse_separate_batchnorm():
+    # With separate BatchNorm P's training normalised real CT by real-CT statistics: a mixed estimate would not match.
+    with pytest.raises(DuiitConfigError, match="config predictor_bn_stats: training_mix"):
+        TrainConfig(predictor_bn_stats="training_mix", predictor_bn_domains="separate").validate()
+
+
 def test_toml_loading_and_unknown_fields(tmp_path):
     good = tmp_path / "good.toml"
     good.write_text('setting = "PURE-CT"\nimage_size = 64\n[phantom]\nct_train_patients = 5\n')

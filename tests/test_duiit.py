@@ -385,14 +385,15 @@ def test_recalibrate_batchnorm_gives_population_statistics_and_keeps_weights():
 
 def test_bn_statistics_on_real_ct_change_evaluation_not_training(tiny_config):
     runs = {}
-    for stats in ("real_ct", "running"):
+    for stats in ("real_ct", "training_mix", "running"):
         cfg = tiny_config(predictor_bn_stats=stats, out_dir=f"{tiny_config().out_dir}-{stats}")
         trainer = Trainer(cfg, progress=False)
         runs[stats] = (trainer, trainer.fit())
-    (recal, hist_recal), (_, hist_running) = runs["real_ct"], runs["running"]
+    (recal, hist_recal), (_, hist_mix), (_, hist_running) = runs["real_ct"], runs["training_mix"], runs["running"]
     strip = lambda h: [{k: v for k, v in r.items() if k not in ("seconds", "pairs_per_s", "slices_per_s", "val_mse", "val_patient_mse")} for r in h]
-    assert strip(hist_recal) == strip(hist_running)       # the same training trajectory
-    assert [r["val_mse"] for r in hist_recal] != [r["val_mse"] for r in hist_running]
+    assert strip(hist_recal) == strip(hist_running) == strip(hist_mix)   # the same training trajectory
+    val = lambda h: [r["val_mse"] for r in h]
+    assert val(hist_recal) != val(hist_running) and val(hist_recal) != val(hist_mix) != val(hist_running)
     bn = [m for m in recal.nets["P"].modules() if isinstance(m, torch.nn.BatchNorm2d)][0]
     with torch.no_grad():
         first = recal.nets["P"].features[0](recal.data.ct_train.images)
@@ -794,3 +795,37 @@ def test_predictor_ct_epochs_give_p_the_joint_steps_loss_scale(tiny_config):
         trainer.cfg.lambda_pred * squared_error_sum(P(x).squeeze(1), r_x, trainer.age_std), list(P.parameters()))
     for got, want in zip(seen["grads"], expected):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-10)
+
+
+def test_mixed_chunks_hold_every_group_one_to_one_and_leave_one_group_as_it_was():
+    from duiit_fast.models.predictor import mixed_chunks
+    ct, mri = torch.zeros(40, 1, 4, 4), torch.ones(100, 1, 4, 4)
+    chunks = mixed_chunks([ct, mri], batch_size=16)
+    assert [len(c) for c in chunks] == [16] * 5             # 40 of each group: the smaller group sets the count
+    assert all(c.mean().item() == 0.5 for c in chunks)      # 8 CT and 8 MRI slices in every chunk
+    one = torch.arange(40.0).view(40, 1, 1, 1)
+    assert torch.equal(torch.cat(mixed_chunks([one], batch_size=8)), one)   # real_ct's slices, in order
+
+
+@pytest.mark.parametrize("setting", ["NAIVE-CT-MRI", "MIX-CT-MRI"])
+def test_training_mix_statistics_come_from_what_p_trains_on(tiny_config, setting):
+    from duiit_fast.eval.label_cues import evenly_spaced
+    from duiit_fast.models.predictor import mixed_chunks
+    trainer = Trainer(tiny_config(setting, predictor_bn_stats="training_mix", epochs=1, decay_start_epoch=0),
+                      progress=False)
+    trainer.fit()
+    ct, source = trainer.data.ct_train.images, trainer.data.sources["mri"].images
+    groups = trainer._batchnorm_groups()
+    assert len(groups) == 2 and torch.equal(groups[0], ct)
+    if setting == "NAIVE-CT-MRI":
+        assert torch.equal(groups[1], source)               # the raw slices NAIVE's batches hold
+    else:                                                   # G's translations of a CT-sized subset
+        picked = source[evenly_spaced(len(source), min(len(source), len(ct)))]
+        assert torch.equal(groups[1], trainer.translate(picked, "mri"))
+    P = trainer.nets["P"]
+    bn = [m for m in P.modules() if isinstance(m, torch.nn.BatchNorm2d)][0]
+    with torch.no_grad():
+        stem = lambda images: P.features[0](images).mean(dim=(0, 2, 3))
+        mixed, ct_only = stem(torch.cat(mixed_chunks(groups))), stem(ct)
+    # The one epoch's recalibration is the state evaluated; its mean is the 1:1 mix's, not real CT's.
+    assert (bn.running_mean - mixed).abs().max() < 0.05 * (mixed - ct_only).abs().max()

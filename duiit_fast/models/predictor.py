@@ -46,25 +46,36 @@ class SmallRegressor(nn.Module):
 BN_RECALIBRATION_SLICES = 2048   # enough for stable per-channel moments; bounds the cost on big sets
 
 
+def mixed_chunks(groups, batch_size: int = 64) -> list:
+    """Chunks of about batch_size slices that each hold an equal share of every group (evenly spaced
+    slices, at most BN_RECALIBRATION_SLICES in all): the 1:1 mix of P's training batches, whose
+    within-batch variance includes the spread between the groups. One group: plain chunks."""
+    per_group = min(min(len(g) for g in groups), BN_RECALIBRATION_SLICES // len(groups))
+    if per_group == 0:
+        return []
+    picked = [g if len(g) == per_group else g[torch.linspace(0, len(g) - 1, per_group).long()] for g in groups]
+    n_chunks = max(1, per_group * len(groups) // batch_size)
+    return [torch.cat(parts) for parts in zip(*(torch.tensor_split(p, n_chunks) for p in picked))]
+
+
 @torch.no_grad()
-def recalibrate_batchnorm(net: nn.Module, images: torch.Tensor, device, batch_size: int = 64) -> None:
-    """Replace every BatchNorm's running mean/var by the population statistics of `images`
-    (AdaBN, Li et al. 2016; "precise BN"). P trains on batches that mix real CT with translated or
-    raw source slices, and its momentum averages are also dominated by the last few noisy batches;
-    re-estimated on real CT, eval mode normalises CT the way the test data will look. At most
-    BN_RECALIBRATION_SLICES evenly spaced slices are used. The weights are untouched."""
+def recalibrate_batchnorm(net: nn.Module, groups, device, batch_size: int = 64) -> None:
+    """Replace every BatchNorm's running mean/var by the population statistics of `groups` (AdaBN,
+    Li et al. 2016; "precise BN"): one image tensor, or a list whose groups every chunk mixes 1:1.
+    The momentum averages of training are dominated by the last few noisy batches. Re-estimated on
+    real CT alone, eval mode normalises CT the way the test data will look; on the groups P trains on
+    (real CT with raw, rendered or translated source slices), the way P's training batches did.
+    The weights are untouched."""
     norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms or len(images) == 0:
+    chunks = mixed_chunks(list(groups) if isinstance(groups, (list, tuple)) else [groups], batch_size)
+    if not norms or not chunks:
         return
-    if len(images) > BN_RECALIBRATION_SLICES:
-        images = images[torch.linspace(0, len(images) - 1, BN_RECALIBRATION_SLICES).long()]
     was_training, momenta = net.training, [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
-        m.momentum = None   # cumulative average: every batch below counts equally
+        m.momentum = None   # cumulative average: every chunk below counts equally
     net.train()
-    # Equal-sized batches (the last one folded in) so the cumulative average weights slices equally.
-    for chunk in torch.tensor_split(images, max(1, len(images) // batch_size)):
+    for chunk in chunks:   # equal-sized chunks, so the cumulative average weights slices equally
         net(chunk.to(device, non_blocking=True))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum

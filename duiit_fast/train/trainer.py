@@ -500,6 +500,27 @@ class Trainer:
             self._update_average()
         return parts
 
+    def _batchnorm_groups(self) -> list:
+        """The images P's BatchNorm statistics are re-estimated on before an evaluation: real CT, and for
+        training_mix every group P's training batches mixed with it (one batch each, so 1:1)."""
+        ct = self.data.ct_train.images
+        if self.cfg.predictor_bn_stats == "real_ct":
+            return [ct]
+        if self.cfg.kind in ("MTL", "DANN"):
+            return [ct] + [self.data.sources[k].images for k in self.cfg.sources]
+        if self.cfg.kind != "MIX":
+            return [ct] + [s.images for s in self.extra_sets().values()]
+        if self.epoch < self.cfg.predictor_ct_epochs:
+            return [ct]
+        groups = [ct]
+        for k in self.cfg.sources:   # G's translations as P sees them now; a CT-sized subset suffices
+            images = self.data.sources[k].images
+            picked = images[evenly_spaced(len(images), min(len(images), len(ct)))]
+            groups.append(self.translate(picked, k))
+            if self.cfg.predictor_raw_sources:
+                groups.append(picked)
+        return groups
+
     def _ct_only_step(self, x, r_x) -> dict:
         """DUIIT's first predictor_ct_epochs: the translators take a translator-only step (λ = 0, as in
         the warm-up) and P a step on the real CT batch alone, so the joint step later starts from a P
@@ -526,8 +547,8 @@ class Trainer:
         (the full validation set, as in one process); the other ranks go on to the next epoch."""
         if not self.world.is_main:
             return
-        if self.cfg.predictor_bn_stats == "real_ct":
-            recalibrate_batchnorm(self.eval_predictor, self.data.ct_train.images, self.device)
+        if self.cfg.predictor_bn_stats != "running":
+            recalibrate_batchnorm(self.eval_predictor, self._batchnorm_groups(), self.device)
         val = self.data.split("val")
         pred = self._predict_with(self.eval_predictor, val.images)   # this epoch's P, not the tail's ensemble
         record["val_mse"] = regression_metrics(pred, val)["mse"]

@@ -2,6 +2,7 @@
 import pytest
 
 from duiit_fast import TrainConfig
+from duiit_fast.config import SETTINGS
 from duiit_fast.cli import main
 from duiit_fast.errors import DuiitConfigError
 
@@ -40,6 +41,21 @@ def test_training_mix_statistics_refuse_separate_batchnorm():
     # With separate BatchNorm P's training normalised real CT by real-CT statistics: a mixed estimate would not match.
     with pytest.raises(DuiitConfigError, match="config predictor_bn_stats: training_mix"):
         TrainConfig(predictor_bn_stats="training_mix", predictor_bn_domains="separate").validate()
+
+
+def test_by_setting_statistics_resolve_to_each_settings_validation_choice():
+    from duiit_fast.config import BN_STATS_BY_SETTING
+    resolved = {s: TrainConfig(setting=s, predictor_bn_stats="by_setting").validate().bn_stats
+                for s in ("PURE-CT", "NAIVE-CT-MRI", "ORACLE-CT-MRI", "CYCLEGAN-CT-MRI", "MIX-CT-MRI", "DANN-CT-MRI",
+                          "MIX-CT-PET", "AUG-AUTO")}
+    assert resolved == {"PURE-CT": "real_ct", "NAIVE-CT-MRI": "training_mix", "ORACLE-CT-MRI": "training_mix",
+                        "CYCLEGAN-CT-MRI": "real_ct", "MIX-CT-MRI": "training_mix", "DANN-CT-MRI": "training_mix",
+                        "MIX-CT-PET": "real_ct", "AUG-AUTO": "real_ct"}   # not measured: the old statistic
+    assert set(BN_STATS_BY_SETTING) <= set(SETTINGS)
+    # An explicit statistic is every setting's; separate BatchNorm makes real_ct the consistent one.
+    assert TrainConfig(setting="NAIVE-CT-MRI", predictor_bn_stats="real_ct").bn_stats == "real_ct"
+    separate = TrainConfig(setting="NAIVE-CT-MRI", predictor_bn_stats="by_setting", predictor_bn_domains="separate")
+    assert separate.validate().bn_stats == "real_ct"
 
 
 def test_toml_loading_and_unknown_fields(tmp_path):

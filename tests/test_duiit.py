@@ -829,3 +829,14 @@ def test_training_mix_statistics_come_from_what_p_trains_on(tiny_config, setting
         mixed, ct_only = stem(torch.cat(mixed_chunks(groups))), stem(ct)
     # The one epoch's recalibration is the state evaluated; its mean is the 1:1 mix's, not real CT's.
     assert (bn.running_mean - mixed).abs().max() < 0.05 * (mixed - ct_only).abs().max()
+
+
+def test_by_setting_statistics_are_the_settings_choice_in_the_trainer(tiny_config):
+    # NAIVE chose training_mix on validation, the two-stage CycleGAN real_ct (config.BN_STATS_BY_SETTING).
+    naive = Trainer(tiny_config("NAIVE-CT-MRI", predictor_bn_stats="by_setting"), progress=False)
+    naive._prepare()
+    groups = naive._batchnorm_groups()
+    assert len(groups) == 2 and torch.equal(groups[1], naive.data.sources["mri"].images)
+    cyclegan = Trainer(tiny_config("CYCLEGAN-CT-MRI", predictor_bn_stats="by_setting"), progress=False)
+    cyclegan._prepare()
+    assert [g.shape for g in cyclegan._batchnorm_groups()] == [cyclegan.data.ct_train.images.shape]

@@ -42,6 +42,9 @@ def test_experiment_writes_results_report_and_resumes(tmp_path, tiny_base):
     report = (tmp_path / "report.md").read_text()
     assert "Paired tests over cohorts" in report and "Verdict over 2 cohort(s)" in report
     assert "Where the test error comes from" in report and "val MSE, cross-fitted" in report
+    assert all(saved["arms"][arm]["bn_stats"] == "real_ct" for arm in ARMS)   # tiny_base: TrainConfig's default
+    assert ("P's BatchNorm statistics at evaluation: re-estimated on the real training CT "
+            f"({', '.join(ARMS)})") in report
     assert len(saved["arms"]["PURE-CT"]["test_scatter"]) == 2
     assert f"{np.mean(entry['test_mse']):.1f}" in report
     # Where it ran and what "auto" became there: runs on other CPUs round differently.
@@ -238,3 +241,22 @@ def test_error_parts_add_up_to_the_mse():
     # Perfect predictions: slope 1, no bias, no scatter; constant ages: no line to fit.
     assert error_parts(ages, ages) == pytest.approx({"slope": 1.0, "bias": 0.0, "scatter": 0.0}, abs=1e-9)
     assert error_parts(pred[:4], torch.full((4,), 60.0))["slope"] is None
+
+
+def test_each_arm_is_evaluated_with_its_own_chosen_statistic_unless_one_is_set(tmp_path):
+    from duiit_fast.eval.experiment_report import _bn_stats_text
+    from duiit_fast.experiment import DEFAULT_ARMS, experiment_config, plan_jobs
+    from duiit_fast.config import TrainConfig
+    base = experiment_config(quick=True)
+    assert base.predictor_bn_stats == "by_setting"
+    cells = {j.name.split(": ")[1]: TrainConfig.from_dict(j.spec["config"])
+             for j in plan_jobs(base, tmp_path, 1, DEFAULT_ARMS) if j.spec["kind"] == "arm"}
+    assert {arm: cfg.bn_stats for arm, cfg in cells.items()} == {
+        "PURE-CT": "real_ct", "ORACLE-CT-MRI": "training_mix", "NAIVE-CT-MRI": "training_mix",
+        "CYCLEGAN-CT-MRI": "real_ct", "MIX-CT-MRI": "training_mix"}
+    fixed = base.with_settings(["predictor_bn_stats=real_ct"])   # --set: one statistic for every arm
+    assert {TrainConfig.from_dict(j.spec["config"]).bn_stats
+            for j in plan_jobs(fixed, tmp_path, 1, DEFAULT_ARMS) if j.spec["kind"] == "arm"} == {"real_ct"}
+    text = _bn_stats_text({"PURE-CT": {"bn_stats": "real_ct"}, "NAIVE-CT-MRI": {"bn_stats": "training_mix"},
+                           "OLD": {}})
+    assert "real training CT (PURE-CT, OLD)" in text and "1:1 with each group its training batches held (NAIVE-CT-MRI)" in text

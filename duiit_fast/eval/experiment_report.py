@@ -2,6 +2,7 @@
 PURE → ORACLE gap each arm closes, paired tests, a bar plot and translation grids."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -71,7 +72,8 @@ def collect_results(out: Path, cohorts: int, arms, base_cfg, seeds: int = 1) -> 
         entry = {"test_mse": [r["test"]["mse"] for r in cells], "val_mse": [r["val"]["mse"] for r in cells],
                  "test_patient_mse": [r["test"]["patient_mse"] for r in cells],
                  "selected_epoch": [r["selected_epoch"] for r in cells],
-                 "seconds": [r["seconds"] for r in cells]}
+                 "seconds": [r["seconds"] for r in cells],
+                 "bn_stats": dataclasses.replace(base_cfg, setting=arm.split("@")[0]).bn_stats}
         if all("label_cues" in r for r in cells):
             for key in cells[0]["label_cues"]:
                 if all(key in r["label_cues"] for r in cells):   # cells of an older version lack newer metrics
@@ -158,6 +160,20 @@ def compare(arms: dict) -> dict:
     return out
 
 
+BN_STATS_WORDS = {"real_ct": "re-estimated on the real training CT",
+                  "training_mix": "re-estimated on real CT mixed 1:1 with each group its training batches held",
+                  "running": "the momentum averages of its training batches"}
+
+
+def _bn_stats_text(arms: dict) -> str:
+    """Which BatchNorm statistics each arm's P was evaluated with (results of older versions: real CT)."""
+    by_stat: dict = {}
+    for arm, e in arms.items():
+        by_stat.setdefault(e.get("bn_stats", "real_ct"), []).append(arm)
+    return "P's BatchNorm statistics at evaluation: " + "; ".join(
+        f"{BN_STATS_WORDS[stat]} ({', '.join(names)})" for stat, names in by_stat.items()) + "."
+
+
 def _fmt(values, digits: int = 1) -> str:
     v = np.asarray(values, float)
     return f"{v.mean():.{digits}f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.{digits}f}"
@@ -198,6 +214,7 @@ def write_report(out: Path, results: dict, log=print) -> None:
              + f", λ = {cfg['lambda_pred']} on L_pred summed in years², λcyc = {cfg['lambda_cyc']}."
              + (f" Ran on {results['machine']}: {results['fast_path']} (another CPU rounds differently, and"
                 " the trajectories of the GAN arms follow)." if "fast_path" in results else ""), "",
+             _bn_stats_text(arms), "",
              "| arm | test MSE (years²) | val MSE | gap closed | label-cue slope | reader MSE on G(src) | pixel L1 "
              "| domain FID |", "|---|---|---|---|---|---|---|---|"]
     for arm, e in arms.items():

@@ -504,7 +504,7 @@ class Trainer:
         """The images P's BatchNorm statistics are re-estimated on before an evaluation: real CT, and for
         training_mix every group P's training batches mixed with it (one batch each, so 1:1)."""
         ct = self.data.ct_train.images
-        if self.cfg.predictor_bn_stats == "real_ct":
+        if self.cfg.bn_stats == "real_ct":
             return [ct]
         if self.cfg.kind in ("MTL", "DANN"):
             return [ct] + [self.data.sources[k].images for k in self.cfg.sources]
@@ -547,7 +547,7 @@ class Trainer:
         (the full validation set, as in one process); the other ranks go on to the next epoch."""
         if not self.world.is_main:
             return
-        if self.cfg.predictor_bn_stats != "running":
+        if self.cfg.bn_stats != "running":
             recalibrate_batchnorm(self.eval_predictor, self._batchnorm_groups(), self.device)
         val = self.data.split("val")
         pred = self._predict_with(self.eval_predictor, val.images)   # this epoch's P, not the tail's ensemble

@@ -2,9 +2,9 @@
 `duiit experiment` folder's results.json and the same protocol measured again (more training seeds
 per cell, another CPU).
 
-    PYTHONPATH=. python bench/record_experiment.py --run docs/experiment/results.json --commit 70803b2 \
-        --machine "x86_64 (AMD EPYC Zen 4, AVX-512 with BF16), 2 cores, torch 2.14.1+cu130" \
-        --also source-weight-0.5-seeds-5/results.json 70803b2 "the same protocol with 5 training seeds per cell, ..."
+    PYTHONPATH=. python bench/record_experiment.py --run docs/experiment/results.json --commit 0a8f27f \
+        --machine "x86_64 (AMD EPYC family 26, Zen 5, AVX-512 with BF16), 2 cores, torch 2.14.1+cu130" \
+        --also by-setting-seeds-5/results.json 0a8f27f "the same protocol with 5 training seeds per cell, ..."
 
 An --also path is relative to docs/experiment/. Every number comes from the results files
 (tests/test_demo.py checks that it does).
@@ -28,14 +28,16 @@ def summarise(results_path, commit: str, machine: str | None = None) -> dict:
     arms = {arm: {"mean": statistics.mean(r["test_mse"]), "std": statistics.stdev(r["test_mse"])}
             for arm, r in run["arms"].items()}
     return {"date": run["date"], "commit": commit, "machine": machine or run["machine"], "cohorts": len(run["cohorts"]),
-            "seeds": run.get("seeds", 1), "wall_minutes": round(run["wall_seconds_this_invocation"] / 60, 1),
-            "workers": run["workers"], "verdict": run["verdict"], "arms": arms}
+            "seeds": run.get("seeds", 1), "verdict": run["verdict"], "arms": arms,
+            # a view composed from several runs (bench/compose_seeds.py) has no one wall time
+            **({"wall_minutes": round(run["wall_seconds_this_invocation"] / 60, 1), "workers": run["workers"]}
+               if "wall_seconds_this_invocation" in run else {})}
 
 
 def summarise_also(relative_path: str, commit: str, label: str) -> dict:
     """A remeasurement: its wall time is left out (it may have reused the record's finished cells)."""
     summary = summarise(DOCS / relative_path, commit)
-    del summary["wall_minutes"], summary["workers"]
+    summary.pop("wall_minutes", None), summary.pop("workers", None)
     return {"label": label, "results": relative_path, **summary}
 
 

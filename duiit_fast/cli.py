@@ -262,7 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     "the same predictor budget everywhere, paired by cohort) and write "
                                     "OUT/results.json, OUT/report.md (mean ± std, gap closed, paired t-test and "
                                     "Wilcoxon p-values), a bar plot and translation grids. Finished cells are "
-                                    "skipped on a rerun, so an interrupted experiment resumes.")
+                                    "skipped on a rerun, so an interrupted experiment resumes. Each arm's "
+                                    "predictor is evaluated with the BatchNorm statistics its own validation "
+                                    "chose (predictor_bn_stats = by_setting; --set predictor_bn_stats=real_ct "
+                                    "gives every arm real-CT statistics).")
     ex.add_argument("--cohorts", type=int, default=5, help="phantom cohorts (default 5)")
     ex.add_argument("--seeds", type=int, default=1,
                     help="training seeds per cohort (default 1): each cell is trained this many times on the same "

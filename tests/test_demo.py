@@ -62,3 +62,18 @@ def test_the_recorded_summary_is_the_recorded_run():
             test = np.array(run["arms"][arm]["test_mse"], dtype=float)
             assert len(test) == summary["cohorts"]
             assert e["mean"] == pytest.approx(test.mean()) and e["std"] == pytest.approx(test.std(ddof=1))
+
+
+def test_a_composed_view_is_the_experiments_own_comparison_of_its_arms():
+    """bench/compose_seeds.py takes arms from several runs; its comparison and verdict must be what
+    the experiment computes from those arms, not edited."""
+    import json
+    from pathlib import Path
+    from duiit_fast.eval.experiment_report import compare, verdict
+    docs = Path(__file__).parents[1] / "docs" / "experiment"
+    composed = [p for p in docs.rglob("results.json") if "composed_from" in json.loads(p.read_text())]
+    for path in composed:
+        run = json.loads(path.read_text())
+        again = json.loads(json.dumps(compare(run["arms"])))
+        assert again == run["comparison"] and verdict(run["arms"], again, len(run["cohorts"])) == run["verdict"]
+        assert all(len(e["test_mse_per_seed"][0]) == run["seeds"] for e in run["arms"].values())

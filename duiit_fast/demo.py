@@ -152,6 +152,14 @@ def _recorded_experiment() -> str:
     return "\n".join(lines)
 
 
+def _bn_stats_sentence(cfg: dict) -> str:
+    """Which BatchNorm statistics each setting's predictor was evaluated with (by_setting resolves per setting)."""
+    from .eval.experiment_report import BN_STATS_WORDS
+    base = TrainConfig.from_dict(cfg)
+    parts = [f"{s}: {BN_STATS_WORDS[dataclasses.replace(base, setting=s).bn_stats]}" for s in SETTINGS]
+    return "The predictor's BatchNorm statistics before each evaluation — " + "; ".join(parts) + "."
+
+
 def _report(result: dict) -> str:
     s = result["comparison"]
     mix, orc = s["mix_minus_pure"], s["oracle_minus_pure"]
@@ -191,7 +199,7 @@ sizes CT {pc["ct_size"]}², MRI {pc["mri_size"]}², PET {pc["pet_size"]}², all 
 Models are shrunk to fit a CPU: ResNet generator ngf={cfg["ngf"]} with {cfg["n_blocks"]} residual
 blocks, PatchGAN ndf={cfg["ndf"]}, a small CNN predictor instead of ResNet50; {cfg["epochs"]} epochs of
 {cfg["steps_per_epoch"]} steps (linear decay from epoch {cfg["decay_start_epoch"]}); every setting keeps the predictor of
-its best validation epoch.
+its best validation epoch. {_bn_stats_sentence(cfg)}
 
 ## Results (held-out CT patients)
 {_table({k: result[k] for k in SETTINGS}, s)}

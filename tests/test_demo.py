@@ -22,6 +22,9 @@ def test_demo_writes_metrics_report_and_figures(tmp_path, monkeypatch):
     assert "gap_closed" in metrics["comparison"]
     report = (tmp_path / "report.md").read_text()
     assert "How far to trust it" in report and f"{metrics['PURE-CT']['mse']:.1f}" in report
+    # The experiment's per-setting statistic, said per setting (DUIIT and ORACLE: the training mix).
+    assert ("MIX-CT-MRI: re-estimated on real CT mixed 1:1" in report
+            and "PURE-CT: re-estimated on the real training CT" in report)
     for name in ("translations.png", "loss_curves.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.rglob(".*.tmp*"))  # atomic writes leave no temporaries

@@ -8,7 +8,7 @@ arms from the folder they were rerun in — without recomputing hours of identic
     PYTHONPATH=. python bench/compose_seeds.py --out docs/experiment/by-setting-seeds-5/results.json \
         --cohorts 5 --seeds 5 \
         --results docs/experiment/source-weight-0.5-seeds-5/results.json PURE-CT CYCLEGAN-CT-MRI \
-        --folder /work/runs/bnmix/mix ORACLE-CT-MRI NAIVE-CT-MRI MIX-CT-MRI
+        --folder RUNS/bnmix ORACLE-CT-MRI NAIVE-CT-MRI MIX-CT-MRI
 
 Every arm must have been run with the protocol of today's defaults (`experiment_config()`) up to its
 BatchNorm statistic, and with the statistic today's defaults give it; the script refuses otherwise.

@@ -47,10 +47,10 @@ def test_by_setting_statistics_resolve_to_each_settings_validation_choice():
     from duiit_fast.config import BN_STATS_BY_SETTING
     resolved = {s: TrainConfig(setting=s, predictor_bn_stats="by_setting").validate().bn_stats
                 for s in ("PURE-CT", "NAIVE-CT-MRI", "ORACLE-CT-MRI", "CYCLEGAN-CT-MRI", "MIX-CT-MRI", "DANN-CT-MRI",
-                          "MIX-CT-PET", "AUG-AUTO")}
+                          "MTL-CT-PET", "MIX-CT-PET", "AUG-AUTO")}
     assert resolved == {"PURE-CT": "real_ct", "NAIVE-CT-MRI": "training_mix", "ORACLE-CT-MRI": "training_mix",
                         "CYCLEGAN-CT-MRI": "real_ct", "MIX-CT-MRI": "training_mix", "DANN-CT-MRI": "training_mix",
-                        "MIX-CT-PET": "real_ct", "AUG-AUTO": "real_ct"}   # not measured: the old statistic
+                        "MTL-CT-PET": "training_mix", "MIX-CT-PET": "real_ct", "AUG-AUTO": "real_ct"}   # not measured: the old statistic
     assert set(BN_STATS_BY_SETTING) <= set(SETTINGS)
     # An explicit statistic is every setting's; separate BatchNorm makes real_ct the consistent one.
     assert TrainConfig(setting="NAIVE-CT-MRI", predictor_bn_stats="real_ct").bn_stats == "real_ct"

@@ -26,9 +26,14 @@ def _wilcoxon_floor(n: int) -> str:
     return f"With {n} cohorts the smallest two-sided Wilcoxon p is {floor:.3g} (an arm better on every cohort)."
 
 
+def setting_of(arm: str) -> str:
+    """The setting an arm runs ('MIX-CT-MRI@ct_reader' → 'MIX-CT-MRI')."""
+    return arm.partition("@")[0]
+
+
 def source_of(arm: str) -> str:
     """'MRI', 'PET' or 'MRI-PET': the source set an arm draws on (MRI for CT-only arms)."""
-    return arm.partition("@")[0].split("-CT-")[-1] if "-CT-" in arm else "MRI"
+    return setting_of(arm).split("-CT-")[-1] if "-CT-" in arm else "MRI"
 
 
 def references_for(arm: str) -> tuple:
@@ -73,7 +78,7 @@ def collect_results(out: Path, cohorts: int, arms, base_cfg, seeds: int = 1) -> 
                  "test_patient_mse": [r["test"]["patient_mse"] for r in cells],
                  "selected_epoch": [r["selected_epoch"] for r in cells],
                  "seconds": [r["seconds"] for r in cells],
-                 "bn_stats": dataclasses.replace(base_cfg, setting=arm.split("@")[0]).bn_stats}
+                 "bn_stats": dataclasses.replace(base_cfg, setting=setting_of(arm)).bn_stats}
         if all("label_cues" in r for r in cells):
             for key in cells[0]["label_cues"]:
                 if all(key in r["label_cues"] for r in cells):   # cells of an older version lack newer metrics

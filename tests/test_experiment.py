@@ -260,3 +260,36 @@ def test_each_arm_is_evaluated_with_its_own_chosen_statistic_unless_one_is_set(t
     text = _bn_stats_text({"PURE-CT": {"bn_stats": "real_ct"}, "NAIVE-CT-MRI": {"bn_stats": "training_mix"},
                            "OLD": {}})
     assert "real training CT (PURE-CT, OLD)" in text and "1:1 with each group its training batches held (NAIVE-CT-MRI)" in text
+
+
+def test_extended_test_reads_the_recorded_predictors_on_added_test_patients(tmp_path, tiny_base):
+    """bench/extended_test.py: each cell's selected predictor reproduces its recorded test MSE on the
+    experiment's own test patients, then is read on the added ones; a cell whose record does not match
+    its predictor is refused."""
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("extended_test", Path(__file__).parents[1] / "bench" / "extended_test.py")
+    extended_test = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(extended_test)
+    arms = ["PURE-CT", "MIX-CT-MRI"]
+    run = tmp_path / "run"
+    results = run_experiment(run, cohorts=1, arms=arms, workers=1, base=tiny_base, log=lambda *a: None)
+    out = tmp_path / "extended.json"
+    n_test = tiny_base.phantom.ct_test_patients
+    extended_test.main([str(run), "--test-patients", str(n_test + 3), "--cohorts", "1", "--arms", *arms,
+                        "--out", str(out)])
+    saved = json.loads(out.read_text())
+    for arm in arms:
+        entry = saved["arms"][arm]
+        assert entry["test_mse_original"][0] == pytest.approx(results["arms"][arm]["test_mse"][0], rel=1e-4)
+        # all = the slice-weighted mean of the original and the added patients (equal slices per patient)
+        assert entry["test_mse"][0] == pytest.approx(
+            (n_test * entry["test_mse_original"][0] + 3 * entry["test_mse_added"][0]) / (n_test + 3), rel=1e-5)
+    assert saved["comparison"] == json.loads(json.dumps(compare(saved["arms"])))
+    cell = run / "cohort-0" / "PURE-CT" / "result.json"
+    record = json.loads(cell.read_text())
+    record["test"]["mse"] *= 1.01
+    cell.write_text(json.dumps(record))
+    with pytest.raises(SystemExit, match="recorded"):
+        extended_test.main([str(run), "--test-patients", str(n_test + 3), "--cohorts", "1", "--arms", "PURE-CT",
+                            "--out", str(out)])

@@ -45,3 +45,18 @@ def test_same_patient_same_anatomy_across_modalities():
     head_ct, head_mri = ct > -500, mri > 0.2 * mri.max()
     overlap = (head_ct & head_mri).sum() / (head_ct | head_mri).sum()
     assert overlap > 0.8
+
+
+def test_more_test_patients_leave_training_validation_and_the_first_test_patients_unchanged():
+    # The experiment's test set grew 30 → 200 on the trainings it had (bench/extended_test.py): the
+    # patients are drawn in sequence, so only new patients are appended.
+    import dataclasses
+    from duiit_fast.config import PhantomConfig
+    from duiit_fast.data.datasets import phantom_cohorts
+    small = PhantomConfig(ct_train_patients=4, ct_val_patients=3, ct_test_patients=2, seed=5)
+    big = phantom_cohorts(dataclasses.replace(small, ct_test_patients=9))
+    small = phantom_cohorts(small)
+    assert big["ct_train"] == small["ct_train"] and big["ct_val"] == small["ct_val"]
+    assert big["ct_test"][:2] == small["ct_test"] and len(big["ct_test"]) == 9
+    assert big["mri"] == small["mri"] and big["pet"] == small["pet"]
+    assert len({a.patient_id for a in big["ct_test"]} & {a.patient_id for a in big["ct_train"] + big["ct_val"]}) == 0

@@ -91,6 +91,12 @@ def arm_entry(cells: list[list[dict]]) -> dict:
             "test_mse_per_seed": [[s["all"]["mse"] for s in seeds] for seeds in cells]}
 
 
+def training_machine(run: Path):
+    """Where the folder's trainings ran, as its results.json says (the re-reading does not change it)."""
+    path = run / "results.json"
+    return json.loads(path.read_text()).get("machine") if path.is_file() else None
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir")
@@ -117,7 +123,7 @@ def main(argv=None) -> None:
     arms = {arm: arm_entry(cells[arm]) for arm in args.arms}
     comparison = compare(arms)
     results = {"cohorts": list(range(args.cohorts)), "seeds": args.seeds, "test_patients": args.test_patients,
-               "run_dir": run.name, "arms": arms, "comparison": comparison,
+               "run_dir": run.name, "machine": training_machine(run), "arms": arms, "comparison": comparison,
                "verdict": verdict(arms, comparison, args.cohorts), "date": time.strftime("%Y-%m-%d"),
                "seconds": round(time.perf_counter() - start, 1)}
     write_json(Path(args.out), results)

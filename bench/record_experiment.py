@@ -27,7 +27,7 @@ def summarise(results_path, commit: str, machine: str | None = None) -> dict:
     run = json.loads(Path(results_path).read_text())
     arms = {arm: {"mean": statistics.mean(r["test_mse"]), "std": statistics.stdev(r["test_mse"])}
             for arm, r in run["arms"].items()}
-    return {"date": run["date"], "commit": commit, "machine": machine or run["machine"], "cohorts": len(run["cohorts"]),
+    return {"date": run["date"], "commit": commit, "machine": machine or run.get("machine", ""), "cohorts": len(run["cohorts"]),
             "seeds": run.get("seeds", 1), "verdict": run["verdict"], "arms": arms,
             # a view composed from several runs (bench/compose_seeds.py) has no one wall time
             **({"wall_minutes": round(run["wall_seconds_this_invocation"] / 60, 1), "workers": run["workers"]}

@@ -67,16 +67,18 @@ def test_the_recorded_summary_is_the_recorded_run():
             assert e["mean"] == pytest.approx(test.mean()) and e["std"] == pytest.approx(test.std(ddof=1))
 
 
-def test_a_composed_view_is_the_experiments_own_comparison_of_its_arms():
-    """bench/compose_seeds.py takes arms from several runs; its comparison and verdict must be what
-    the experiment computes from those arms, not edited."""
+def test_a_composed_or_re_read_view_is_the_experiments_own_comparison_of_its_arms():
+    """bench/compose_seeds.py takes arms from several runs, bench/extended_test.py re-reads a run's
+    trainings on more test patients; their comparison and verdict must be what the experiment computes
+    from those arms, not edited."""
     import json
     from pathlib import Path
     from duiit_fast.eval.experiment_report import compare, verdict
-    docs = Path(__file__).parents[1] / "docs" / "experiment"
-    composed = [p for p in docs.rglob("results.json") if "composed_from" in json.loads(p.read_text())]
-    for path in composed:
-        run = json.loads(path.read_text())
+    docs = Path(__file__).parents[1] / "docs"
+    runs = [json.loads(p.read_text()) for p in docs.rglob("*.json")]
+    views = [r for r in runs if isinstance(r, dict) and {"composed_from", "test_patients"} & set(r)]
+    assert any("test_patients" in r for r in views) and any("composed_from" in r for r in views)
+    for run in views:
         again = json.loads(json.dumps(compare(run["arms"])))
         assert again == run["comparison"] and verdict(run["arms"], again, len(run["cohorts"])) == run["verdict"]
         assert all(len(e["test_mse_per_seed"][0]) == run["seeds"] for e in run["arms"].values())

@@ -326,7 +326,20 @@ def _check_same_protocol(path: Path, base: TrainConfig) -> None:
         any(now[k] == d.get(k) for d in defaults) for k in now if k not in saved)
     if not same:
         raise DuiitConfigError(f"{path.parent} holds an experiment run with another configuration; "
-                               "use a new --out folder")
+                               f"use a new --out folder{_only_test_set_differs(saved, now)}")
+
+
+def _only_test_set_differs(saved: dict, now: dict) -> str:
+    """A hint when a folder differs only in its test set's size (the 30 test patients of runs before
+    2026-12-05): its trainings are today's, and can be re-read on the larger test set."""
+    old_test, new_test = saved.get("phantom", {}).get("ct_test_patients"), now["phantom"]["ct_test_patients"]
+    if old_test == new_test:
+        return ""
+    saved = {**saved, "phantom": {**saved["phantom"], "ct_test_patients": new_test}}
+    if any(now.get(k) != v for k, v in saved.items()):
+        return ""
+    return (f" (its trainings are today's but were tested on {old_test} patients per cohort, not {new_test}: "
+            f"bench/extended_test.py in a source checkout re-reads them on the {new_test})")
 
 
 def run_experiment(out_dir, cohorts: int = 5, arms=DEFAULT_ARMS, workers: int | None = None,

@@ -293,3 +293,17 @@ def test_extended_test_reads_the_recorded_predictors_on_added_test_patients(tmp_
     with pytest.raises(SystemExit, match="recorded"):
         extended_test.main([str(run), "--test-patients", str(n_test + 3), "--cohorts", "1", "--arms", "PURE-CT",
                             "--out", str(out)])
+
+
+def test_a_run_that_differs_only_in_its_test_set_is_refused_with_the_way_to_re_read_it(tmp_path, tiny_base):
+    import dataclasses
+    from duiit_fast.experiment import _check_same_protocol
+    from duiit_fast.io import write_json
+    fewer = dataclasses.replace(tiny_base, phantom=dataclasses.replace(tiny_base.phantom, ct_test_patients=1))
+    write_json(tmp_path / "experiment.json", {"config": json.loads(json.dumps(fewer.to_dict()))})
+    with pytest.raises(DuiitConfigError, match="tested on 1 patients per cohort, not 2: bench/extended_test.py"):
+        _check_same_protocol(tmp_path / "experiment.json", tiny_base)
+    other = dataclasses.replace(fewer, epochs=9)   # another training too: no hint
+    write_json(tmp_path / "experiment.json", {"config": json.loads(json.dumps(other.to_dict()))})
+    with pytest.raises(DuiitConfigError, match=r"use a new --out folder$"):
+        _check_same_protocol(tmp_path / "experiment.json", tiny_base)

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from duiit_fast.config import TrainConfig
-from duiit_fast.eval.evaluate import regression_metrics
-from duiit_fast.eval.experiment_report import cohort_dir_of, compare, verdict
+from duiit_fast.eval.evaluate import patient_squared_errors, regression_metrics
+from duiit_fast.eval.experiment_report import GAP_INTERVAL, cohort_dir_of, compare, source_of, verdict
 from duiit_fast.experiment import DEFAULT_ARMS
 from duiit_fast.io import write_json
 from duiit_fast.train.checkpoint import read_checkpoint
@@ -76,9 +76,35 @@ def evaluate_cell(cell_dir: Path, test_patients: int, cache_dir: str, data_cache
     if abs(on_original["mse"] - recorded["test"]["mse"]) > REPRODUCTION_TOLERANCE * recorded["test"]["mse"]:
         raise SystemExit(f"{cell_dir}: the original test patients give MSE {on_original['mse']!r}, "
                          f"the cell recorded {recorded['test']['mse']!r}: not the recorded predictor or patients")
-    return {"all": regression_metrics(pred, test), "original": on_original,
+    errors, slices = patient_squared_errors(pred, test)
+    return {"all": regression_metrics(pred, test), "original": on_original, "patient_sq_errors": errors,
+            "patient_slices": slices, "n_original": len(original),
             "added": regression_metrics(pred[np.isin(test.patient_ids, added)], test.select_patients(added)),
             "val_mse": recorded["val"]["mse"], "val_crossfit_mse": recorded.get("val_crossfit_mse")}
+
+
+def test_patient_interval(cells: dict, arm: str, first: int | None = None, draws: int = 2000, seed: int = 0):
+    """90 % percentile interval of the arm's gap share (PURE − arm) / (PURE − ORACLE) when only the test
+    patients are redrawn: each draw resamples every cohort's patients (its first `first`, or all) with
+    replacement, the same patients for every arm and seed, and keeps the trainings. It shows how much
+    of the share is the luck of the test set. None without PURE-CT and the arm's ORACLE."""
+    oracle = f"ORACLE-CT-{source_of(arm)}"
+    if "PURE-CT" not in cells or oracle not in cells:
+        return None
+    rng = np.random.default_rng(seed)
+    n_cohorts = len(cells[arm])
+    means = {a: np.zeros(draws) for a in ("PURE-CT", oracle, arm)}
+    for c in range(n_cohorts):
+        n = first or len(cells[arm][c][0]["patient_sq_errors"])
+        picks = rng.integers(0, n, size=(draws, n))
+        for a in means:
+            for run in cells[a][c]:
+                err = np.asarray(run["patient_sq_errors"][:n]) * np.asarray(run["patient_slices"][:n])
+                slices = np.asarray(run["patient_slices"][:n], float)
+                means[a] += err[picks].sum(1) / slices[picks].sum(1) / (n_cohorts * len(cells[a][c]))
+    p, o, m = means["PURE-CT"], means[oracle], means[arm]
+    low, high = np.percentile((p - m) / (p - o), GAP_INTERVAL)
+    return [float(low), float(high)]
 
 
 def arm_entry(cells: list[list[dict]]) -> dict:
@@ -121,6 +147,12 @@ def main(argv=None) -> None:
                           f"{cell['original']['n_patients']} patients, {cell['added']['mse']:.1f} on the "
                           f"{cell['added']['n_patients']} added, {cell['all']['mse']:.1f} on all", flush=True)
     arms = {arm: arm_entry(cells[arm]) for arm in args.arms}
+    n_original = cells[args.arms[0]][0][0]["n_original"]
+    for arm in args.arms:
+        if not arm.startswith(("PURE-", "ORACLE-")):
+            interval = test_patient_interval(cells, arm), test_patient_interval(cells, arm, first=n_original)
+            if interval[0] is not None:
+                arms[arm]["gap_closed_test_patient_interval"] = {"all": interval[0], "original": interval[1]}
     comparison = compare(arms)
     results = {"cohorts": list(range(args.cohorts)), "seeds": args.seeds, "test_patients": args.test_patients,
                "run_dir": run.name, "machine": training_machine(run), "arms": arms, "comparison": comparison,

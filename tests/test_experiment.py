@@ -307,3 +307,28 @@ def test_a_run_that_differs_only_in_its_test_set_is_refused_with_the_way_to_re_r
     write_json(tmp_path / "experiment.json", {"config": json.loads(json.dumps(other.to_dict()))})
     with pytest.raises(DuiitConfigError, match=r"use a new --out folder$"):
         _check_same_protocol(tmp_path / "experiment.json", tiny_base)
+
+
+def _bench_module(name):
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_test_patient_interval_redraws_patients_only():
+    extended_test = _bench_module("extended_test")
+
+    def cell(errors):
+        return [[{"patient_sq_errors": errors, "patient_slices": [2] * len(errors)}]]
+    # Every patient alike: redrawing patients cannot move the share (100 − 60) / (100 − 20) = 0.5.
+    cells = {"PURE-CT": cell([100.0] * 6), "ORACLE-CT-MRI": cell([20.0] * 6), "MIX-CT-MRI": cell([60.0] * 6)}
+    assert extended_test.test_patient_interval(cells, "MIX-CT-MRI") == pytest.approx([0.5, 0.5])
+    # Patients that disagree move it; restricted to the first 3 (alike) it is fixed again.
+    cells["MIX-CT-MRI"] = cell([60.0] * 3 + [20.0, 100.0, 90.0])
+    low, high = extended_test.test_patient_interval(cells, "MIX-CT-MRI")
+    assert low < (100 - 65) / 80 < high   # the point share: MIX-CT-MRI averages 65
+    assert extended_test.test_patient_interval(cells, "MIX-CT-MRI", first=3) == pytest.approx([0.5, 0.5])
+    assert extended_test.test_patient_interval({"MIX-CT-MRI": cells["MIX-CT-MRI"]}, "MIX-CT-MRI") is None

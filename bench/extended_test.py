@@ -51,23 +51,24 @@ def ct_data(cfg: TrainConfig) -> TrainingData:
     return TrainingData(data.ct_train, data.ct_val, data.ct_test)
 
 
-def selected_predictor(checkpoint: Path, cfg: TrainConfig, data: TrainingData) -> Trainer:
+def selected_predictor(state: dict, cfg: TrainConfig, data: TrainingData) -> Trainer:
     trainer = Trainer(cfg, data=data, progress=False, check_paths=False)
-    trainer._load_state(read_checkpoint(checkpoint))
+    trainer._load_state(state)
     trainer.use_selected_predictor()
     return trainer
 
 
 def evaluate_cell(cell_dir: Path, test_patients: int, cache_dir: str, data_cache: dict) -> dict:
     recorded = json.loads((cell_dir / "result.json").read_text())
-    state_cfg = TrainConfig.from_dict(read_checkpoint(cell_dir / "checkpoint.pt")["config"])
+    state = read_checkpoint(cell_dir / "checkpoint.pt")
+    state_cfg = TrainConfig.from_dict(state["config"])
     cfg = larger_test_config(state_cfg, test_patients, cache_dir)
     key = (cfg.phantom.seed, test_patients)
     if key not in data_cache:
         data_cache.clear()
         data_cache[key] = ct_data(cfg)
     data = data_cache[key]
-    trainer = selected_predictor(cell_dir / "checkpoint.pt", cfg, data)
+    trainer = selected_predictor(state, cfg, data)
     test = data.ct_test
     pred = trainer.predict(test.images)
     original = test.patients[:state_cfg.phantom.ct_test_patients]

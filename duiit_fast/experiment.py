@@ -321,22 +321,23 @@ def _check_same_protocol(path: Path, base: TrainConfig) -> None:
         write_json(path, {"config": now})
         return
     saved = json.loads(path.read_text()).get("config", {})
-    defaults = [json.loads(json.dumps(c.to_dict())) for c in (TrainConfig(), experiment_config())]
-    same = all(k in now and now[k] == v for k, v in saved.items()) and all(
-        any(now[k] == d.get(k) for d in defaults) for k in now if k not in saved)
-    if not same:
+    if not _same_protocol(saved, now):
         raise DuiitConfigError(f"{path.parent} holds an experiment run with another configuration; "
                                f"use a new --out folder{_only_test_set_differs(saved, now)}")
+
+
+def _same_protocol(saved: dict, now: dict) -> bool:
+    defaults = [json.loads(json.dumps(c.to_dict())) for c in (TrainConfig(), experiment_config())]
+    return all(k in now and now[k] == v for k, v in saved.items()) and all(
+        any(now[k] == d.get(k) for d in defaults) for k in now if k not in saved)
 
 
 def _only_test_set_differs(saved: dict, now: dict) -> str:
     """A hint when a folder differs only in its test set's size (the 30 test patients of runs before
     2026-12-05): its trainings are today's, and can be re-read on the larger test set."""
     old_test, new_test = saved.get("phantom", {}).get("ct_test_patients"), now["phantom"]["ct_test_patients"]
-    if old_test == new_test:
-        return ""
-    saved = {**saved, "phantom": {**saved["phantom"], "ct_test_patients": new_test}}
-    if any(now.get(k) != v for k, v in saved.items()):
+    if old_test == new_test or not _same_protocol(
+            {**saved, "phantom": {**saved["phantom"], "ct_test_patients": new_test}}, now):
         return ""
     return (f" (its trainings are today's but were tested on {old_test} patients per cohort, not {new_test}: "
             f"bench/extended_test.py in a source checkout re-reads them on the {new_test})")

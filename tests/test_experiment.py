@@ -266,11 +266,7 @@ def test_extended_test_reads_the_recorded_predictors_on_added_test_patients(tmp_
     """bench/extended_test.py: each cell's selected predictor reproduces its recorded test MSE on the
     experiment's own test patients, then is read on the added ones; a cell whose record does not match
     its predictor is refused."""
-    import importlib.util
-    from pathlib import Path
-    spec = importlib.util.spec_from_file_location("extended_test", Path(__file__).parents[1] / "bench" / "extended_test.py")
-    extended_test = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(extended_test)
+    extended_test = _bench_module("extended_test")
     arms = ["PURE-CT", "MIX-CT-MRI"]
     run = tmp_path / "run"
     results = run_experiment(run, cohorts=1, arms=arms, workers=1, base=tiny_base, log=lambda *a: None)

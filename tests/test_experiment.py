@@ -1,5 +1,6 @@
 """`duiit experiment` end to end at the smallest size: cells, results.json, report, resume."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -328,3 +329,27 @@ def test_the_test_patient_interval_redraws_patients_only():
     assert low < (100 - 65) / 80 < high   # the point share: MIX-CT-MRI averages 65
     assert extended_test.test_patient_interval(cells, "MIX-CT-MRI", first=3) == pytest.approx([0.5, 0.5])
     assert extended_test.test_patient_interval({"MIX-CT-MRI": cells["MIX-CT-MRI"]}, "MIX-CT-MRI") is None
+
+
+def test_cohort_subset_restates_the_tests_over_the_cohorts_kept():
+    cohort_subset = _bench_module("cohort_subset")
+    assert cohort_subset.parse_cohorts("5-7,2") == [2, 5, 6, 7]
+    recorded = json.loads((Path(__file__).parents[1] / "docs/experiment/results.json").read_text())
+    # Every cohort kept: the record's own comparison, recomputed from its lists.
+    whole = cohort_subset.subset(recorded, list(recorded["cohorts"]))
+    assert json.loads(json.dumps(whole["comparison"])) == recorded["comparison"]
+    # Three cohorts: every per-cohort list cut to them, in order; the tests are those of the cut lists.
+    kept = [1, 3, 4]
+    view = cohort_subset.subset(recorded, kept)
+    assert view["cohorts"] == kept
+    duiit, naive = view["arms"]["MIX-CT-MRI"], view["arms"]["NAIVE-CT-MRI"]
+    for key in ("test_mse", "val_mse", "reader_slope", "selected_epoch"):
+        assert duiit[key] == [recorded["arms"]["MIX-CT-MRI"][key][c] for c in kept]
+    assert duiit["bn_stats"] == recorded["arms"]["MIX-CT-MRI"]["bn_stats"]
+    diff = np.subtract(duiit["test_mse"], naive["test_mse"])
+    row = view["comparison"]["MIX-CT-MRI"]["vs NAIVE-CT-MRI"]
+    assert row["mean_difference"] == pytest.approx(diff.mean())
+    assert row["wins"] == int((diff < 0).sum())
+    assert "over 3 cohort(s)" in view["verdict"]
+    with pytest.raises(SystemExit, match=r"\[7\]"):
+        cohort_subset.subset(recorded, [0, 7])

@@ -5,10 +5,11 @@ record's folder trains cohorts 5–14 only); its results.json then pools every c
 restates it over the cohorts named — e.g. the added ones alone — with the experiment's own
 comparison (gap share, its bootstrap interval, paired t-test and Wilcoxon p) and verdict:
 
-    PYTHONPATH=. python bench/cohort_subset.py RUN/results.json --cohorts 5-14 --out replication.json
+    PYTHONPATH=. python bench/cohort_subset.py RUN/results.json --cohorts 5-14 --out DIR/results.json --report DIR
 
 Every per-cohort list of an arm (test and validation MSE, cues, selected epochs, ...) is cut to the
 cohorts kept; everything else is copied. The view records which cohorts it holds and where from.
+--report writes the experiment's report.md and bar plot for the view into DIR.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from duiit_fast.eval.experiment_report import compare, verdict
+from duiit_fast.eval.experiment_report import compare, verdict, write_report
 from duiit_fast.io import write_json
 
 
@@ -53,11 +54,15 @@ def main(argv=None) -> None:
     parser.add_argument("results", help="a duiit experiment results.json")
     parser.add_argument("--cohorts", required=True, help="cohort ids to keep: 5-14, or 0,2,4")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--report", metavar="DIR", help="also write report.md and test_mse.png of the view here")
     args = parser.parse_args(argv)
     view = subset(json.loads(Path(args.results).read_text()), parse_cohorts(args.cohorts))
     view["subset_of"] = args.results
     write_json(Path(args.out), view)
-    print(view["verdict"])
+    if args.report:
+        write_report(Path(args.report), view)
+    else:
+        print(view["verdict"])
     print(f"wrote {args.out}")
 
 

@@ -353,3 +353,14 @@ def test_cohort_subset_restates_the_tests_over_the_cohorts_kept():
     assert "over 3 cohort(s)" in view["verdict"]
     with pytest.raises(SystemExit, match=r"\[7\]"):
         cohort_subset.subset(recorded, [0, 7])
+
+
+def test_cohort_subset_writes_the_views_report(tmp_path):
+    cohort_subset = _bench_module("cohort_subset")
+    recorded = Path(__file__).parents[1] / "docs/experiment/results.json"
+    cohort_subset.main([str(recorded), "--cohorts", "2-4", "--out", str(tmp_path / "results.json"),
+                        "--report", str(tmp_path)])
+    report = (tmp_path / "report.md").read_text()
+    assert "Phantom cohorts [2, 3, 4]" in report and "over 3 cohort(s)" in report
+    assert (tmp_path / "test_mse.png").is_file()
+    assert json.loads((tmp_path / "results.json").read_text())["cohorts"] == [2, 3, 4]

@@ -47,6 +47,8 @@ BN_STATS_BY_SETTING = {
     "DANN-CT-MRI": "training_mix",      # 74.1 vs 94.8, 4 of 5
     "MTL-CT-PET": "training_mix",       # 76.9 vs 142.0, 5 of 5 (real_ct let cohort 2 run away)
     "DANN-CT-PET": "training_mix",      # 72.3 vs 88.7, 4 of 5
+    "ORACLE-CT-PET": "training_mix",    # 43.7 vs 53.9, 5 of 5 (measured 2026-12-05 on the Zen 5)
+    "NAIVE-CT-PET": "training_mix",     # 75.5 vs 133.3, 5 of 5
 }
 PREDICTOR_BN_DOMAINS = ("mixed", "separate")
 SWITCHES = ("auto", "on", "off")

@@ -69,8 +69,8 @@ def test_the_recorded_summary_is_the_recorded_run():
 
 def test_a_composed_or_re_read_view_is_the_experiments_own_comparison_of_its_arms():
     """bench/compose_seeds.py takes arms from several runs, bench/extended_test.py re-reads a run's
-    trainings on more test patients, bench/cohort_subset.py keeps some cohorts; their comparison and verdict must be what the experiment computes
-    from those arms, not edited."""
+    trainings on more test patients, bench/cohort_subset.py keeps some cohorts; their comparison and
+    verdict must be what the experiment computes from those arms, not edited."""
     import json
     from pathlib import Path
     from duiit_fast.eval.experiment_report import compare, verdict

@@ -3,8 +3,10 @@ datasets, export the augmented training set (real CT + translated sources) for o
 
 Inputs are dataset folders (labels.csv + images, as `duiit train` reads them) or image files /
 DICOM series folders given directly (then the file's stem is the patient and no age is known).
-Outputs are written atomically; a CT-like dataset is 16-bit PNG slices or NIfTI volumes in HU with
-a labels.csv that `duiit train` reads back.
+Every output folder is built beside its destination and swapped in complete (io.staged_folder), so
+it holds the old content or the new, never a mix; ids become file names through paths.FileNames,
+never as paths. A CT-like dataset is 16-bit PNG slices (their HU scale stored in the file) or NIfTI
+volumes in HU, with a labels.csv that `duiit train` reads back.
 """
 from __future__ import annotations
 
@@ -17,9 +19,10 @@ import torch
 
 from .data.datasets import read_folder, resize_slices
 from .data.intensity import normalize_volume
-from .data.readers import read_slices
+from .data.readers import pil_scale, read_slices
 from .errors import DuiitConfigError, DuiitDataError
-from .io import write_text
+from .io import staged_folder, write_text
+from .paths import FileNames, confined
 
 # 16-bit PNG for CT-like output: HU = stored · slope + intercept over the window with a 10 HU
 # margin, so the window's 80 HU get ~650 levels per HU instead of 1 (HU + 1024 would quantise a
@@ -35,16 +38,23 @@ def _stem(path: Path) -> str:
     return name
 
 
-def read_inputs(paths, modality: str, on_bad_file: str = "error") -> list[tuple[str, float | None, np.ndarray]]:
+def read_inputs(paths, modality: str, on_bad_file: str = "error", skipped: list | None = None,
+                png_rescale=None) -> list[tuple[str, float | None, np.ndarray]]:
     """(patient_id, age or None, (S, H, W) native-unit volume) for every input: a dataset folder
-    contributes its labelled patients, a file or series folder one unlabelled volume."""
+    contributes its labelled patients, a file or series folder one unlabelled volume. Files a
+    folder left out under on_bad_file="skip" are appended to `skipped` as (path, problem).
+    png_rescale = (slope, intercept) maps a bare PNG/TIFF/JPEG's stored values to native units
+    where the file does not carry its own scale."""
     volumes = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir() and (path / "labels.csv").is_file():
-            volumes += read_folder(path, on_bad_file, modality=modality).volumes
+            folder = read_folder(path, on_bad_file, modality=modality)
+            volumes += folder.volumes
+            if skipped is not None:
+                skipped += folder.skipped
         elif path.exists():
-            volumes.append((_stem(path), None, read_slices(path, modality)))
+            volumes.append((_stem(path), None, _read_bare(path, modality, png_rescale)))
         else:
             raise DuiitDataError(path, "file not found")
     if not volumes:
@@ -54,6 +64,28 @@ def read_inputs(paths, modality: str, on_bad_file: str = "error") -> list[tuple[
         dup = next(i for i in ids if ids.count(i) > 1)
         raise DuiitConfigError(f"patient {dup!r} appears in two inputs; give each patient once")
     return volumes
+
+
+def _read_bare(path: Path, modality: str, png_rescale) -> np.ndarray:
+    """A file given without labels.csv. CT must be in HU: an integer PNG/TIFF/JPEG with no scale of
+    its own (a tool's HU + 1024, a windowed 8-bit export) would be read as HU and give wrong ages."""
+    slices = read_slices(path, modality)
+    info = pil_scale(path) if not path.is_dir() else None
+    if info is None:                       # not a Pillow image: DICOM / NIfTI / .npy carry their units
+        return slices
+    mode, own = info
+    if own is not None:
+        if png_rescale is not None and not np.allclose(own, png_rescale, rtol=1e-9, atol=0):
+            raise DuiitDataError(path, f"stores its own scale (slope {own[0]:g}, intercept {own[1]:g}), "
+                                       f"which --png-rescale {png_rescale[0]:g} {png_rescale[1]:g} contradicts")
+        return slices                      # read_slices applied it
+    if png_rescale is not None:
+        return slices * np.float32(png_rescale[0]) + np.float32(png_rescale[1])
+    if modality == "ct" and mode != "F":
+        raise DuiitDataError(path, f"{mode} image without a stored scale cannot be read as HU: give "
+                                   "--png-rescale SLOPE INTERCEPT (1 -1024 for HU + 1024), or put it in a "
+                                   "dataset folder whose labels.csv has rescale_slope / rescale_intercept")
+    return slices
 
 
 def _as_model_input(trainer, volume: np.ndarray, modality: str) -> torch.Tensor:
@@ -69,7 +101,7 @@ def _csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def predict(trainer, volumes, out_dir, progress=None) -> dict:
+def predict(trainer, volumes, out_dir, progress=None, overwrite: bool = False) -> dict:
     """Ages per CT slice and per patient (mean of its slices) → OUT/slices.csv, OUT/patients.csv.
     Where ages are known, the MSE (years²) is returned too."""
     slice_rows, patient_rows = [], []
@@ -80,9 +112,9 @@ def predict(trainer, volumes, out_dir, progress=None) -> dict:
                                "age": "" if age is None else f"{age:.2f}"})
         patient_rows.append({"patient_id": patient_id, "slices": len(ages), "predicted_age": f"{ages.mean():.2f}",
                              "age": "" if age is None else f"{age:.2f}"})
-    out = Path(out_dir)
-    write_text(out / "slices.csv", _csv(slice_rows))
-    write_text(out / "patients.csv", _csv(patient_rows))
+    with staged_folder(out_dir, overwrite) as stage:
+        write_text(stage / "slices.csv", _csv(slice_rows))
+        write_text(stage / "patients.csv", _csv(patient_rows))
     known = [(float(r["predicted_age"]), float(r["age"])) for r in slice_rows if r["age"] != ""]
     summary = {"patients": len(patient_rows), "slices": len(slice_rows)}
     if known:
@@ -97,33 +129,34 @@ def ct_hu(trainer, images: torch.Tensor) -> np.ndarray:
     return ((images[:, 0].numpy() + 1.0) / 2.0 * width + (level - width / 2.0)).astype(np.float32)
 
 
-def write_ct_dataset(trainer, patients, out_dir, fmt: str = "png", progress=None) -> int:
-    """patients: iterable of (patient_id, age, (S, H, W) HU). Writes OUT/labels.csv and the images;
-    returns the number of slices."""
+def write_ct_dataset(trainer, patients, out_dir, fmt: str = "png", progress=None, overwrite: bool = False) -> int:
+    """patients: iterable of (patient_id, age, (S, H, W) HU). Writes OUT/labels.csv and the images
+    (one folder or volume per patient, named after its id by paths.FileNames); returns the number
+    of slices. The folder appears complete or not at all."""
     from .data.writer import write_nifti, write_png16
     if fmt not in ("png", "nifti"):
         raise DuiitConfigError(f"--format must be png or nifti, got {fmt!r}")
-    out = Path(out_dir)
     level, width = trainer.cfg.ct_window
     intercept = level - width / 2.0 - PNG_MARGIN_HU
     slope = (width + 2 * PNG_MARGIN_HU) / 65535.0
-    rows, count = [], 0
-    for patient_id, age, hu in (progress(patients, desc="writing") if progress else patients):
-        if fmt == "nifti":
-            name = f"{patient_id}.nii.gz"
-            write_nifti(out / name, hu)
-            rows.append({"patient_id": patient_id, "age": f"{age:.2f}", "path": name})
-        else:
-            stored = np.clip(np.round((hu - intercept) / slope), 0, 65535).astype(np.uint16)
-            for i, image in enumerate(stored):
-                name = f"{patient_id}/slice_{i:03d}.png"
-                write_png16(out / name, image)
-                rows.append({"patient_id": patient_id, "age": f"{age:.2f}", "path": name,
-                             "rescale_slope": repr(slope), "rescale_intercept": repr(intercept)})
-        count += len(hu)
-    if not rows:
-        raise DuiitConfigError("nothing to write")
-    write_text(out / "labels.csv", _csv(rows))   # last: a folder without labels.csv is visibly incomplete
+    rows, count, names = [], 0, FileNames()
+    with staged_folder(out_dir, overwrite) as stage:
+        for patient_id, age, hu in (progress(patients, desc="writing") if progress else patients):
+            name = names(patient_id)
+            if fmt == "nifti":
+                write_nifti(confined(stage, f"{name}.nii.gz"), hu)
+                rows.append({"patient_id": patient_id, "age": f"{age:.2f}", "path": f"{name}.nii.gz"})
+            else:
+                stored = np.clip(np.round((hu - intercept) / slope), 0, 65535).astype(np.uint16)
+                for i, image in enumerate(stored):
+                    rel = f"{name}/slice_{i:03d}.png"
+                    write_png16(confined(stage, rel), image, slope, intercept)
+                    rows.append({"patient_id": patient_id, "age": f"{age:.2f}", "path": rel,
+                                 "rescale_slope": repr(slope), "rescale_intercept": repr(intercept)})
+            count += len(hu)
+        if not rows:
+            raise DuiitConfigError("nothing to write")
+        write_text(stage / "labels.csv", _csv(rows))
     return count
 
 
@@ -144,7 +177,7 @@ def translated_patients(trainer, volumes, source: str):
         yield patient_id, age, ct_hu(trainer, trainer.translate(_as_model_input(trainer, volume, source), source))
 
 
-def export_training_set(trainer, out_dir, fmt: str = "png", progress=None) -> dict:
+def export_training_set(trainer, out_dir, fmt: str = "png", progress=None, overwrite: bool = False) -> dict:
     """The augmented training set of the model's own run: its real CT training patients plus every
     source's training patients translated by G, as one labelled CT dataset (at the training size).
     Translated patients are named SOURCE-PATIENT so they stay apart from CT patients."""
@@ -161,6 +194,6 @@ def export_training_set(trainer, out_dir, fmt: str = "png", progress=None) -> di
                 mask = torch.from_numpy(s.patient_ids == pid)
                 yield (f"{source}-{pid}", float(s.ages[mask][0]),
                        ct_hu(trainer, trainer.translate(s.images[mask], source)))
-    slices = write_ct_dataset(trainer, list(patients()), out_dir, fmt, progress)
+    slices = write_ct_dataset(trainer, list(patients()), out_dir, fmt, progress, overwrite)
     return {"slices": slices, "ct_patients": len(ct.patients),
             "translated_patients": sum(len(data.sources[k].patients) for k in trainer.nets.get("G", {}))}

@@ -22,7 +22,9 @@ TINY_MODEL_TOML = {"image_size": 32, "ngf": 4, "ndf": 4, "n_blocks": 1, "predict
 def write_train_toml(path, **fields):
     """A `duiit train` config with the tiny model sizes plus `fields` (strings quoted)."""
     merged = {**TINY_MODEL_TOML, **fields}
-    lines = [f'{k} = "{v}"' if isinstance(v, str) else f"{k} = {v}" for k, v in merged.items()]
+    def toml(v):
+        return f'"{v}"' if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v)
+    lines = [f"{k} = {toml(v)}" for k, v in merged.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -40,3 +42,44 @@ def tiny_config(tiny_phantom, tmp_path):
         fields.update(overrides)
         return TrainConfig(**fields)
     return make
+
+
+# Patient ids as a hostile or careless dataset may hold them: separators, climbing out, an absolute
+# path, a name of dots, a reserved device name, ids that differ only in case, control characters.
+def hostile_ids(modality: str, absolute_target) -> list[str]:
+    return [f"../escaped-{modality}", str(absolute_target / f"abs-{modality}"), f"sub/dir/{modality}", "..",
+            "CON", f"Case-{modality}", f"case-{modality}", f"tab\tnew\nline-{modality}"]
+
+
+def relabel(folder, new_ids) -> None:
+    """Give a dataset folder's patients the ids `new_ids` (in order of first appearance)."""
+    import csv
+    with open(folder / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    order = list(dict.fromkeys(r["patient_id"] for r in rows))
+    mapping = dict(zip(order, new_ids))
+    for r in rows:
+        r["patient_id"] = mapping[r["patient_id"]]
+    with open(folder / "labels.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@pytest.fixture(scope="session")
+def hostile_run(tmp_path_factory):
+    """CT, MRI and PET folders whose patient ids try to escape, and a tiny MIX-CT-MRI-PET model
+    trained from them: (root, checkpoint, absolute_target). Nothing may ever appear under
+    absolute_target, nor beside root's folders."""
+    from duiit_fast.cli import main
+    root = tmp_path_factory.mktemp("hostile")
+    target = tmp_path_factory.mktemp("never-written")
+    assert main(["phantoms", "--out", str(root / "data"), "--ct-patients", "8", "--source-patients", "8",
+                 "--slices", "2", "--ct-size", "40", "--mri-size", "32", "--pet-size", "16", "--no-progress"]) == 0
+    for modality in ("ct", "mri", "pet"):
+        relabel(root / "data" / modality, hostile_ids(modality, target))
+    config = write_train_toml(root / "run.toml", setting="MIX-CT-MRI-PET", ct="data/ct", mri="data/mri",
+                              pet="data/pet", val_fraction=0.25, test_fraction=0.25, out_dir="run",
+                              label_cues=False)
+    assert main(["train", "--config", str(config), "--no-progress"]) == 0
+    return root, root / "run" / "checkpoint.pt", target

@@ -8,59 +8,68 @@ from pathlib import Path
 import numpy as np
 
 from ..data.datasets import native_size, phantom_cohorts
-from ..io import atomic_path, write_text
+from ..io import atomic_path, staged_folder, write_text
+from ..paths import FileNames, confined
 from . import phantoms
 
 CT_PNG_INTERCEPT = -1024.0  # 16-bit CT stores HU + 1024, as most CT exports do
 
 
-def write_png16(path, image: np.ndarray) -> None:
-    """Write a (H, W) uint16 image as a 16-bit greyscale PNG, atomically."""
+def write_png16(path, image: np.ndarray, slope: float = 1.0, intercept: float = 0.0) -> None:
+    """Write a (H, W) uint16 image as a 16-bit greyscale PNG, atomically. The map to native units
+    (value·slope + intercept) travels in the file's text chunks (readers.PNG_SCALE_KEYS), so a file
+    copied out of its dataset keeps its units."""
     from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+    from .readers import PNG_SCALE_KEYS
     if image.dtype != np.uint16 or image.ndim != 2:
         raise ValueError("write_png16 takes a 2D uint16 array")
+    info = PngInfo()
+    info.add_text(PNG_SCALE_KEYS[0], repr(float(slope)))
+    info.add_text(PNG_SCALE_KEYS[1], repr(float(intercept)))
     with atomic_path(path) as tmp:
-        Image.fromarray(image).save(tmp, format="PNG")
+        Image.fromarray(image).save(tmp, format="PNG", pnginfo=info)
 
 
 def write_phantom_dataset(out, pc, modalities=("ct", "mri", "pet"), fmt: str = "png",
-                          progress: bool = False) -> dict:
-    """One folder per modality under `out`. CT patients are the cohort's CT train patients."""
-    out = Path(out)
+                          progress: bool = False, overwrite: bool = False) -> dict:
+    """One folder per modality under `out`, built beside it and swapped in complete. CT patients
+    are the cohort's CT train patients."""
     cohorts = phantom_cohorts(pc)
     written = {}
-    for modality in modalities:
-        cohort = cohorts["ct_train"] if modality == "ct" else cohorts[modality]
-        folder = out / modality
-        folder.mkdir(parents=True, exist_ok=True)
-        iterator = cohort
-        if progress:
-            from tqdm.auto import tqdm
-            iterator = tqdm(cohort, desc=f"writing {modality}", leave=False)
-        rows = []
-        for anat in iterator:
-            volume = phantoms.render_patient(anat, modality, native_size(pc, modality), pc.slices_per_patient, pc.seed)
-            rows += _write_patient(folder, anat, modality, volume, fmt)
-        _write_labels(folder / "labels.csv", rows)
-        written[modality] = (folder, len(cohort), len(rows))
+    with staged_folder(out, overwrite) as stage:
+        for modality in modalities:
+            cohort = cohorts["ct_train"] if modality == "ct" else cohorts[modality]
+            folder = stage / modality
+            folder.mkdir()
+            iterator = cohort
+            if progress:
+                from tqdm.auto import tqdm
+                iterator = tqdm(cohort, desc=f"writing {modality}", leave=False)
+            rows, names = [], FileNames()
+            for anat in iterator:
+                volume = phantoms.render_patient(anat, modality, native_size(pc, modality), pc.slices_per_patient,
+                                                 pc.seed)
+                rows += _write_patient(folder, names(anat.patient_id), anat, modality, volume, fmt)
+            _write_labels(folder / "labels.csv", rows)
+            files = sum(1 for p in folder.rglob("*") if p.is_file() and p.name != "labels.csv")
+            written[modality] = (Path(out) / modality, len(cohort), files)
     return written
 
 
-def _write_patient(folder: Path, anat, modality: str, volume: np.ndarray, fmt: str) -> list[dict]:
+def _write_patient(folder: Path, name: str, anat, modality: str, volume: np.ndarray, fmt: str) -> list[dict]:
+    row = {"patient_id": anat.patient_id, "age": f"{anat.age:.2f}"}
     if fmt == "dicom":
-        name = anat.patient_id
-        write_dicom_series(folder / name, volume, modality, anat.patient_id)
-        return [{"patient_id": anat.patient_id, "age": f"{anat.age:.2f}", "path": name}]
+        write_dicom_series(confined(folder, name), volume, modality, anat.patient_id)
+        return [{**row, "path": name}]
     if fmt == "nifti":
-        name = f"{anat.patient_id}.nii.gz"
-        write_nifti(folder / name, volume)
-        return [{"patient_id": anat.patient_id, "age": f"{anat.age:.2f}", "path": name}]
+        write_nifti(confined(folder, f"{name}.nii.gz"), volume)
+        return [{**row, "path": f"{name}.nii.gz"}]
     if fmt == "npy":
-        name = f"{anat.patient_id}.npy"
-        with atomic_path(folder / name) as tmp:
+        with atomic_path(confined(folder, f"{name}.npy")) as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, volume.astype(np.float32))
-        return [{"patient_id": anat.patient_id, "age": f"{anat.age:.2f}", "path": name}]
+        return [{**row, "path": f"{name}.npy"}]
     if modality == "ct":
         slope, intercept = 1.0, CT_PNG_INTERCEPT
     else:  # MRI and PET have arbitrary units: use the 16-bit range of this volume
@@ -68,10 +77,9 @@ def _write_patient(folder: Path, anat, modality: str, volume: np.ndarray, fmt: s
     stored = np.clip(np.round((volume - intercept) / slope), 0, 65535).astype(np.uint16)
     rows = []
     for i, image in enumerate(stored):
-        name = f"{anat.patient_id}/slice_{i:03d}.png"
-        write_png16(folder / name, image)
-        rows.append({"patient_id": anat.patient_id, "age": f"{anat.age:.2f}", "path": name,
-                     "rescale_slope": repr(slope), "rescale_intercept": repr(intercept)})
+        rel = f"{name}/slice_{i:03d}.png"
+        write_png16(confined(folder, rel), image, slope, intercept)
+        rows.append({**row, "path": rel, "rescale_slope": repr(slope), "rescale_intercept": repr(intercept)})
     return rows
 
 

@@ -1,0 +1,176 @@
+"""The verbs that train: demo, train (one run, a split protocol, or one rank of torchrun) and
+experiment (every arm over phantom cohorts)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def cmd_demo(args) -> int:
+    from ..demo import run_demo
+    run_demo(args.out, quick=args.quick, progress=not args.no_progress)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from ..config import TrainConfig
+    from ..errors import DuiitConfigError
+    from ..train.distributed import launched_by_torchrun
+    if args.nproc < 1:
+        raise DuiitConfigError(f"--nproc must be at least 1, got {args.nproc}")
+    if args.nproc > 1 and args.splits is not None:
+        raise DuiitConfigError("--splits runs its splits one after another: use it without --nproc")
+    if args.resume and args.overwrite:
+        raise DuiitConfigError("--resume continues the run in the folder and --overwrite replaces it: give one")
+    if args.out is not None and args.out.strip() == "":
+        raise DuiitConfigError("--out must name a folder, got an empty path")
+    if args.nproc > 1 and not launched_by_torchrun():
+        return _spawn_torchrun(args.nproc, args.argv)
+    cfg = TrainConfig.from_toml(args.config)
+    if args.out is not None:
+        cfg.out_dir = args.out
+    if args.on_bad_file:
+        cfg.on_bad_file = args.on_bad_file
+    cfg.validate()   # the --out and --on-bad-file given here, against the data folders too
+    if args.splits is not None:
+        from ..train.protocol import run_splits
+        summary = run_splits(cfg, args.splits, resume=args.resume, overwrite=args.overwrite,
+                             progress=not args.no_progress)
+        print(summary["table"])
+        return 0
+    if launched_by_torchrun():
+        return _train_distributed(cfg, args)
+    return _train_once(cfg, args)
+
+
+def _spawn_torchrun(nproc: int, argv: list) -> int:
+    """`duiit train --nproc N ...` = `torchrun --standalone --nproc_per_node N -m duiit_fast train ...`
+    on this machine (multi-node: run torchrun yourself, README)."""
+    import subprocess
+    from ..errors import DuiitError
+    rest, skip = [], False
+    for a in argv:   # the same command line without --nproc (each rank is one process)
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            rest.append(a)
+    code = subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                            f"--nproc_per_node={nproc}", "-m", "duiit_fast", *rest])
+    if code != 0:
+        raise DuiitError(f"distributed training failed: a rank exited with status {code} (its error is above); "
+                         "completed checkpoints are kept, continue with --resume")
+    return 0
+
+
+def _train_distributed(cfg, args) -> int:
+    """One rank of a torchrun job: every rank trains its shard; rank 0 alone evaluates and writes."""
+    from ..train.distributed import init_from_env, leaving_world
+    world = init_from_env(cfg.device, args.timeout)
+    with leaving_world():
+        return _train_once(cfg, args, main=world.is_main)
+
+
+def _train_once(cfg, args, main: bool = True) -> int:
+    from ..io import write_json
+    from ..train.trainer import Trainer
+    trainer = Trainer(cfg, progress=main and not args.no_progress)
+    trainer.fit(resume=args.resume, overwrite=args.overwrite)
+    if not main:
+        return 0
+    metrics = {split: trainer.evaluate(split) for split in ("val", "test")}
+    write_json(Path(cfg.out_dir) / "metrics.json", {"setting": cfg.setting, **metrics})
+    print(f"{cfg.setting}: val MSE {metrics['val']['mse']:.2f}, test MSE {metrics['test']['mse']:.2f} "
+          f"years² ({trainer.split_protocol} split); checkpoint and metrics.json in {cfg.out_dir}")
+    return 0
+
+
+def cmd_experiment(args) -> int:
+    import dataclasses
+    from ..experiment import experiment_config, run_experiment
+    overrides = {k: getattr(args, k) for k in ("device", "precision", "compile", "fid_weights")
+                 if getattr(args, k) is not None}
+    if "fid_weights" in overrides:   # every cell is a process of its own: an absolute path
+        overrides["fid_weights"] = str(Path(overrides["fid_weights"]).resolve())
+    base = dataclasses.replace(experiment_config(args.quick), **overrides).with_settings(args.set or [])
+    run_experiment(args.out, cohorts=args.cohorts, arms=args.arms, workers=args.workers, base=base, seeds=args.seeds)
+    return 0
+
+
+def add_parsers(sub) -> None:
+    d = sub.add_parser("demo", help="PURE-CT vs DUIIT vs ORACLE on the embedded head phantom",
+                       description="Render a phantom cohort, train PURE-CT, MIX-CT-MRI (DUIIT) and the ORACLE "
+                                   "bound, evaluate on held-out CT patients and write metrics.json, report.md, "
+                                   "translations.png and loss_curves.png.")
+    d.add_argument("--quick", action="store_true",
+                   help="smoke-test sizes (about half a minute on 2 cores; the numbers mean nothing)")
+    d.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    d.add_argument("--no-progress", action="store_true", help="no progress bars")
+    d.set_defaults(func=cmd_demo)
+
+    t = sub.add_parser("train", help="train one setting from a TOML config",
+                       description="Train the setting of a TOML config (fields of duiit_fast.TrainConfig; "
+                                   "a [phantom] table for the embedded data, or ct/mri/pet dataset folders). "
+                                   "Checkpoints are written atomically every epoch.")
+    t.add_argument("--config", required=True, help="TOML file")
+    t.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace a run already in the output folder (without it, and without --resume, "
+                        "a folder holding a checkpoint is refused)")
+    t.add_argument("--out", help="output folder (overrides out_dir of the config; apart from the data folders)")
+    t.add_argument("--splits", type=int, metavar="N",
+                   help="run split seeds 0..N-1 (the paper's protocol: N=10) into OUT/split-<seed> and "
+                        "report mean ± std test MSE")
+    t.add_argument("--on-bad-file", choices=["error", "skip"],
+                   help="error (default): stop at the first bad file; skip: leave it out and count it")
+    t.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="data-parallel training in N processes on this machine (torchrun; one GPU each on "
+                        "CUDA, gloo on CPU); rank 0 writes the checkpoint and metrics")
+    t.add_argument("--timeout", type=float, default=600.0, metavar="S",
+                   help="distributed runs: seconds a rank waits for the others before the job stops "
+                        "(default 600)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t.set_defaults(func=cmd_train)
+
+    from ..experiment import DEFAULT_ARMS
+    ex = sub.add_parser("experiment", help="PURE / ORACLE / NAIVE / two-stage CycleGAN / DUIIT over phantom cohorts",
+                        description="Train every arm on each phantom cohort (one process per arm × cohort, "
+                                    "the same predictor budget everywhere, paired by cohort) and write "
+                                    "OUT/results.json, OUT/report.md (mean ± std, gap closed, paired t-test and "
+                                    "Wilcoxon p-values), a bar plot and translation grids. Finished cells are "
+                                    "skipped on a rerun, so an interrupted experiment resumes; one experiment "
+                                    "at a time per folder. Each arm's "
+                                    "predictor is evaluated with the BatchNorm statistics its own validation "
+                                    "chose (predictor_bn_stats = by_setting; --set predictor_bn_stats=real_ct "
+                                    "gives every arm real-CT statistics).")
+    ex.add_argument("--cohorts", type=int, default=5, help="phantom cohorts (default 5)")
+    ex.add_argument("--seeds", type=int, default=1,
+                    help="training seeds per cohort (default 1): each cell is trained this many times on the same "
+                         "patients and reported as their mean, so the paired tests see less of one run's "
+                         "trajectory noise; K seeds take K times as long. A folder run with fewer seeds is "
+                         "extended (its cells are the first seed)")
+    ex.add_argument("--out", required=True, help="output folder")
+    ex.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS), metavar="ARM",
+                    help=f"settings to compare (default: {' '.join(DEFAULT_ARMS)}); SETTING@ct_reader runs a "
+                         "setting with pred_feedback = ct_reader; TL-CT-MRI, MTL-CT-MRI, DANN-CT-MRI, AUG-SIMPLE, "
+                         "AUG-AUTO and AUG-ERASING are the paper's other baselines; 'all' runs the defaults and those")
+    ex.add_argument("--workers", type=int, help="processes at a time (default: min(cores, 2))")
+    ex.add_argument("--quick", action="store_true", help="smoke-test sizes (seconds per cell; not a result)")
+    ex.add_argument("--device", help="auto (CUDA when present; the default), cpu or cuda[:N]")
+    ex.add_argument("--fid-weights", dest="fid_weights", metavar="FILE",
+                    help="Inception v3 weights as a local .pth: torch-fidelity's TF-Inception "
+                         "(pt_inception-2015-12-05-6726825d.pth, the standard FID) or torchvision's "
+                         "ImageNet file; adds IS and FID of G(source) against real CT to every "
+                         "translator arm (Table 5)")
+    ex.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                    help="auto (default: bf16 on CUDA and on CPUs with native bf16, fp32 on other CPUs), "
+                         "fp32 or bf16")
+    ex.add_argument("--compile", choices=["auto", "on", "off"],
+                    help="torch.compile the steps: auto (default: on CUDA), on or off. Each cell is its own "
+                         "process and compiles anew, so short cells may be faster with off")
+    ex.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="change one field of the experiment's configuration for every arm (repeatable), e.g. "
+                         "--set lambda_pred=4e-3 --set joint_warmup_steps=800; choose on validation MSE, "
+                         "and use a new --out folder per configuration")
+    ex.set_defaults(func=cmd_experiment)

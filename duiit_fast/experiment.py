@@ -21,7 +21,7 @@ from pathlib import Path
 from .config import PhantomConfig, TrainConfig
 from .errors import DuiitConfigError
 from .eval.experiment_report import cohort_dir_of, collect_results, write_report
-from .io import write_json
+from .io import folder_lock, write_json
 
 DEFAULT_ARMS = ("PURE-CT", "ORACLE-CT-MRI", "NAIVE-CT-MRI", "CYCLEGAN-CT-MRI", "MIX-CT-MRI")
 # The paper's other baselines (Tables 3 and 4) on the phantom's MRI, then its PET settings.
@@ -141,10 +141,11 @@ def run_arm_job(cfg: TrainConfig, cell_dir: Path, cohort_dir: Path) -> dict:
     from .eval.evaluate import cross_fitted_val_mse
     from .train.checkpoint import CHECKPOINT_NAME
     from .train.trainer import Trainer
-    if cfg.has_translators:
+    if cfg.has_translators:   # the cohort's shared warm-up and readers, where this arm uses them
         tag = warmup_tag(cfg.sources)
-        cfg = dataclasses.replace(cfg, translator_init=str(cohort_dir / f"warmup{tag}" / CHECKPOINT_NAME),
-                                  reader_path=str(cohort_dir / f"readers{tag}.pt"))
+        warm = cohort_dir / f"warmup{tag}" / CHECKPOINT_NAME
+        cfg = dataclasses.replace(cfg, translator_init=str(warm) if warm.is_file() else None,
+                                  reader_path=str(cohort_dir / f"readers{tag}.pt") if cfg.trains_readers else None)
     start = time.perf_counter()
     trainer = Trainer(cfg, progress=False)
     trainer.fit(resume=(cell_dir / CHECKPOINT_NAME).exists())   # a killed cell continues
@@ -359,10 +360,14 @@ def run_experiment(out_dir, cohorts: int = 5, arms=DEFAULT_ARMS, workers: int | 
     for arm in arms:
         parse_arm(arm)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     base = (base or experiment_config(quick)).validate()
     workers = workers or max(1, min(os.cpu_count() or 1, 2))
-    _check_same_protocol(out / "experiment.json", base)
+    with folder_lock(out / ".experiment.lock", "another duiit experiment is running in this folder"):
+        _check_same_protocol(out / "experiment.json", base)
+        return _run_locked(out, cohorts, arms, workers, log, base, seeds)
+
+
+def _run_locked(out: Path, cohorts: int, arms, workers: int, log, base: TrainConfig, seeds: int) -> dict:
     start = time.perf_counter()
     run_jobs(plan_jobs(base, out, cohorts, arms, seeds), workers, log)
     if base.cache_dir is None:   # every job is done: the rendered volumes are not needed any more

@@ -19,6 +19,9 @@ CHECKPOINT_NAME = "checkpoint.pt"
 # A checkpoint is this magic line, the SHA-256 of the payload in hex, a newline, and the payload:
 # torch.save of tensors and plain data only, read back with weights_only=True (no code runs).
 CHECKPOINT_MAGIC = b"DUIIT-CHECKPOINT-1\n"
+# The paper-sized MIX-CT-MRI-PET run (two translator pairs at ngf 64, ResNet-50, Adam moments, the
+# best epoch's P) is about 1.5 GB: a larger file is refused before it is read.
+MAX_CHECKPOINT_BYTES = 4 * 2 ** 30
 
 
 def json_roundtrip(value):
@@ -79,7 +82,12 @@ def read_checkpoint(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise DuiitError(f"{path}: checkpoint not found")
-    blob = path.read_bytes()
+    size = path.stat().st_size
+    if size > MAX_CHECKPOINT_BYTES:   # checked before reading: the file is read whole
+        raise DuiitError(f"{path}: {size / 2 ** 30:.1f} GiB is larger than any checkpoint this tool writes "
+                         f"(at most {MAX_CHECKPOINT_BYTES / 2 ** 30:.0f} GiB): not a duiit_fast checkpoint")
+    with open(path, "rb") as f:
+        blob = f.read(MAX_CHECKPOINT_BYTES + 1)
     if not blob.startswith(CHECKPOINT_MAGIC):
         raise DuiitError(f"{path}: not a duiit_fast checkpoint (no checkpoint header)")
     digest, _, payload = blob[len(CHECKPOINT_MAGIC):].partition(b"\n")
@@ -110,7 +118,9 @@ def save_readers(readers: dict, path) -> Path:
 
 
 def load_reader(path, role: str, device) -> AgeReader:
+    from .schema import check_readers
     state = read_checkpoint(path)
+    check_readers(state.get("readers", {}), path)
     if role not in state.get("readers", {}):
         raise DuiitError(f"{path}: holds no {role!r} reader (has {sorted(state.get('readers', {}))})")
     return reader_from_state(state["readers"][role], device)

@@ -14,7 +14,7 @@ from torch import nn
 
 from .. import ops
 from ..config import TrainConfig
-from ..errors import DuiitConfigError, DuiitError
+from ..errors import DuiitConfigError, DuiitDataError, DuiitError
 from ..eval.evaluate import patient_squared_errors, per_source, predict_ages, regression_metrics
 from ..eval.label_cues import (AgeReader, OnScale, evenly_spaced, label_cue_metrics, reader_features,
                                train_reader)
@@ -23,6 +23,7 @@ from ..models.predictor import recalibrate_batchnorm
 from ..data.pipeline import Augment, BatchSampler, MemoryEngine
 from .data import TrainingData, load_training_data
 from .checkpoint import CHECKPOINT_NAME, RunFolder, load_reader, read_checkpoint, write_checkpoint
+from .schema import RESTORE_ERRORS, check_fits, check_run_checkpoint, one_line, restore_checked
 from .augment import augment_batch, paper_augmentation
 from .baselines import dann_coefficient, dann_step, mtl_step
 from . import state as run_state
@@ -34,6 +35,11 @@ from .step import SourceBatch, joint_step, make_pools, predictor_step, translato
 LABEL_CUE_PROBES = 240        # source slices translated for the label-cue metric
 WARMUP_CHECKPOINT_EVERY = 250  # translator-only steps between checkpoints during the warm-up
 RUNAWAY_FACTOR = 100          # validation MSE this many times that of predicting the mean: stop
+
+
+def require_finite(images: torch.Tensor, what: str) -> None:
+    if not bool(torch.isfinite(torch.as_tensor(images)).all()):
+        raise DuiitDataError(f"{what} input", "holds NaN or infinite values (a network would return NaN)")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -58,6 +64,7 @@ class Trainer:
         self.cfg = cfg.validate(check_paths)
         self.world = current_world()          # rank and size under torchrun; (0, 1) otherwise
         self.device = resolve_device(cfg.device)
+        check_fits(cfg, self.device)          # before any network or data is allocated
         if self.world.distributed and self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", self.world.local_rank)   # one GPU per rank
         if cfg.loader == "dali":
@@ -271,8 +278,9 @@ class Trainer:
                     raise DuiitError(f"{self.cfg.out_dir}: nothing to resume (no {CHECKPOINT_NAME}); "
                                      "drop --resume to start a new run")
                 state = read_checkpoint(ckpt)
+                check_run_checkpoint(state, ckpt)
                 run_state.check_resumable(self.cfg, self.world.size, state, ckpt)
-                self._load_state(state)
+                restore_checked(self, state, ckpt)
             elif ckpt.exists() and not overwrite and self._trained_in != folder.path.resolve():
                 raise DuiitError(f"{self.cfg.out_dir} already holds a run ({CHECKPOINT_NAME}); use --resume to "
                                  "continue it or --overwrite to replace it")
@@ -338,11 +346,12 @@ class Trainer:
     def warm_up(self, ckpt=None) -> None:
         """Translator-only steps (λ = 0, no predictor) up to translator_budget(); from
         translator_init when given, checkpointed every WARMUP_CHECKPOINT_EVERY steps."""
+        fresh = self.translator_steps == self.epoch == self.joint_warmup_done == self.pretrain_steps == 0
+        if self.cfg.translator_init and fresh:   # used whatever the warm-up's length, never ignored
+            self._load_translators(self.cfg.translator_init)
         budget = self.translator_budget()
         if self.translator_steps >= budget:
             return
-        if self.cfg.translator_init and self.translator_steps == 0:
-            self._load_translators(read_checkpoint(self.cfg.translator_init))
         bar = self._bar(range(self.translator_steps, budget), desc=f"{self.cfg.setting} translator",
                         initial=self.translator_steps, total=budget)
         for _ in bar:
@@ -408,10 +417,13 @@ class Trainer:
                                      or self.pretrain_steps == budget):
                 self.save(ckpt)
 
-    def _load_translators(self, state: dict) -> None:
+    def _load_translators(self, path) -> None:
         """Start from another run's translators, critics, their optimisers and pools (an experiment's
         shared warm-up); the predictor and the data order stay this run's own."""
-        theirs = TrainConfig.from_dict(state["config"])
+        state = read_checkpoint(path)
+        theirs = check_run_checkpoint(state, path)
+        if not theirs.has_translators:
+            raise DuiitConfigError(f"config translator_init: {path} holds no translators (setting {theirs.setting})")
         keys = ("sources", "ngf", "ndf", "critic_layers", "resolved_n_blocks", "image_size", "lambda_cyc",
                 "lr_translator", "pool_size", "cycle_noise", "critic_augment", "lambda_structure", "lambda_identity",
                 "generator")
@@ -419,11 +431,14 @@ class Trainer:
         if differ:
             raise DuiitConfigError(f"config translator_init: {self.cfg.translator_init} was trained with another "
                                    f"{', '.join(differ)} than this run")
-        for k in ("G", "F", "D_s", "D_t"):
-            self.nets[k].load_state_dict(state["nets"][k])
-        for k in ("gen", "disc"):
-            run_state.load_optimizer(self.optimizers[k], state["optimizers"][k])
-        run_state.load_pools(self.pools, state, self.device)
+        try:
+            for k in ("G", "F", "D_s", "D_t"):
+                self.nets[k].load_state_dict(state["nets"][k])
+            for k in ("gen", "disc"):
+                run_state.load_optimizer(self.optimizers[k], state["optimizers"][k])
+            run_state.load_pools(self.pools, state, self.device)
+        except RESTORE_ERRORS as exc:
+            raise DuiitError(f"config translator_init: {path}: cannot be restored ({one_line(exc)})") from None
         self.translator_steps = min(state.get("translator_steps", 0), self.translator_budget())
 
     def _train_epoch(self, steps: int) -> dict:
@@ -627,6 +642,7 @@ class Trainer:
 
     def predict(self, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
         """Ages in years for (N, 1, S, S) CT slices in [-1, 1]: P's, or the mean of the tail's snapshots'."""
+        require_finite(images, "predict")
         if not self.uses_tail_ensemble:
             return self._predict_with(self.eval_predictor, images, batch_size)
         return torch.stack([self.predict_with_state(s, images, batch_size) for s in self.tail]).mean(0)
@@ -664,6 +680,7 @@ class Trainer:
             x = x[:, None]
         if x.dim() != 4 or x.shape[1] != 1 or x.shape[-1] % 4 or x.shape[-2] % 4:
             raise ValueError(f"translate needs (N, [1,] H, W) with H, W multiples of 4, got {tuple(x.shape)}")
+        require_finite(x, "translate")
         G = self.nets["G"][source]
         was_training = G.training
         G.eval()
@@ -693,10 +710,10 @@ class Trainer:
     def load(cls, path, data: Optional[TrainingData] = None, progress: bool = False) -> "Trainer":
         path = Path(path)
         state = read_checkpoint(path)
-        cfg = TrainConfig.from_dict(state["config"])
+        cfg = check_run_checkpoint(state, path)   # structure, shapes, finite values: before building
         # Inference needs the checkpoint alone: the training folders may have moved or be absent
         # (evaluate() still reads them, and says so when they are gone).
         trainer = cls(cfg, data=data, progress=progress, check_paths=False)
-        trainer._load_state(state)
+        restore_checked(trainer, state, path)
         trainer.use_selected_predictor()
         return trainer

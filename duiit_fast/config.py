@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from .errors import DuiitConfigError
+from .paths import check_apart
 from .models.generator import GENERATORS   # the leaves own their names; config only checks them
 from .models.predictor import PREDICTORS
 from .ops import BACKENDS
@@ -216,6 +217,11 @@ class TrainConfig:
         return BN_STATS_BY_SETTING.get(self.setting, "real_ct")
 
     @property
+    def trains_readers(self) -> bool:
+        """Whether the run uses a CT reader: label cues, or G's feedback from one (translator settings)."""
+        return self.has_translators and (self.label_cues or self.pred_feedback == "ct_reader")
+
+    @property
     def has_translators(self) -> bool:
         return self.kind in ("MIX", "CYCLEGAN")
 
@@ -238,67 +244,45 @@ class TrainConfig:
         existence of data folders and helper files: a saved model is used without its training data."""
         _check_types(self, "")
         _check_types(self.phantom, "phantom.")
-        _check(self.setting in SETTINGS, "setting", f"must be one of {', '.join(SETTINGS)}, got {self.setting!r}")
-        _check(self.backend in BACKENDS, "backend", f"must be one of {BACKENDS}, got {self.backend!r}")
-        _check(self.generator in GENERATORS, "generator", f"must be one of {GENERATORS}, got {self.generator!r}")
-        _check(self.predictor in PREDICTORS, "predictor", f"must be one of {PREDICTORS}, got {self.predictor!r}")
+        _check(self.setting in SETTINGS, "setting", f"must be one of {', '.join(SETTINGS)}, got {short(self.setting)}")
+        _check(self.backend in BACKENDS, "backend", f"must be one of {BACKENDS}, got {short(self.backend)}")
+        _check(self.generator in GENERATORS, "generator", f"must be one of {GENERATORS}, got {short(self.generator)}")
+        _check(self.predictor in PREDICTORS, "predictor", f"must be one of {PREDICTORS}, got {short(self.predictor)}")
         _check(bool(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device)), "device",
-               f"must be auto, cpu or cuda[:N], got {self.device!r}")
-        _check(self.image_size >= 32 and self.image_size % 4 == 0, "image_size",
-               f"must be a multiple of 4 of at least 32 (the PatchGAN needs it), got {self.image_size}")
-        _check(1 <= self.critic_layers <= 3, "critic_layers",
-               f"must be 1, 2 or 3 (16×16, 34×34 or 70×70 patches), got {self.critic_layers}")
-        _check(0 <= self.augment_shift < self.image_size // 4, "augment_shift",
+               f"must be auto, cpu or cuda[:N], got {short(self.device)}")
+        _check_ranges(self)
+        _check(self.image_size % 4 == 0, "image_size",
+               f"must be a multiple of 4 (the PatchGAN needs it), got {self.image_size}")
+        _check(self.augment_shift < self.image_size // 4, "augment_shift",
                f"must lie in [0, image_size/4), got {self.augment_shift}")
-        for name in ("batch_size", "epochs", "predictor_batch_size", "ngf", "ndf"):
-            _check(getattr(self, name) >= 1, name, f"must be at least 1, got {getattr(self, name)}")
-        _check(0 <= self.decay_start_epoch <= self.epochs, "decay_start_epoch",
+        _check(self.decay_start_epoch <= self.epochs, "decay_start_epoch",
                f"must lie in [0, epochs={self.epochs}], got {self.decay_start_epoch}")
-        for name in ("lr_translator", "lr_predictor", "lambda_cyc", "lambda_pred", "pool_size", "cycle_noise",
-                     "lambda_structure", "lambda_identity"):
-            _check(getattr(self, name) >= 0, name, f"must not be negative, got {getattr(self, name)}")
-        _check(0 <= self.beta1 < 1, "beta1", f"must lie in [0, 1), got {self.beta1}")
-        _check(self.predictor_beta1 is None or 0 <= self.predictor_beta1 < 1, "predictor_beta1",
-               f"must lie in [0, 1), got {self.predictor_beta1}")
         for name in ("compile", "compile_regions", "channels_last"):
-            _check(getattr(self, name) in SWITCHES, name, f"must be one of {SWITCHES}, got {getattr(self, name)!r}")
-        _check(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}, got {self.precision!r}")
+            _check(getattr(self, name) in SWITCHES, name, f"must be one of {SWITCHES}, got {short(getattr(self, name))}")
+        _check(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}, got {short(self.precision)}")
         _check(self.predictor_bn_stats in PREDICTOR_BN_STATS, "predictor_bn_stats",
-               f"must be one of {PREDICTOR_BN_STATS}, got {self.predictor_bn_stats!r}")
+               f"must be one of {PREDICTOR_BN_STATS}, got {short(self.predictor_bn_stats)}")
         _check(self.predictor_bn_domains in PREDICTOR_BN_DOMAINS, "predictor_bn_domains",
-               f"must be one of {PREDICTOR_BN_DOMAINS}, got {self.predictor_bn_domains!r}")
+               f"must be one of {PREDICTOR_BN_DOMAINS}, got {short(self.predictor_bn_domains)}")
         _check(not (self.bn_stats == "training_mix" and self.predictor_bn_domains == "separate"),
                "predictor_bn_stats", "training_mix re-estimates mixed statistics, but with predictor_bn_domains = "
                "separate P's training normalised real CT by its own; use real_ct")
-        _check(0 < self.predictor_source_weight <= 100, "predictor_source_weight",
-               f"must lie in (0, 100], got {self.predictor_source_weight}")
-        _check(0 <= self.predictor_ema < 1, "predictor_ema", f"must lie in [0, 1), got {self.predictor_ema}")
-        _check(0 <= self.predictor_ct_epochs < max(self.epochs, 1), "predictor_ct_epochs",
+        _check(self.predictor_ct_epochs < self.epochs, "predictor_ct_epochs",
                f"must lie in [0, epochs = {self.epochs}), got {self.predictor_ct_epochs}")
-        _check(self.tail_ensemble_epochs >= 0, "tail_ensemble_epochs",
-               f"must not be negative, got {self.tail_ensemble_epochs}")
-        _check(self.num_threads is None or self.num_threads >= 1, "num_threads",
-               f"must be at least 1 (or unset), got {self.num_threads}")
-        _check(self.n_blocks is None or self.n_blocks >= 0, "n_blocks", f"must not be negative, got {self.n_blocks}")
-        _check(self.steps_per_epoch is None or self.steps_per_epoch >= 1, "steps_per_epoch",
-               f"must be at least 1, got {self.steps_per_epoch}")
-        _check(0 < self.val_fraction + self.test_fraction < 1, "val_fraction/test_fraction",
-               "must be positive and sum to less than 1")
-        _check(len(self.ct_window) == 2 and self.ct_window[1] > 0, "ct_window", "must be (level, width>0)")
+        _check(self.val_fraction + self.test_fraction < 1, "val_fraction/test_fraction",
+               "must sum to less than 1 (the rest are the training patients)")
+        level, width = self.ct_window
+        _check(CT_WINDOW_LEVEL.holds(level) and CT_WINDOW_WIDTH.holds(width), "ct_window",
+               f"must be (level in {CT_WINDOW_LEVEL}, width in {CT_WINDOW_WIDTH}) HU, got {short(tuple(self.ct_window))}")
         lo, hi = (tuple(self.mri_percentiles) + (None, None))[:2]
         _check(len(self.mri_percentiles) == 2 and 0 <= lo < hi <= 100, "mri_percentiles",
-               f"must be (low, high) with 0 <= low < high <= 100, got {self.mri_percentiles}")
-        _check(0 < self.pet_percentile <= 100, "pet_percentile", f"must lie in (0, 100], got {self.pet_percentile}")
+               f"must be (low, high) with 0 <= low < high <= 100, got {short(self.mri_percentiles)}")
         _check(self.loader in ("memory", "torch", "dali", "auto"), "loader",
-               f"must be memory, torch, dali or auto, got {self.loader!r}")
-        _check(0.1 <= self.augment_crop_min <= 1.0, "augment_crop_min",
-               f"must lie in [0.1, 1], got {self.augment_crop_min}")
+               f"must be memory, torch, dali or auto, got {short(self.loader)}")
         _check(self.pred_feedback in PRED_FEEDBACK, "pred_feedback",
-               f"must be one of {PRED_FEEDBACK}, got {self.pred_feedback!r}")
+               f"must be one of {PRED_FEEDBACK}, got {short(self.pred_feedback)}")
         _check(not (self.predictor_raw_sources and self.source_calibration), "predictor_raw_sources",
                "cannot be combined with source_calibration (one affine per source, not per view of it)")
-        for name in ("translator_warmup_steps", "joint_warmup_steps", "reader_steps"):
-            _check(getattr(self, name) >= 0, name, f"must not be negative, got {getattr(self, name)}")
         if check_paths:
             _check(self.translator_init is None or Path(self.translator_init).is_file(), "translator_init",
                    f"checkpoint {self.translator_init} does not exist")
@@ -306,9 +290,18 @@ class TrainConfig:
                    f"reader {self.reader_path} does not exist")
             _check(self.fid_weights is None or Path(self.fid_weights).is_file(), "fid_weights",
                    f"Inception weights {self.fid_weights} do not exist (a local file: no download at run time)")
-        _check(self.split in ("patient", "image"), "split", f"must be 'patient' or 'image', got {self.split!r}")
+        _check(self.translator_init is None or self.has_translators, "translator_init",
+               f"setting {self.setting} has no translators to start from it")
+        _check(self.reader_path is None or self.trains_readers, "reader_path",
+               "this run uses no CT reader (label_cues = false, pred_feedback = joint, or no translators): "
+               "it would be ignored")
+        if check_paths:
+            for name in ("out_dir", "cache_dir"):   # outputs never land in (or swallow) a data folder
+                if getattr(self, name) is not None:
+                    check_apart(getattr(self, name), [getattr(self, m) for m in ("ct", "mri", "pet")], name)
+        _check(self.split in ("patient", "image"), "split", f"must be 'patient' or 'image', got {short(self.split)}")
         _check(self.on_bad_file in ("error", "skip"), "on_bad_file",
-               f"must be 'error' or 'skip', got {self.on_bad_file!r}")
+               f"must be 'error' or 'skip', got {short(self.on_bad_file)}")
         for name in ("ct", "mri", "pet"):
             folder = getattr(self, name)
             _check(folder is None or not check_paths or Path(folder).is_dir(), name,
@@ -320,8 +313,6 @@ class TrainConfig:
             for name in ("ct_train_patients", "ct_val_patients", "ct_test_patients",
                          "slices_per_patient", "source_patients"):
                 _check(getattr(p, name) >= 1, f"phantom.{name}", f"must be at least 1, got {getattr(p, name)}")
-            for name in ("ct_size", "mri_size", "pet_size"):
-                _check(getattr(p, name) >= 8, f"phantom.{name}", f"must be at least 8, got {getattr(p, name)}")
         else:
             _check(self.kind != "ORACLE", "setting", "ORACLE needs the phantom (sources rendered as CT)")
             for m in self.sources:
@@ -336,7 +327,7 @@ class TrainConfig:
         data = dict(data)
         phantom = data.pop("phantom", {}) or {}
         if not isinstance(phantom, dict):
-            raise DuiitConfigError(f"config phantom: must be a table of phantom fields, got {phantom!r}")
+            raise DuiitConfigError(f"config phantom: must be a table of phantom fields, got {short(phantom)}")
         _reject_unknown(cls, data, "")
         _reject_unknown(PhantomConfig, phantom, "phantom.")
         for key in ("ct_window", "mri_percentiles"):
@@ -356,14 +347,14 @@ class TrainConfig:
             key, sep, raw = text.partition("=")
             key, raw = key.strip(), raw.strip()
             if not sep or not key or not raw:
-                raise DuiitConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. lambda_pred=4e-3")
+                raise DuiitConfigError(f"--set {short(text)}: expected KEY=VALUE, e.g. lambda_pred=4e-3")
             try:
                 value = tomllib.loads(f"v = {raw}")["v"]
             except tomllib.TOMLDecodeError:
                 value = raw
             table, _, name = key.rpartition(".")
             if table not in ("", "phantom"):
-                raise DuiitConfigError(f"--set {text!r}: unknown table {table!r} (only phantom.KEY)")
+                raise DuiitConfigError(f"--set {short(text)}: unknown table {short(table)} (only phantom.KEY)")
             (data["phantom"] if table else data)[name] = value
         return TrainConfig.from_dict(data).validate(check_paths=False)
 
@@ -384,6 +375,64 @@ class TrainConfig:
         return cls.from_dict(data).validate()
 
 
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of a number: lo ≤ v ≤ hi, or strict where open. None (an optional field unset)
+    always passes. Upper bounds keep a typo (ngf = 1000000, image_size = 1048576) from becoming an
+    allocation that takes the machine down: each is far above any real run."""
+    lo: float
+    hi: float
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def holds(self, v) -> bool:
+        return (v > self.lo if self.lo_open else v >= self.lo) and (v < self.hi if self.hi_open else v <= self.hi)
+
+    def __str__(self) -> str:
+        def num(x):
+            return str(int(x)) if float(x).is_integer() else f"{x:g}"
+        return f"{'(' if self.lo_open else '['}{num(self.lo)}, {num(self.hi)}{')' if self.hi_open else ']'}"
+
+
+SEED_RANGE = Range(0, 2 ** 31 - 1)   # numpy's and torch's generators both take these
+MANY = 10 ** 7                      # steps: far beyond any run of this tool
+# One table for every numeric field: validate() checks them all; relations between fields
+# (decay_start_epoch ≤ epochs, …) are checked beside it.
+RANGES = {
+    "lr_translator": Range(0, 1), "lr_predictor": Range(0, 1),
+    "lambda_cyc": Range(0, 1e4), "lambda_pred": Range(0, 1e4), "lambda_structure": Range(0, 1e4),
+    "lambda_identity": Range(0, 1e4), "cycle_noise": Range(0, 10),
+    "batch_size": Range(1, 4096), "predictor_batch_size": Range(1, 65536),
+    "epochs": Range(1, 100_000), "decay_start_epoch": Range(0, 100_000),
+    "beta1": Range(0, 1, hi_open=True), "predictor_beta1": Range(0, 1, hi_open=True),
+    "pool_size": Range(0, 10_000), "image_size": Range(32, 2048), "seed": SEED_RANGE, "split_seed": SEED_RANGE,
+    "ngf": Range(1, 512), "ndf": Range(1, 512), "critic_layers": Range(1, 3), "n_blocks": Range(0, 64),
+    "steps_per_epoch": Range(1, MANY), "val_fraction": Range(0, 1, True, True), "test_fraction": Range(0, 1, True, True),
+    "pet_percentile": Range(0, 100, lo_open=True), "augment_crop_min": Range(0.1, 1), "augment_shift": Range(0, 512),
+    "translator_warmup_steps": Range(0, MANY), "joint_warmup_steps": Range(0, MANY), "reader_steps": Range(0, MANY),
+    "predictor_source_weight": Range(0, 100, lo_open=True), "predictor_ema": Range(0, 1, hi_open=True),
+    "predictor_ct_epochs": Range(0, 100_000), "tail_ensemble_epochs": Range(0, 1000), "num_threads": Range(1, 1024),
+    "phantom.ct_train_patients": Range(0, 100_000), "phantom.ct_val_patients": Range(0, 100_000),
+    "phantom.ct_test_patients": Range(0, 100_000), "phantom.source_patients": Range(0, 100_000),
+    "phantom.slices_per_patient": Range(1, 1024), "phantom.ct_size": Range(8, 4096),
+    "phantom.mri_size": Range(8, 4096), "phantom.pet_size": Range(8, 4096), "phantom.seed": SEED_RANGE,
+}
+CT_WINDOW_LEVEL, CT_WINDOW_WIDTH = Range(-2000, 4000), Range(1, 10_000)   # HU
+
+
+def _check_ranges(cfg) -> None:
+    for name, allowed in RANGES.items():
+        table, _, field_name = name.rpartition(".")
+        value = getattr(cfg.phantom if table else cfg, field_name)
+        _check(value is None or allowed.holds(value), name, f"must lie in {allowed}, got {short(value)}")
+
+
+def short(value, limit: int = 60) -> str:
+    """repr(value), cut to `limit` characters: a 1 MB value must not become a 1 MB error line."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else f"{shown[:limit - 20]}... ({len(shown)} characters)"
+
+
 def _check(ok: bool, name: str, problem: str) -> None:
     if not ok:
         raise DuiitConfigError(f"config {name}: {problem}")
@@ -393,7 +442,7 @@ def _reject_unknown(cls, data: dict, prefix: str) -> None:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise DuiitConfigError(f"config: unknown field(s) {', '.join(prefix + u for u in unknown)}")
+        raise DuiitConfigError(f"config: unknown field(s) {', '.join(short(prefix + u) for u in unknown[:5])}")
 
 
 def _is_int(v) -> bool:
@@ -427,4 +476,4 @@ def _check_types(obj, prefix: str) -> None:
         ok, what = check
         value = getattr(obj, f.name)
         if not ok(value):
-            raise DuiitConfigError(f"config {prefix}{f.name}: must be {what}, got {value!r}")
+            raise DuiitConfigError(f"config {prefix}{f.name}: must be {what}, got {short(value)}")

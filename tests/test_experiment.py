@@ -124,7 +124,7 @@ def test_set_changes_the_experiment_configuration_with_typed_values():
     assert cfg.phantom.source_patients == 20 and cfg.ngf == experiment_config().ngf
     for bad, message in [("lambda_pred", "KEY=VALUE"), ("lambda_prd=1", "unknown field"),
                          ("epochs=many", "epochs"), ("model.ngf=8", "unknown table"),
-                         ("joint_warmup_steps=-1", "negative")]:
+                         ("joint_warmup_steps=-1", "must lie in")]:
         with pytest.raises(DuiitConfigError, match=message):
             experiment_config().with_settings([bad])
 

@@ -73,9 +73,10 @@ def test_csv_problems_are_one_line(tmp_path, volume):
         read_folder(root)
     (root / "labels.csv").write_bytes("\ufeffpatient_id,age,path\np1,50,a.npy\n".encode("utf-8"))
     assert read_folder(root).volumes[0][0] == "p1"     # a spreadsheet's byte-order mark is fine
-    for age in ("1e300", "-50"):
+    for age, problem in (("1e300", "is not a number of years"), ("-50", "is outside"), ("4_2", "is not a number"),
+                         ("４２", "is not a number"), ("42.5.1", "is not a number")):
         _dataset(root, [f"p1,{age},a.npy"])
-        with pytest.raises(DuiitDataError, match="line 2: age .* is outside"):
+        with pytest.raises(DuiitDataError, match=f"line 2: age .* {problem}"):
             read_folder(root)
     _dataset(root, ["p1,50,a.npy", "p2,60,a.npy"])
     with pytest.raises(DuiitDataError, match="line 3: a.npy is already labelled on line 2"):

@@ -97,7 +97,9 @@ def test_stale_temporaries_are_cleaned(tmp_path):
 
 
 @pytest.mark.parametrize("setting,field", [("MIX-CT-MRI", "lr_translator"), ("PURE-CT", "lr_predictor")])
-def test_divergence_stops_at_the_step_and_saves_nothing_non_finite(tiny_config, setting, field):
+def test_divergence_stops_at_the_step_and_saves_nothing_non_finite(tiny_config, setting, field, monkeypatch):
+    from duiit_fast import config
+    monkeypatch.setitem(config.RANGES, field, config.Range(0, 1e31))   # past the bound a user can set
     cfg = tiny_config(setting, **{field: 1e30})
     trainer = Trainer(cfg, progress=False)
     with pytest.raises(DuiitError, match="training diverged at epoch 0, step \\d+: (loss term|the weights)"):
@@ -118,7 +120,7 @@ def test_runaway_validation_error_is_flagged(tiny_config, monkeypatch):
     ("image_size", 64.0, "image_size: must be an integer"),
     ("ct_window", ["a", "b"], "ct_window: must be a pair of finite numbers"),
     ("steps_per_epoch", "x", "steps_per_epoch: must be an integer"),
-    ("num_threads", -1, "num_threads: must be at least 1"),
+    ("num_threads", -1, "num_threads: must lie in \\[1, 1024\\]"),
     ("beta1", 1.5, "beta1: must lie in \\[0, 1\\)"),
     ("predictor_beta1", "x", "predictor_beta1: must be a finite number"),
     ("predictor_beta1", 1.0, "predictor_beta1: must lie in \\[0, 1\\)"),

@@ -11,12 +11,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import DuiitDataError, printable
+from ..errors import DuiitConfigError, DuiitDataError, printable
 from ..io import atomic_path
 from . import phantoms
 from .intensity import Intensity, normalize_volume
 from .labels import read_labels
-from .readers import file_kind, read_slices
+from .readers import file_kind, pil_scale, read_slices
 
 
 @dataclass
@@ -99,11 +99,12 @@ def read_folder(root, on_bad_file: str = "error", cache_dir=None, modality: str 
     ages: dict[str, float] = {}
     for row in rows:
         try:
+            slope, intercept = _row_scale(row)
             with np.errstate(over="ignore"):   # overflow is detected just below, naming the file
-                slices = read_cached(row.path, cache_dir, modality) * row.rescale_slope + row.rescale_intercept
+                slices = read_cached(row.path, cache_dir, modality) * slope + intercept
             if not np.isfinite(slices).all():   # finite stored values can overflow once rescaled
-                raise DuiitDataError(row.path, f"values overflow after rescale_slope {row.rescale_slope:g} / "
-                                               f"rescale_intercept {row.rescale_intercept:g}")
+                raise DuiitDataError(row.path, f"values overflow after rescale_slope {slope:g} / "
+                                               f"rescale_intercept {intercept:g}")
             parts = by_patient.get(row.patient_id)
             if parts and slices.shape[1:] != parts[0].shape[1:]:
                 raise DuiitDataError(row.path, f"slice size {slices.shape[1:]} differs from the other "
@@ -120,6 +121,19 @@ def read_folder(root, on_bad_file: str = "error", cache_dir=None, modality: str 
         raise DuiitDataError(root, "no readable labelled images")
     volumes = [(pid, ages[pid], np.concatenate(parts)) for pid, parts in by_patient.items()]
     return FolderVolumes(str(root), volumes, skipped or [])
+
+
+def _row_scale(row) -> tuple[float, float]:
+    """The scale still to apply to what read_slices returns. A PNG that stores its own scale has it
+    applied on reading; labels.csv's columns may repeat it but not contradict it."""
+    own = pil_scale(row.path)
+    own = None if own is None else own[1]
+    if own is None:
+        return row.rescale_slope, row.rescale_intercept
+    if row.has_rescale and not np.allclose(own, (row.rescale_slope, row.rescale_intercept), rtol=1e-9, atol=1e-9):
+        raise DuiitDataError(row.path, f"stores slope {own[0]:g}, intercept {own[1]:g}, but labels.csv gives "
+                                       f"{row.rescale_slope:g}, {row.rescale_intercept:g}")
+    return 1.0, 0.0
 
 
 def _check_unlabelled_files(root: Path, rows, skipped) -> None:
@@ -183,8 +197,16 @@ def split_patients(patients, val_fraction: float, test_fraction: float, seed: in
     order = np.random.default_rng(seed).permutation(len(patients))
     n_val = max(1, round(val_fraction * len(patients)))
     n_test = max(1, round(test_fraction * len(patients)))
+    _check_split_leaves_training(n_val, n_test, len(patients), "patients")
     shuffled = [patients[i] for i in order]
     return shuffled[n_val + n_test:], shuffled[:n_val], shuffled[n_val:n_val + n_test]
+
+
+def _check_split_leaves_training(n_val: int, n_test: int, n: int, what: str) -> None:
+    """Every split has a training part: without one the batch sampler would have nothing to draw."""
+    if n_val + n_test >= n:
+        raise DuiitConfigError(f"config val_fraction/test_fraction: {n_val} validation + {n_test} test of the "
+                               f"{n} CT {what} leave none for training; lower the fractions or add patients")
 
 
 def split_images(n: int, val_fraction: float, test_fraction: float, seed: int):
@@ -194,6 +216,7 @@ def split_images(n: int, val_fraction: float, test_fraction: float, seed: int):
         raise DuiitDataError("CT dataset", f"needs at least 3 slices for train/val/test, has {n}")
     order = np.random.default_rng(seed).permutation(n)
     n_val, n_test = max(1, round(val_fraction * n)), max(1, round(test_fraction * n))
+    _check_split_leaves_training(n_val, n_test, n, "slices")
     return order[n_val + n_test:], order[:n_val], order[n_val:n_val + n_test]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ class LabelRow:
     path: Path
     rescale_slope: float = 1.0
     rescale_intercept: float = 0.0
+    has_rescale: bool = False   # whether labels.csv gave either column for this row
 
 
 def read_labels(root, skipped: list | None = None) -> list[LabelRow]:
@@ -71,7 +73,7 @@ def _parse_row(csv_path: Path, root: Path, line: int, rec: dict) -> LabelRow:
     patient = (rec.get("patient_id") or "").strip()
     if not patient:
         raise DuiitDataError(where, "empty patient_id")
-    age = parse_number(where, "age", rec.get("age"))
+    age = parse_age(where, rec.get("age"))
     if not MIN_AGE <= age <= MAX_AGE:
         raise DuiitDataError(where, f"age {age:g} is outside [{MIN_AGE}, {MAX_AGE}] years")
     rel = (rec.get("path") or "").strip()
@@ -80,19 +82,43 @@ def _parse_row(csv_path: Path, root: Path, line: int, rec: dict) -> LabelRow:
     path = root / rel
     if not path.exists():
         raise DuiitDataError(path, f"labelled in {csv_path.name} line {line} but the file is missing")
+    has_rescale = bool((rec.get("rescale_slope") or "").strip() or (rec.get("rescale_intercept") or "").strip())
     slope = parse_number(where, "rescale_slope", rec.get("rescale_slope") or "1")
     if slope == 0 or abs(slope) > 1e6:
         raise DuiitDataError(where, f"rescale_slope {slope:g} is not a plausible scale (0 < |slope| <= 1e6)")
     intercept = parse_number(where, "rescale_intercept", rec.get("rescale_intercept") or "0")
-    return LabelRow(patient, age, path, slope, intercept)
+    return LabelRow(patient, age, path, slope, intercept, has_rescale)
+
+
+AGE_PATTERN = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
+def parse_age(where, text) -> float:
+    """An age as people write it: ASCII digits with at most one decimal point. float() would also
+    take '4_2' and full-width digits as 42, and '1e1' as 10."""
+    raw = (text or "").strip() if isinstance(text, str) else text
+    if not isinstance(raw, str) or not AGE_PATTERN.fullmatch(raw):
+        raise DuiitDataError(where, f"age {_short(text)} is not a number of years (digits, one decimal point)")
+    return float(raw)
+
+
+def _short(text) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
+
+
+_PLAIN_ASCII = re.compile(r"[\x21-\x5e\x60-\x7e]*")   # printable ASCII without '_' and spaces
 
 
 def parse_number(where, column: str, text) -> float:
-    """A finite float from a CSV field or a DICOM tag; anything else is one line naming `where`."""
+    """A finite float from a CSV field or a DICOM tag; anything else is one line naming `where`.
+    Plain ASCII only: float() would read '4_2' and full-width digits too."""
+    if isinstance(text, str) and not _PLAIN_ASCII.fullmatch(text.strip()):
+        raise DuiitDataError(where, f"{column} {_short(text)} is not a number")
     try:
         value = float(text)
     except (TypeError, ValueError):
-        raise DuiitDataError(where, f"{column} {text!r} is not a number") from None
+        raise DuiitDataError(where, f"{column} {_short(text)} is not a number") from None
     if not math.isfinite(value):
-        raise DuiitDataError(where, f"{column} {text!r} is not finite")
+        raise DuiitDataError(where, f"{column} {_short(text)} is not finite")
     return value

@@ -105,7 +105,12 @@ class SliceLoader:
             self._thread = threading.Thread(target=self._produce, daemon=True)
             self._thread.start()
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=1.0)
+            except queue.Empty:   # a producer that died without a word must not leave us waiting
+                if not self._thread.is_alive() and self._queue.empty():
+                    raise RuntimeError("the data loader's thread stopped without delivering a batch") from None
+                continue
             if isinstance(item, BaseException):
                 raise item
             yield item

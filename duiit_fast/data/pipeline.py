@@ -16,6 +16,8 @@ from typing import Optional
 
 import numpy as np
 import torch
+
+from ..errors import DuiitError
 import torch.nn.functional as F
 
 
@@ -45,6 +47,8 @@ class BatchSampler:
     def __init__(self, n: int, batch_size: int, generator: torch.Generator, rank: int = 0, world_size: int = 1):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
+        if n < world_size or batch_size < 1:   # next() would wait forever for an index
+            raise DuiitError(f"cannot draw batches of {batch_size} from {n} slice(s) over {world_size} process(es)")
         self.n, self.batch_size, self.generator = n, batch_size, generator
         self.rank, self.world_size = rank, world_size
         self.order = self._permutation()

@@ -27,6 +27,11 @@ SUPPORTED_SUFFIXES = PIL_SUFFIXES + ARRAY_SUFFIXES + NIFTI_SUFFIXES + DICOM_SUFF
 # Pixels one file may declare (a 2048-slice stack of 1024² is 2^31): headers are checked against
 # it before anything is allocated, so a hostile header cannot exhaust memory.
 MAX_PIXELS = 2 ** 31
+# A PNG written by duiit stores its map to native units in text chunks (the DICOM keywords): a file
+# copied out of its dataset still reads as HU. Other files carry none (their labels.csv may).
+PNG_SCALE_KEYS = ("RescaleSlope", "RescaleIntercept")
+# Smallest side and most elongated shape of a slice: a 1×10000 strip is no image of a head.
+MIN_SIDE, MAX_ASPECT = 8, 8
 
 
 def file_kind(path: Path) -> str | None:
@@ -67,6 +72,10 @@ def read_slices(path, modality: str | None = None) -> np.ndarray:
             slices = {"image": _read_pil, "npy": _read_npy, "nifti": _read_nifti}[kind](path)
     if slices.ndim != 3 or min(slices.shape) == 0:
         raise DuiitDataError(path, f"no image data (shape {slices.shape})")
+    h, w = slices.shape[1:]
+    if min(h, w) < MIN_SIDE or max(h, w) > MAX_ASPECT * min(h, w):
+        raise DuiitDataError(path, f"a {h}×{w} slice is not a plausible image (sides of at least {MIN_SIDE} "
+                                   f"pixels, at most {MAX_ASPECT}:1)")
     if not np.isfinite(slices).all():
         raise DuiitDataError(path, "contains NaN or Inf values")
     return np.ascontiguousarray(slices, dtype=np.float32)
@@ -93,7 +102,32 @@ def _read_pil(path: Path) -> np.ndarray:
         raise DuiitDataError(path, f"not a readable image ({exc.__class__.__name__}: {exc})") from None
     if len({f.shape for f in frames}) != 1:
         raise DuiitDataError(path, "pages of different sizes")
-    return np.stack(frames)
+    stack = np.stack(frames)
+    own = _stored_scale(path, getattr(img, "info", {}))
+    return stack if own is None else stack * np.float32(own[0]) + np.float32(own[1])
+
+
+def pil_scale(path: Path):
+    """(Pillow mode, (slope, intercept) or None) of an image file; None for other kinds of file.
+    The scale is the one stored in the file's own text chunks (PNG_SCALE_KEYS)."""
+    from PIL import Image, UnidentifiedImageError
+    if file_kind(Path(path)) != "image":
+        return None
+    try:
+        with Image.open(path) as img:
+            return img.mode, _stored_scale(Path(path), img.info)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DuiitDataError(path, f"not a readable image ({exc.__class__.__name__}: {exc})") from None
+
+
+def _stored_scale(path: Path, info: dict):
+    if PNG_SCALE_KEYS[0] not in info and PNG_SCALE_KEYS[1] not in info:
+        return None
+    slope = parse_number(path, PNG_SCALE_KEYS[0], info.get(PNG_SCALE_KEYS[0], "1"))
+    intercept = parse_number(path, PNG_SCALE_KEYS[1], info.get(PNG_SCALE_KEYS[1], "0"))
+    if slope == 0 or abs(slope) > 1e6 or abs(intercept) > 1e6:
+        raise DuiitDataError(path, f"stored scale (slope {slope:g}, intercept {intercept:g}) is not plausible")
+    return slope, intercept
 
 
 def _pil_frame(path: Path, frame) -> np.ndarray:
@@ -149,6 +183,7 @@ def _read_nifti(path: Path) -> np.ndarray:
             raise DuiitDataError(path, f"expected a 3D volume, got {len(shape)}D shape {shape} "
                                        "(split 4D series into one volume per file)")
         check_pixel_count(path, shape)
+        _check_nifti_scaling(path, img)
         canonical = nib.as_closest_canonical(img)  # voxel axes → Right, Anterior, Superior
         data = np.asarray(canonical.dataobj, dtype=np.float32)  # scl_slope/inter applied
     except DuiitDataError:
@@ -156,6 +191,27 @@ def _read_nifti(path: Path) -> np.ndarray:
     except Exception as exc:  # nibabel raises many types for damaged files
         raise DuiitDataError(path, f"not a readable NIfTI file ({exc.__class__.__name__}: {exc})") from None
     return ras_volume_to_slices(data)
+
+
+def _check_nifti_scaling(path: Path, img) -> None:
+    """nibabel replaces an infinite scl_slope / scl_inter by NaN ("no scaling") on loading and would
+    read the raw values as the image's units: read the two fields from the file's own header and
+    refuse them instead (NIfTI-1: float32 at bytes 112/116; NIfTI-2: float64 at 176/184)."""
+    from nibabel.openers import ImageOpener
+    with ImageOpener(str(path)) as f:
+        head = f.read(192)
+    for order in ("<", ">"):
+        if len(head) >= 120 and int(np.frombuffer(head[:4], f"{order}i4")[0]) == 348:
+            values = np.frombuffer(head[112:120], f"{order}f4")
+            break
+        if len(head) >= 192 and int(np.frombuffer(head[:4], f"{order}i4")[0]) == 540:
+            values = np.frombuffer(head[176:192], f"{order}f8")
+            break
+    else:
+        return   # nibabel accepted a header this check does not know: nothing to add
+    for key, value in zip(("scl_slope", "scl_inter"), values):
+        if np.isinf(value):
+            raise DuiitDataError(path, f"NIfTI header {key} is {float(value)}: the stored values have no usable scale")
 
 
 def ras_volume_to_slices(data: np.ndarray) -> np.ndarray:
@@ -279,6 +335,10 @@ def read_dicom_series(folder: Path, modality: str | None = None) -> np.ndarray:
         raise DuiitDataError(folder, "DICOM series with slices of different sizes")
     if all(e[0] is not None for e in entries):
         entries.sort(key=lambda e: e[0])
+        for a, b in zip(entries, entries[1:]):
+            if np.isclose(a[0], b[0], rtol=0, atol=1e-3):   # within a micrometre: the same place
+                raise DuiitDataError(folder, f"{a[2].name} and {b[2].name} lie at one position along the "
+                                             "slice normal (duplicate slices or two acquisitions in one folder)")
     else:
         entries.sort(key=lambda e: e[1])
     # Ascending position along the normal is inferior → superior for axial series.

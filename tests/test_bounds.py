@@ -51,19 +51,24 @@ def test_phantom_seed_and_window_and_huge_values(tmp_path, capsys):
     assert len(_one_line(capsys, "config setting")) < 1000
 
 
-def test_a_configuration_too_big_for_the_machine_is_refused_before_allocating(monkeypatch):
+def test_a_configuration_too_big_for_the_machine_is_refused_before_allocating(monkeypatch, tmp_path):
     from duiit_fast.train import networks, schema
-    cfg = TrainConfig(setting="MIX-CT-MRI", image_size=2048, batch_size=4096, ngf=512, epochs=2, decay_start_epoch=1)
-    built = []
-    monkeypatch.setattr(networks.Networks, "build", classmethod(lambda cls, *a, **k: built.append(a) or cls()))
+    # Training: 4096 pairs of 2048² images need terabytes of activations; refused before any data.
+    cfg = TrainConfig(setting="MIX-CT-MRI", image_size=2048, batch_size=4096, ngf=4, ndf=4, predictor="small",
+                      epochs=2, decay_start_epoch=1, out_dir=str(tmp_path / "run"))
+    trainer = Trainer(cfg, progress=False)
     with pytest.raises(DuiitError, match="needs about .* GiB .* more than this machine's memory"):
-        Trainer(cfg, progress=False)
-    assert all(a[1] == torch.device("meta") for a in built)   # nothing was built on the CPU
-    small = TrainConfig(setting="MIX-CT-MRI", image_size=32, ngf=4, ndf=4, predictor="small", epochs=2,
-                        decay_start_epoch=1).validate()
-    monkeypatch.undo()
-    need = schema.estimate_bytes(small)
-    assert 0 < sum(need.values()) < schema.machine_bytes()
+        trainer.fit()
+    assert trainer._data is None and not (tmp_path / "run" / "checkpoint.pt").exists()
+    # Weights alone too large: refused before a network is built anywhere but on the meta device.
+    monkeypatch.setattr(schema, "machine_bytes", lambda: 2 ** 30)
+    built = []
+    original = networks.Networks.build.__func__
+    monkeypatch.setattr(networks.Networks, "build",
+                        classmethod(lambda cls, c, device, *a: built.append(device) or original(cls, c, device, *a)))
+    with pytest.raises(DuiitError, match="more than this machine's memory \\(1 GiB\\)"):
+        Trainer(TrainConfig(setting="MIX-CT-MRI", ngf=512, epochs=2, decay_start_epoch=1), progress=False)
+    assert built and all(d == torch.device("meta") for d in built)
 
 
 def test_a_split_without_training_patients_is_a_config_error(hostile_run, tmp_path, capsys):
@@ -224,3 +229,12 @@ def _ages(path):
 
 def test_tiny_model_toml_is_within_every_range():
     TrainConfig.from_dict({k: v for k, v in TINY_MODEL_TOML.items()}).validate()
+
+
+def test_inference_counts_only_the_weights(monkeypatch):
+    from duiit_fast.train import schema
+    monkeypatch.setattr(schema, "machine_bytes", lambda: 8 * 2 ** 30)
+    paper = TrainConfig(setting="MIX-CT-MRI").validate(check_paths=False)   # the paper's sizes: ~40 GiB to train
+    schema.check_fits(paper, torch.device("cpu"), training=False)          # a trained model still predicts
+    with pytest.raises(DuiitError, match="more than this machine's memory \\(8 GiB\\)"):
+        schema.check_fits(paper, torch.device("cpu"))

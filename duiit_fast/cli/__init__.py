@@ -11,9 +11,17 @@ import sys
 MAX_ERROR_CHARS = 500   # a refusal is one readable line, whatever value it quotes
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's refusals (a missing option, a bad choice, a number that is not one) in the same
+    one-line form as every other refusal, pointing to --help instead of printing the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"duiit: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import data, perf, train
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="duiit",
         description="DUIIT: translate MRI/PET slices into CT style with a translator trained jointly "
                     "with the CT predictor, and measure what it buys.")

@@ -191,9 +191,13 @@ def machine_bytes() -> int:
         return 2 ** 62
 
 
-def check_fits(cfg: TrainConfig, device: torch.device) -> None:
-    """One line when `cfg` clearly cannot fit: model and step on the device, data in memory."""
+def check_fits(cfg: TrainConfig, device: torch.device, training: bool = True) -> None:
+    """One line when `cfg` clearly cannot fit: model and step on the device, data in memory. For
+    inference (training=False) only the weights count: a model trained on a large GPU still
+    predicts on a laptop."""
     need = estimate_bytes(cfg)
+    if not training:
+        need = {"parameters": need["parameters"] // (BYTES_PER_PARAMETER // 4), "activations": 0, "data": 0}
     gib = 2 ** 30
     model = need["parameters"] + need["activations"]
     if device.type == "cuda":

@@ -64,7 +64,7 @@ class Trainer:
         self.cfg = cfg.validate(check_paths)
         self.world = current_world()          # rank and size under torchrun; (0, 1) otherwise
         self.device = resolve_device(cfg.device)
-        check_fits(cfg, self.device)          # before any network or data is allocated
+        check_fits(cfg, self.device, training=False)   # the weights, before they are allocated
         if self.world.distributed and self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", self.world.local_rank)   # one GPU per rank
         if cfg.loader == "dali":
@@ -271,6 +271,7 @@ class Trainer:
         checkpoint in cfg.out_dir is loaded first and the run continues from it; a folder that holds
         a run is never trained into otherwise, unless overwrite=True. Order: CT readers (label
         cues / ct_reader feedback), translator-only steps, then the epochs."""
+        check_fits(self.cfg, self.device)   # the step's activations and the data, before either is allocated
         with RunFolder(self.cfg.out_dir, lock=self.world.is_main) as folder:   # rank 0 is the one writer
             ckpt = folder.checkpoint
             if resume:

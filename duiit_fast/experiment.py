@@ -154,13 +154,6 @@ def run_arm_job(cfg: TrainConfig, cell_dir: Path, cohort_dir: Path) -> dict:
               "selected_epoch": trainer.best["epoch"] if trainer.best else None,
               "val_crossfit_mse": cross_fitted_val_mse(trainer.history),
               "history": trainer.history, "seconds": round(time.perf_counter() - start, 1)}
-    if trainer.uses_tail_ensemble:
-        # Nothing is chosen on validation, so its MSE is already an honest estimate; the best epoch's
-        # readout of the same training is kept beside it for the comparison.
-        result["best_epoch_readout"] = {"selected_epoch": result["selected_epoch"],
-                                        "val_crossfit_mse": result["val_crossfit_mse"],
-                                        **{split: _best_epoch_metrics(trainer, split) for split in ("test", "val")}}
-        result["selected_epoch"], result["val_crossfit_mse"] = None, result["val"]["mse"]
     if cfg.has_translators:
         result["label_cues"] = trainer.label_cues()   # the final translator (CycleGAN's is frozen)
         if cfg.fid_weights:
@@ -168,12 +161,6 @@ def run_arm_job(cfg: TrainConfig, cell_dir: Path, cohort_dir: Path) -> dict:
         _save_grid(trainer, cell_dir / "grid.npz")
     write_json(cell_dir / "result.json", result)
     return result
-
-
-def _best_epoch_metrics(trainer, split: str) -> dict:
-    from .eval.evaluate import regression_metrics
-    slices = trainer.data.split(split)
-    return regression_metrics(trainer.predict_with_state(trainer.best["P"], slices.images), slices)
 
 
 def _save_grid(trainer, path: Path) -> None:

@@ -9,7 +9,7 @@ import torch
 
 from duiit_fast import Trainer, TrainConfig
 from duiit_fast.cli import main
-from duiit_fast.errors import DuiitConfigError, DuiitDataError, DuiitError
+from duiit_fast.errors import DuiitDataError, DuiitError
 
 from conftest import TINY_MODEL_TOML, write_train_toml
 

@@ -1,7 +1,10 @@
 """TrainConfig: the paper's defaults, TOML loading, and one clear line for every bad value."""
+import dataclasses
+
 import pytest
 
 from duiit_fast import TrainConfig
+from duiit_fast.config import PhantomConfig
 from duiit_fast.config import SETTINGS
 from duiit_fast.cli import main
 from duiit_fast.errors import DuiitConfigError
@@ -37,12 +40,6 @@ def test_bad_values_raise_one_clear_error(field, value, message):
         TrainConfig(**{field: value}).validate()
 
 
-def test_training_mix_statistics_refuse_separate_batchnorm():
-    # With separate BatchNorm P's training normalised real CT by real-CT statistics: a mixed estimate would not match.
-    with pytest.raises(DuiitConfigError, match="config predictor_bn_stats: training_mix"):
-        TrainConfig(predictor_bn_stats="training_mix", predictor_bn_domains="separate").validate()
-
-
 def test_by_setting_statistics_resolve_to_each_settings_validation_choice():
     from duiit_fast.config import BN_STATS_BY_SETTING
     resolved = {s: TrainConfig(setting=s, predictor_bn_stats="by_setting").validate().bn_stats
@@ -52,10 +49,15 @@ def test_by_setting_statistics_resolve_to_each_settings_validation_choice():
                         "CYCLEGAN-CT-MRI": "real_ct", "MIX-CT-MRI": "training_mix", "DANN-CT-MRI": "training_mix",
                         "MTL-CT-PET": "training_mix", "MIX-CT-PET": "real_ct", "AUG-AUTO": "real_ct"}   # not measured: the old statistic
     assert set(BN_STATS_BY_SETTING) <= set(SETTINGS)
-    # An explicit statistic is every setting's; separate BatchNorm makes real_ct the consistent one.
+    # An explicit statistic is every setting's.
     assert TrainConfig(setting="NAIVE-CT-MRI", predictor_bn_stats="real_ct").bn_stats == "real_ct"
-    separate = TrainConfig(setting="NAIVE-CT-MRI", predictor_bn_stats="by_setting", predictor_bn_domains="separate")
-    assert separate.validate().bn_stats == "real_ct"
+
+
+def test_removed_knobs_load_when_off_and_are_refused_when_on():
+    from duiit_fast.config import REMOVED_AT, REMOVED_KNOBS
+    assert TrainConfig.from_dict(dict(REMOVED_KNOBS)).validate() == TrainConfig().validate()   # an old checkpoint's config
+    with pytest.raises(DuiitConfigError, match=f"cycle_noise = 0.1: a knob tried and rejected.*commit {REMOVED_AT}"):
+        TrainConfig.from_dict({"cycle_noise": 0.1})
 
 
 def test_toml_loading_and_unknown_fields(tmp_path):
@@ -89,3 +91,14 @@ def test_cli_prints_one_line_and_exits_2(tmp_path, capsys, toml, expected):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and expected in err and "Traceback" not in err
     assert main(["train", "--config", str(tmp_path / "nope.toml")]) == 2
+
+
+def test_the_configuration_page_is_generated_from_the_code():
+    from pathlib import Path
+    from duiit_fast import config_doc
+    page = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    assert page == config_doc.render(), "run: python -m duiit_fast.config_doc > docs/configuration.md"
+    for cls, prefix in ((TrainConfig, ""), (PhantomConfig, "phantom.")):
+        documented = {name: comment for _, name, comment in config_doc._field_comments(cls)}
+        assert set(documented) == {f.name for f in dataclasses.fields(cls)}
+        assert all(documented.values()), [n for n, c in documented.items() if not c]   # every field says what it does

@@ -90,23 +90,6 @@ def test_training_seeds_extend_a_run_and_cells_become_their_mean(tmp_path, tiny_
     assert json.loads((tmp_path / "results.json").read_text())["seeds"] == 2
 
 
-def test_a_tail_ensemble_cell_reports_its_readout_and_the_best_epochs_of_the_same_training(tmp_path, tiny_base):
-    import dataclasses
-    arms = ["PURE-CT", "MIX-CT-MRI"]
-    plain = run_experiment(tmp_path / "best", cohorts=1, arms=arms, workers=2, base=tiny_base, log=lambda m: None)
-    base = dataclasses.replace(tiny_base, tail_ensemble_epochs=2)
-    tail = run_experiment(tmp_path / "tail", cohorts=1, arms=arms, workers=2, base=base, log=lambda m: None)
-    for arm in arms:
-        cell = json.loads((tmp_path / "tail" / "cohort-0" / arm / "result.json").read_text())
-        best = cell["best_epoch_readout"]
-        # The same training: its best-epoch readout is the plain run's cell.
-        assert best["test"]["mse"] == pytest.approx(plain["arms"][arm]["test_mse"][0], rel=1e-6)
-        assert best["val_crossfit_mse"] == pytest.approx(plain["arms"][arm]["val_mse_crossfit"][0], rel=1e-6)
-        # No epoch is chosen, so the ensemble's validation MSE is its own honest estimate.
-        assert cell["selected_epoch"] is None and cell["val_crossfit_mse"] == cell["val"]["mse"]
-        assert tail["arms"][arm]["test_mse"][0] == cell["test"]["mse"] != best["test"]["mse"]
-
-
 def test_experiment_cli_rejects_bad_arguments(tmp_path, capsys):
     assert main(["experiment", "--out", str(tmp_path), "--cohorts", "0"]) == 2
     assert main(["experiment", "--out", str(tmp_path), "--arms", "MIX-CT-XRAY"]) == 2
@@ -118,13 +101,13 @@ def test_experiment_cli_rejects_bad_arguments(tmp_path, capsys):
 
 def test_set_changes_the_experiment_configuration_with_typed_values():
     from duiit_fast.experiment import experiment_config
-    cfg = experiment_config().with_settings(["lambda_pred=4e-3", "joint_warmup_steps = 800",
+    cfg = experiment_config().with_settings(["lambda_pred=4e-3", "translator_warmup_steps = 800",
                                              "phantom.source_patients=20", "pred_feedback=ct_reader"])
-    assert (cfg.lambda_pred, cfg.joint_warmup_steps, cfg.pred_feedback) == (4e-3, 800, "ct_reader")
+    assert (cfg.lambda_pred, cfg.translator_warmup_steps, cfg.pred_feedback) == (4e-3, 800, "ct_reader")
     assert cfg.phantom.source_patients == 20 and cfg.ngf == experiment_config().ngf
     for bad, message in [("lambda_pred", "KEY=VALUE"), ("lambda_prd=1", "unknown field"),
                          ("epochs=many", "epochs"), ("model.ngf=8", "unknown table"),
-                         ("joint_warmup_steps=-1", "must lie in")]:
+                         ("translator_warmup_steps=-1", "must lie in")]:
         with pytest.raises(DuiitConfigError, match=message):
             experiment_config().with_settings([bad])
 

@@ -213,12 +213,3 @@ def test_patchgan_depth_sets_the_patch_each_output_sees(n_layers, patch):
     assert (int(rows.max() - rows.min()) + 1, int(cols.max() - cols.min()) + 1) == (patch, patch)
 
 
-def test_critic_layers_reach_the_run_critics(tiny_config):
-    from duiit_fast import Trainer
-    from duiit_fast.errors import DuiitConfigError
-    trainer = Trainer(tiny_config(critic_layers=1), progress=False)
-    strided = [m for m in trainer.nets["D_t"].modules() if isinstance(m, nn.Conv2d) and m.stride[0] == 2]
-    assert len(strided) == 1 and len([m for m in trainer.nets["D_s"]["mri"].modules()
-                                      if isinstance(m, nn.Conv2d) and m.stride[0] == 2]) == 1
-    with pytest.raises(DuiitConfigError, match="critic_layers"):
-        tiny_config(critic_layers=4).validate()

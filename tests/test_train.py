@@ -46,13 +46,6 @@ def test_predictor_gets_full_lr_and_translator_its_own(tiny_config):
     assert not pred_params & {id(p) for g in gen for p in g["params"]}
 
 
-def test_predictor_beta1_reaches_only_the_predictors_adam(tiny_config):
-    trainer = Trainer(tiny_config(predictor_beta1=0.9), progress=False)
-    assert [g["betas"] for g in trainer.optimizers["pred"].param_groups] == [(0.9, 0.999)]
-    for name in ("gen", "disc"):
-        assert all(g["betas"] == (0.5, 0.999) for g in trainer.optimizers[name].param_groups)
-
-
 def test_discriminators_see_pooled_fakes(tiny_config):
     trainer = Trainer(tiny_config(pool_size=4), progress=False)
     x, r_x, sources = _one_batch(trainer)

@@ -171,6 +171,6 @@ def add_parsers(sub) -> None:
                          "process and compiles anew, so short cells may be faster with off")
     ex.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="change one field of the experiment's configuration for every arm (repeatable), e.g. "
-                         "--set lambda_pred=4e-3 --set joint_warmup_steps=800; choose on validation MSE, "
+                         "--set lambda_pred=4e-3 --set translator_warmup_steps=800; choose on validation MSE, "
                          "and use a new --out folder per configuration")
     ex.set_defaults(func=cmd_experiment)

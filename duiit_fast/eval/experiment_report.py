@@ -11,7 +11,6 @@ import numpy as np
 
 from ..io import write_text
 
-CRITIC_PATCH = {1: 16, 2: 34, 3: 70}   # PatchGAN depth → the side of the patch one output sees
 
 
 def _wilcoxon_floor(n: int) -> str:
@@ -210,12 +209,7 @@ def write_report(out: Path, results: dict, log=print) -> None:
              f"Every arm: predictor `{cfg['predictor']}`, {cfg['epochs']} epochs × {cfg['steps_per_epoch']} steps, "
              f"real-CT batch {cfg['batch_size']}, images {cfg['image_size']}²; the predictor of the epoch with the "
              f"best validation MSE is kept. Translator arms: ngf {cfg['ngf']}, {cfg['n_blocks']} blocks, "
-             + (f"critics of {CRITIC_PATCH[cfg['critic_layers']]}² patches, " if cfg.get("critic_layers", 3) != 3 else "")
              + f"{cfg['translator_warmup_steps']} warm-up steps (shared)"
-             + (f", then {cfg['joint_warmup_steps']} joint warm-up steps against a scratch predictor (DUIIT)"
-                if cfg.get("joint_warmup_steps") else "")
-             + (f"; DUIIT's P learns from real CT alone in its first {cfg['predictor_ct_epochs']} epochs"
-                if cfg.get("predictor_ct_epochs") else "")
              + f", λ = {cfg['lambda_pred']} on L_pred summed in years², λcyc = {cfg['lambda_cyc']}."
              + (f" Ran on {results['machine']}: {results['fast_path']} (another CPU rounds differently, and"
                 " the trajectories of the GAN arms follow)." if "fast_path" in results else ""), "",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ..models.predictor import SmallRegressor
 
@@ -40,45 +39,10 @@ class OnScale(nn.Module):
         return ((self.reader(x) - self.age_mean) / self.age_std)[:, None]
 
 
-# Texture augmentation of the reader's training images (reader_augment): the CT noise level is
-# ~0.1 in brain-window units (4 HU of a W80 window), and a translation a pixel soft reads like
-# σ ≈ 1 px of blur. A reader trained without them leans on pixel-scale texture: it reads the true CT
-# renderings blurred by a 3×3 binomial at slope 0.17 (0.85 with them). On the phantom's translations
-# both give the same slopes (docs/experiment.md), so the label-cue metric keeps the plain reader.
-AUGMENT_MAX_BLUR_SIGMA = 1.0
-AUGMENT_MAX_NOISE_SD = 0.1
-
-
-def gaussian_kernels(sigmas: torch.Tensor, radius: int = 2) -> torch.Tensor:
-    """(N,) blur widths in pixels → (N, 1, 2r+1, 2r+1) normalised Gaussian kernels; σ = 0 gives the
-    identity (the weight sits on the centre tap)."""
-    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    sq = offsets[:, None] ** 2 + offsets[None, :] ** 2                  # (K, K) squared distance
-    safe = sigmas.float().clamp_min(1e-3)[:, None, None]
-    kernels = torch.exp(-sq / (2 * safe ** 2))
-    return (kernels / kernels.sum(dim=(1, 2), keepdim=True))[:, None]
-
-
-def texture_augment(x: torch.Tensor, gen: torch.Generator, max_sigma: float = AUGMENT_MAX_BLUR_SIGMA,
-                    max_noise: float = AUGMENT_MAX_NOISE_SD) -> torch.Tensor:
-    """Each (1, S, S) image blurred by its own σ ~ U[0, max_sigma] px (replicate padding), then
-    Gaussian noise of its own sd ~ U[0, max_noise] added. Draws come from gen (CPU), so a reader's
-    training is reproducible on any device."""
-    n = x.shape[0]
-    sigmas = torch.rand(n, generator=gen) * max_sigma
-    noise_sd = torch.rand(n, generator=gen) * max_noise
-    noise = torch.randn(x.shape, generator=gen)
-    kernels = gaussian_kernels(sigmas).to(x.device, x.dtype)
-    radius = kernels.shape[-1] // 2
-    padded = F.pad(x.transpose(0, 1), (radius,) * 4, mode="replicate")       # (1, N, S+2r, S+2r)
-    blurred = F.conv2d(padded, kernels, groups=n).transpose(0, 1)            # one kernel per image
-    return blurred + noise_sd.to(x.device, x.dtype)[:, None, None, None] * noise.to(x.device, x.dtype)
-
-
 def train_reader(images: torch.Tensor, ages: torch.Tensor, steps: int, seed: int, device,
-                 batch_size: int = 32, lr: float = 2e-3, augment: bool = False) -> AgeReader:
-    """Fit an AgeReader on (images, ages in years) with flips (and texture_augment when augment),
-    AdamW and a one-cycle schedule; the result is frozen and in eval mode."""
+                 batch_size: int = 32, lr: float = 2e-3) -> AgeReader:
+    """Fit an AgeReader on (images, ages in years) with flips, AdamW and a one-cycle schedule; the
+    result is frozen and in eval mode."""
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -91,8 +55,6 @@ def train_reader(images: torch.Tensor, ages: torch.Tensor, steps: int, seed: int
         x = images[idx]
         flip = torch.rand(batch_size, generator=gen) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-        if augment:
-            x = texture_augment(x, gen)
         x = x.to(device)
         target = (ages[idx].to(device) - reader.age_mean) / reader.age_std
         loss = (reader.net(x).squeeze(1) - target).square().mean()

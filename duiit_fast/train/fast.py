@@ -30,7 +30,7 @@ import torch
 from .. import ops
 from ..models.generator import regions_supported, residual_blocks_as_regions
 from .networks import predictor_outputs
-from .step import GeneratorLosses, StepFunctions, TranslatorRegularisers, discriminator_loss, \
+from .step import GeneratorLosses, StepFunctions, discriminator_loss, \
     generator_predictor_loss, squared_error_sum, translation_loss
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +152,6 @@ def build_step_functions(nets, cfg, fast: FastPath, device: torch.device, label_
         fn = under_autocast(fn)
         return ops.under_backend(compiled(fn) if fast.compile else fn, fast.backend)
 
-    terms = TranslatorRegularisers.of(cfg)
     if fast.compile:
         # A graph input, not a constant: a Python float closure is baked into the compiled graph, so
         # each dataset's age std (another per cohort) missed Inductor's cache and recompiled the
@@ -161,14 +160,14 @@ def build_step_functions(nets, cfg, fast: FastPath, device: torch.device, label_
 
     def gen_parts(x, r_x, sources):
         losses = generator_predictor_loss(nets, x, r_x, sources, cfg.lambda_cyc, cfg.lambda_pred,
-                                          label_scale, reader, replicas, terms, cfg.predictor_raw_sources,
+                                          label_scale, reader, replicas, cfg.lambda_identity,
                                           cfg.predictor_source_weight)
         return losses.total, losses.trans, losses.pred, losses.feedback, losses.fakes
 
     gen_fast = fast_version(gen_parts)
     gen_eager = ops.under_backend(under_autocast(gen_parts), fast.backend)
-    trans_fn = fast_version(lambda x, sources: translation_loss(nets, x, sources, cfg.lambda_cyc, terms))
-    critic_fn = fast_version(lambda x, sources, pooled: discriminator_loss(nets, x, sources, pooled, terms))
+    trans_fn = fast_version(lambda x, sources: translation_loss(nets, x, sources, cfg.lambda_cyc, cfg.lambda_identity))
+    critic_fn = fast_version(lambda x, sources, pooled: discriminator_loss(nets, x, sources, pooled))
     pred_fn = fast_version(lambda images, targets, counts: squared_error_sum(predictor_outputs(nets, images, counts),
                                                                              targets, label_scale))
     return StepFunctions(lambda x, r_x, sources: GeneratorLosses(*gen_fast(x, r_x, sources)), trans_fn,

@@ -30,8 +30,7 @@ def capture(trainer) -> dict:
     t = trainer
     state = {
         "config": t.cfg.to_dict(), "epoch": t.epoch, "history": t.history,
-        "translator_steps": t.translator_steps, "pretrain_steps": t.pretrain_steps, "best": t.best, "tail": t.tail,
-        "joint_warmup_done": t.joint_warmup_done,
+        "translator_steps": t.translator_steps, "pretrain_steps": t.pretrain_steps, "best": t.best,
         "fast_path": None if t.fast is None else dataclasses.asdict(t.fast),
         "age_mean": t.age_mean, "age_std": t.age_std,
         "nets": {k: v.state_dict() for k, v in t.nets.items()},
@@ -103,8 +102,8 @@ def restore(trainer, state: dict) -> None:
     t.epoch, t.history = state["epoch"], list(state["history"])
     t.translator_steps, t.best = state.get("translator_steps", 0), state.get("best")
     t.pretrain_steps = state.get("pretrain_steps", 0)
-    t.tail = list(state.get("tail", []))   # checkpoints before tail_ensemble_epochs have none
-    t.joint_warmup_done = state.get("joint_warmup_done", 0)
+    # "tail" and "joint_warmup_done" of older checkpoints: empty and 0 wherever the configuration
+    # passed (the knobs that filled them are removed; config.REMOVED_KNOBS).
     t.age_mean, t.age_std = state["age_mean"], state["age_std"]
     for k, v in state["nets"].items():
         t.nets[k].load_state_dict(v)

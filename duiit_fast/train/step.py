@@ -13,7 +13,6 @@ from torch import nn
 from .. import ops
 from .networks import predictor_outputs
 from .pool import ImagePool
-from .structure import structure_loss
 
 
 @dataclass
@@ -63,87 +62,34 @@ def sample_weights(counts, source_weight: float, device) -> torch.Tensor:
                       for i, n in enumerate(counts)])
 
 
-@dataclass(frozen=True)
-class TranslatorRegularisers:
-    """Beyond the paper's eq. 1, all off by default (config.py): noise on the cycle's way back,
-    DiffAugment on the critics' inputs, the MIND structure term between each image and its
-    translation, and CycleGAN's identity term (relative to λcyc, as in CycleGAN's code)."""
-    cycle_noise: float = 0.0
-    critic_augment: bool = False
-    structure: float = 0.0
-    identity: float = 0.0
-
-    @classmethod
-    def of(cls, cfg) -> "TranslatorRegularisers":
-        return cls(float(cfg.cycle_noise), bool(cfg.critic_augment), float(cfg.lambda_structure),
-                   float(cfg.lambda_identity))
-
-    def critic_input(self, images: torch.Tensor) -> torch.Tensor:
-        return diff_augment(images) if self.critic_augment else images
-
-    def on_way_back(self, translated: torch.Tensor) -> torch.Tensor:
-        if self.cycle_noise == 0.0:
-            return translated
-        return translated + self.cycle_noise * torch.randn_like(translated)
-
-
-PAPER_TERMS = TranslatorRegularisers()
-
-
-def diff_augment(images: torch.Tensor) -> torch.Tensor:
-    """DiffAugment's "translation,cutout" (Zhao et al. 2020), differentiable in the images, one
-    draw per image: a shift of up to 1/8 of the side (air, -1, comes in at the border) and a
-    square of half the side set to 0. Applied alike to real and translated critic inputs, so the
-    critic cannot tell them apart by the augmentation and G is not pushed to imitate it."""
-    n, c, h, w = images.shape
-    dev = images.device
-    dy = torch.randint(-(h // 8), h // 8 + 1, (n, 1, 1), device=dev)
-    dx = torch.randint(-(w // 8), w // 8 + 1, (n, 1, 1), device=dev)
-    rows = torch.arange(h, device=dev).view(1, h, 1)
-    cols = torch.arange(w, device=dev).view(1, 1, w)
-    # Index into a 1-pixel air frame: clamping to the frame fills everything shifted in with air.
-    src_r = (rows + dy + 1).clamp(0, h + 1)
-    src_c = (cols + dx + 1).clamp(0, w + 1)
-    framed = torch.nn.functional.pad(images, (1, 1, 1, 1), value=-1.0)
-    index = (src_r * (w + 2) + src_c).reshape(n, 1, h * w).expand(n, c, h * w)
-    shifted = framed.reshape(n, c, (h + 2) * (w + 2)).gather(2, index).reshape(n, c, h, w)
-    ch, cw = h // 2, w // 2
-    top = torch.randint(0, h + (1 - ch % 2), (n, 1, 1), device=dev) - ch // 2
-    left = torch.randint(0, w + (1 - cw % 2), (n, 1, 1), device=dev) - cw // 2
-    hole = ((rows >= top) & (rows < top + ch) & (cols >= left) & (cols < left + cw)).unsqueeze(1)
-    return shifted * (~hole).to(shifted.dtype)
-
-
-def translation_loss(nets, x, sources: dict, lambda_cyc: float, terms: TranslatorRegularisers = PAPER_TERMS):
+def translation_loss(nets, x, sources: dict, lambda_cyc: float, lambda_identity: float = 0.0):
     """L_trans (eq. 1) summed over sources: LSGAN terms with real targets for both translators and
-    λcyc-weighted L1 cycle terms. Returns the loss and each source's (fake_x, fake_y)."""
+    λcyc-weighted L1 cycle terms; with lambda_identity > 0 CycleGAN's identity term too (relative to
+    λcyc, as in its code). Returns the loss and each source's (fake_x, fake_y)."""
     trans = x.new_zeros(())
     fakes = {}
     for k, batch in sources.items():
         G, Fk = nets["G"][k], nets["F"][k]
         y = batch.images
         fake_x = G(y)                 # source → CT
-        rec_y = Fk(terms.on_way_back(fake_x))
+        rec_y = Fk(fake_x)
         fake_y = Fk(x)                # CT → source
-        rec_x = G(terms.on_way_back(fake_y))
+        rec_x = G(fake_y)
         # The losses themselves in fp32 (a no-op without autocast).
-        trans = trans + ops.lsgan_loss(nets["D_t"](terms.critic_input(fake_x)).float(), 1.0) \
-            + ops.lsgan_loss(nets["D_s"][k](terms.critic_input(fake_y)).float(), 1.0) \
+        trans = trans + ops.lsgan_loss(nets["D_t"](fake_x).float(), 1.0) \
+            + ops.lsgan_loss(nets["D_s"][k](fake_y).float(), 1.0) \
             + lambda_cyc * (ops.l1_loss(rec_y.float(), y.float())
                             + ops.l1_loss(rec_x.float(), x.float()))
-        if terms.structure:   # the paper's L_trans has no such term: nothing is added, not even a zero
-            trans = trans + terms.structure * (structure_loss(fake_x, y) + structure_loss(fake_y, x))
-        if terms.identity:    # G(CT) = CT and F(source) = source: two more translator passes
-            trans = trans + lambda_cyc * terms.identity * (ops.l1_loss(G(x).float(), x.float())
-                                                           + ops.l1_loss(Fk(y).float(), y.float()))
+        if lambda_identity:   # G(CT) = CT and F(source) = source: two more translator passes
+            trans = trans + lambda_cyc * lambda_identity * (ops.l1_loss(G(x).float(), x.float())
+                                                            + ops.l1_loss(Fk(y).float(), y.float()))
         fakes[k] = (fake_x, fake_y)
     return trans, fakes
 
 
 def generator_predictor_loss(nets, x, r_x, sources: dict, lambda_cyc: float, lambda_pred: float,
                              label_scale: float = 1.0, reader=None, replicas: int = 1,
-                             terms: TranslatorRegularisers = PAPER_TERMS, raw_sources: bool = False,
-                             source_weight: float = 1.0) -> GeneratorLosses:
+                             lambda_identity: float = 0.0, source_weight: float = 1.0) -> GeneratorLosses:
     """L = L_trans + λ·L_pred (eq. 3), L_pred in label units (years²) summed over the batch.
     Under data parallelism (`replicas` ranks, gradients averaged) λ·L_pred is taken `replicas`
     times, so the average is λ times the sum over the global batch (train/distributed.py).
@@ -154,28 +100,22 @@ def generator_predictor_loss(nets, x, r_x, sources: dict, lambda_cyc: float, lam
     discriminative gradient comes from the reader instead, so G cannot write the label as a
     private code that only the co-trained P reads.
 
-    raw_sources=True (beyond the paper): P also reads each source batch untranslated, as NAIVE does,
-    beside its translation; those terms join L_pred, and reach G only through BatchNorm's batch statistics.
-
     source_weight = w (beyond the paper, 1 in it): P learns from real CT + w·(source-derived slices),
     so a w < 1 keeps P's reading anchored on real CT, while G's discriminative gradient stays eq. 2's
     (`feedback` is the weighted sum; its gradient into G equals the unweighted one's, up to the
     slight coupling through BatchNorm's batch statistics, which is scaled by 1/w too).
     """
-    trans, fakes = translation_loss(nets, x, sources, lambda_cyc, terms)
+    trans, fakes = translation_loss(nets, x, sources, lambda_cyc, lambda_identity)
     translated = [fakes[k][0] if reader is None else fakes[k][0].detach() for k in sources]
     targets = [r_x] + [batch.ages for batch in sources.values()]
-    raws = [batch.images for batch in sources.values()] if raw_sources else []
-    raw_targets = targets[1:] if raw_sources else []
-    # One predictor call over real and translated images keeps BatchNorm statistics mixed (unless P
-    # normalises each group by itself: predictor_bn_domains).
-    counts = [x.shape[0]] + [t.shape[0] for t in translated + raws]
+    # One predictor call over real and translated images keeps BatchNorm statistics mixed.
+    counts = [x.shape[0]] + [t.shape[0] for t in translated]
     # P's share of eq. 2 weighs each source-derived slice by w; the translations enter P through a
     # gradient scale of 1/w, so what reaches G from λ·L_pred is eq. 2's unweighted gradient.
     # (w = 1: the paper; both are then identities.)
-    pred = predictor_outputs(nets, torch.cat([x] + [scale_gradient(t, 1.0 / source_weight) for t in translated]
-                                             + raws), counts)
-    all_targets = torch.cat(targets + raw_targets)
+    pred = predictor_outputs(nets, torch.cat([x] + [scale_gradient(t, 1.0 / source_weight) for t in translated]),
+                             counts)
+    all_targets = torch.cat(targets)
     pred_loss = squared_error_sum(pred, all_targets, label_scale)   # eq. 2 in years², what is logged
     weighted = pred_loss if source_weight == 1.0 else \
         squared_error_sum(pred, all_targets, label_scale, sample_weights(counts, source_weight, pred.device))
@@ -189,18 +129,17 @@ def generator_predictor_loss(nets, x, r_x, sources: dict, lambda_cyc: float, lam
     return GeneratorLosses(total, trans, pred_loss, feedback, fakes)
 
 
-def discriminator_loss(nets, x, sources: dict, pooled: dict, terms: TranslatorRegularisers = PAPER_TERMS):
+def discriminator_loss(nets, x, sources: dict, pooled: dict):
     """D_t: 0.5·(real + mean over sources of pooled fake CT); D_s,k likewise (LSGAN, real=1, fake=0).
     `pooled` maps each source to its (fake CT, fake source) images as drawn from the image pools."""
-    seen = terms.critic_input
-    real_t = ops.lsgan_loss(nets["D_t"](seen(x)).float(), 1.0)
+    real_t = ops.lsgan_loss(nets["D_t"](x).float(), 1.0)
     fake_t = x.new_zeros((), dtype=torch.float32)
     loss_s = x.new_zeros((), dtype=torch.float32)
     for k, batch in sources.items():
         fake_x, fake_y = pooled[k]
-        fake_t = fake_t + ops.lsgan_loss(nets["D_t"](seen(fake_x)).float(), 0.0)
-        loss_s = loss_s + 0.5 * (ops.lsgan_loss(nets["D_s"][k](seen(batch.images)).float(), 1.0)
-                                 + ops.lsgan_loss(nets["D_s"][k](seen(fake_y)).float(), 0.0))
+        fake_t = fake_t + ops.lsgan_loss(nets["D_t"](fake_x).float(), 0.0)
+        loss_s = loss_s + 0.5 * (ops.lsgan_loss(nets["D_s"][k](batch.images).float(), 1.0)
+                                 + ops.lsgan_loss(nets["D_s"][k](fake_y).float(), 0.0))
     loss_t = 0.5 * (real_t + fake_t / max(len(sources), 1))
     return loss_t + loss_s, loss_t, loss_s
 
@@ -255,7 +194,7 @@ def joint_step(nets, optimizers, pools, x, r_x, sources: dict, cfg, label_scale:
     optimizers["gen"].step()
     optimizers["pred"].step()
     parts = _critic_step(nets, optimizers, pools, x, sources, losses.fakes, fns)
-    n = x.shape[0] + (2 if cfg.predictor_raw_sources else 1) * sum(b.images.shape[0] for b in sources.values())
+    n = x.shape[0] + sum(b.images.shape[0] for b in sources.values())
     parts.update({"loss": losses.total.detach(), "trans": losses.trans.detach(),
                   "pred": losses.pred.detach() / n})   # logged per sample: MSE in years²
     if share is not None:
@@ -275,23 +214,20 @@ def translator_step(nets, optimizers, pools, x, sources: dict, cfg, fns=None) ->
 
 
 def predictor_step(predictor: nn.Module, optimizer, x, r_x, extra=None, label_scale: float = 1.0,
-                   fns=None, replicas: int = 1, calibration: nn.Module | None = None,
-                   loss_weight: float = 1.0) -> dict:
+                   fns=None, replicas: int = 1) -> dict:
     """PURE-CT, ORACLE, NAIVE and CycleGAN's stage 2: the predictor alone on real CT plus, where the
     setting has them, extra (images, ages) batches (oracle CT, raw or translated sources, one per
-    source in the run's source order), in one call as in the joint step. `calibration`: the run's
-    P_cal, if any (without fns). `replicas`: as in generator_predictor_loss (a sum over the global batch).
-    `loss_weight` multiplies what is minimised (DUIIT's CT-only epochs: λ, the joint step's factor on P's loss)."""
+    source in the run's source order), in one call as in the joint step. `replicas`: as in
+    generator_predictor_loss (a sum over the global batch)."""
     optimizer.zero_grad(set_to_none=True)
     images = torch.cat([x] + [e[0] for e in extra or ()])
     targets = torch.cat([r_x] + [e[1] for e in extra or ()])
     counts = tuple(len(t) for t in [r_x] + [e[1] for e in extra or ()])
     if fns is None:
-        nets = {"P": predictor, **({"P_cal": calibration} if calibration is not None else {})}
-        loss = squared_error_sum(predictor_outputs(nets, images, counts), targets, label_scale)
+        loss = squared_error_sum(predictor_outputs({"P": predictor}, images, counts), targets, label_scale)
     else:
         loss = fns.predictor_loss(images, targets, counts)
-    (loss * (replicas * loss_weight)).backward()
+    (loss * replicas).backward()
     optimizer.step()
     mse = loss.detach() / len(targets)
     return {"loss": mse, "pred": mse}
@@ -312,17 +248,14 @@ class StepFunctions:
     def eager(cls, nets, cfg, backend=None, label_scale: float = 1.0, reader=None,
               replicas: int = 1) -> "StepFunctions":
         """`backend`: the run's op backend, entered around each function (None: the ambient one)."""
-        terms = TranslatorRegularisers.of(cfg)
-
         def gen(x, r_x, sources):
             return generator_predictor_loss(nets, x, r_x, sources, cfg.lambda_cyc, cfg.lambda_pred,
-                                            label_scale, reader, replicas, terms, cfg.predictor_raw_sources,
+                                            label_scale, reader, replicas, cfg.lambda_identity,
                                             cfg.predictor_source_weight)
         gen = ops.under_backend(gen, backend)
-        return cls(gen, ops.under_backend(lambda x, sources: translation_loss(nets, x, sources, cfg.lambda_cyc, terms),
-                                          backend),
-                   ops.under_backend(lambda x, sources, pooled: discriminator_loss(nets, x, sources, pooled, terms),
-                                     backend),
+        return cls(gen, ops.under_backend(lambda x, sources: translation_loss(nets, x, sources, cfg.lambda_cyc,
+                                                                             cfg.lambda_identity), backend),
+                   ops.under_backend(lambda x, sources, pooled: discriminator_loss(nets, x, sources, pooled), backend),
                    lambda images, targets, counts: squared_error_sum(predictor_outputs(nets, images, counts), targets,
                                                                      label_scale),
                    gen)

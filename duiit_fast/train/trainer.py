@@ -2,7 +2,6 @@
 translates, and saves/loads checkpoints (atomically, every epoch)."""
 from __future__ import annotations
 
-import copy
 import math
 import time
 from pathlib import Path
@@ -79,12 +78,9 @@ class Trainer:
         self.epoch = 0                       # epochs completed
         self.translator_steps = 0            # translator-only steps completed (warm-up / stage 1)
         self.pretrain_steps = 0              # TL: predictor steps on the source completed
-        self.joint_warmup_done = 0           # DUIIT: joint warm-up steps completed (scratch predictor)
         self._progress = 0.0                 # fraction of the epochs' steps done (DANN's schedule)
         self.history: list[dict] = []
         self.best: Optional[dict] = None     # {"epoch", "val_mse", "P": state} of the best epoch on val
-        self.tail: list[dict] = []           # P's state after each of the last tail_ensemble_epochs epochs
-        self._member: Optional[nn.Module] = None   # scratch copy of P that reads saved states of it
         self.age_mean, self.age_std = 55.0, 20.0   # replaced by the CT training set's stats in fit
         self.readers: dict[str, AgeReader] = {}    # "cues": label-cue reader; "feedback": ct_reader
         self._extra: dict = {}               # predictor-only extra sets (oracle CT, raw/translated sources)
@@ -235,8 +231,7 @@ class Trainer:
         joint phase's steps (and DUIIT's joint warm-up), so both arms' translators train for the
         same number of steps."""
         if self.cfg.kind == "CYCLEGAN":
-            return (self.cfg.translator_warmup_steps + self.cfg.joint_warmup_steps
-                    + self.cfg.epochs * self.steps_per_epoch())
+            return self.cfg.translator_warmup_steps + self.cfg.epochs * self.steps_per_epoch()
         return self.cfg.translator_warmup_steps if self.cfg.kind == "MIX" else 0
 
     def _scale(self, ages: torch.Tensor) -> torch.Tensor:
@@ -291,7 +286,6 @@ class Trainer:
     def _fit(self, ckpt: Path) -> list[dict]:
         self._prepare()
         self.warm_up(ckpt)
-        self.joint_warm_up(ckpt)
         self.pretrain_on_source(ckpt)
         steps = self.steps_per_epoch()
         epochs = self._bar(range(self.epoch, self.cfg.epochs), desc=f"{self.cfg.setting} epochs",
@@ -342,12 +336,12 @@ class Trainer:
             sets = [data.ct_train] + (list(data.sources_as_ct.values()) if role == "cues" else [])
             images, ages = torch.cat([s.images for s in sets]), torch.cat([s.ages for s in sets])
             self.readers[role] = train_reader(images, ages, cfg.reader_steps, cfg.seed + 101, self.device,
-                                              augment=cfg.reader_augment)
+)
 
     def warm_up(self, ckpt=None) -> None:
         """Translator-only steps (λ = 0, no predictor) up to translator_budget(); from
         translator_init when given, checkpointed every WARMUP_CHECKPOINT_EVERY steps."""
-        fresh = self.translator_steps == self.epoch == self.joint_warmup_done == self.pretrain_steps == 0
+        fresh = self.translator_steps == self.epoch == self.pretrain_steps == 0
         if self.cfg.translator_init and fresh:   # used whatever the warm-up's length, never ignored
             self._load_translators(self.cfg.translator_init)
         budget = self.translator_budget()
@@ -364,39 +358,6 @@ class Trainer:
             if ckpt is not None and (self.translator_steps % WARMUP_CHECKPOINT_EVERY == 0
                                      or self.translator_steps == budget):
                 self.save(ckpt)
-
-    def joint_warm_up(self, ckpt=None) -> None:
-        """DUIIT's joint warm-up (joint_warmup_steps, beyond the paper): G trains on L_trans + λ·L_pred
-        against a scratch predictor, so it learns to keep the label cues before the budgeted
-        predictor starts; then P restarts from its initial weights with a fresh Adam."""
-        budget = self.cfg.joint_warmup_steps if self.cfg.kind == "MIX" else 0
-        if self.joint_warmup_done >= budget or self.epoch > 0:
-            return
-        for _ in self._bar(range(self.joint_warmup_done, budget), desc=f"{self.cfg.setting} joint warm-up",
-                           initial=self.joint_warmup_done, total=budget):
-            parts = self._train_step()
-            self.joint_warmup_done += 1
-            self._read_step(parts, f"joint warm-up step {self.joint_warmup_done}")
-            if self.joint_warmup_done == budget:
-                self._restart_predictor()
-            if ckpt is not None and (self.joint_warmup_done % WARMUP_CHECKPOINT_EVERY == 0
-                                     or self.joint_warmup_done == budget):
-                self.save(ckpt)
-
-    def _restart_predictor(self) -> None:
-        """P (its average, its calibration) back to the weights it was built with — the same seed as every arm's
-        P — and its Adam emptied; the global random stream is left where it was."""
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.cfg.seed)
-            initial = build_predictor(self.cfg.predictor).state_dict()
-        for name in ("P", "P_avg"):
-            if name in self.nets:
-                self.nets[name].load_state_dict(initial)
-        if "P_cal" in self.nets:   # back to the identity
-            with torch.no_grad():
-                self.nets["P_cal"].scale.fill_(1.0)
-                self.nets["P_cal"].shift.fill_(0.0)
-        self.optimizers["pred"].state.clear()
 
     def pretrain_on_source(self, ckpt=None) -> None:
         """TL's first phase: P on the source slices and their labels for as many steps as the
@@ -425,9 +386,8 @@ class Trainer:
         theirs = check_run_checkpoint(state, path)
         if not theirs.has_translators:
             raise DuiitConfigError(f"config translator_init: {path} holds no translators (setting {theirs.setting})")
-        keys = ("sources", "ngf", "ndf", "critic_layers", "resolved_n_blocks", "image_size", "lambda_cyc",
-                "lr_translator", "pool_size", "cycle_noise", "critic_augment", "lambda_structure", "lambda_identity",
-                "generator")
+        keys = ("sources", "ngf", "ndf", "resolved_n_blocks", "image_size", "lambda_cyc", "lr_translator", "pool_size",
+                "lambda_identity", "generator")
         differ = [k for k in keys if getattr(theirs, k) != getattr(self.cfg, k)]
         if differ:
             raise DuiitConfigError(f"config translator_init: {self.cfg.translator_init} was trained with another "
@@ -505,15 +465,11 @@ class Trainer:
             # In the run's source order: P_cal's scale and shift are indexed by it.
             extra = [self._batch(sets[k], f"extra:{k}") for k in self.cfg.sources if k in sets]
             parts = predictor_step(self.nets["P"], self.optimizers["pred"], x, r_x, extra, self.age_std, self._fns,
-                                   self.world.size, calibration=self.nets.get("P_cal"))
-        elif self.epoch < self.cfg.predictor_ct_epochs:
-            parts = self._ct_only_step(x, r_x)
+                                   self.world.size)
         else:
             sources = self._source_batches()
             parts = joint_step(self.nets, self.optimizers, self.pools, x, r_x, sources, self.cfg,
                                measure_share=measure_share, fns=self._fns)
-        if "P_avg" in self.nets:
-            self._update_average()
         return parts
 
     def _batchnorm_groups(self) -> list:
@@ -526,37 +482,12 @@ class Trainer:
             return [ct] + [self.data.sources[k].images for k in self.cfg.sources]
         if self.cfg.kind != "MIX":
             return [ct] + [s.images for s in self.extra_sets().values()]
-        if self.epoch < self.cfg.predictor_ct_epochs:
-            return [ct]
         groups = [ct]
         for k in self.cfg.sources:   # G's translations as P sees them now; a CT-sized subset suffices
             images = self.data.sources[k].images
             picked = images[evenly_spaced(len(images), min(len(images), len(ct)))]
             groups.append(self.translate(picked, k))
-            if self.cfg.predictor_raw_sources:
-                groups.append(picked)
         return groups
-
-    def _ct_only_step(self, x, r_x) -> dict:
-        """DUIIT's first predictor_ct_epochs: the translators take a translator-only step (λ = 0, as in
-        the warm-up) and P a step on the real CT batch alone, so the joint step later starts from a P
-        that reads CT while both budgets stay what the joint step's would have been. P minimises the
-        joint step's real-CT term, λ·Σ errors²: Adam is invariant to a constant loss scale, not to one that
-        drops 1/λ-fold at the switch, after which its second moment (β2 = 0.999) would freeze P."""
-        parts = translator_step(self.nets, self.optimizers, self.pools, x, self._source_batches(), self.cfg,
-                                fns=self._fns)
-        pred = predictor_step(self.nets["P"], self.optimizers["pred"], x, r_x, None, self.age_std, self._fns,
-                              self.world.size, loss_weight=self.cfg.lambda_pred)
-        return {**parts, "pred": pred["pred"]}
-
-    @torch.no_grad()
-    def _update_average(self) -> None:
-        """avg ← d·avg + (1 − d)·P for weights; BatchNorm statistics are copied from P."""
-        avg, live = self.nets["P_avg"], self.nets["P"]
-        for a, p in zip(avg.parameters(), live.parameters()):
-            a.lerp_(p, 1.0 - self.cfg.predictor_ema)
-        for a, b in zip(avg.buffers(), live.buffers()):
-            a.copy_(b)
 
     def _after_epoch(self, record: dict) -> None:
         """Validation MSE (and the best epoch on it) and the translators' label cues: rank 0's job
@@ -566,7 +497,7 @@ class Trainer:
         if self.cfg.bn_stats != "running":
             recalibrate_batchnorm(self.eval_predictor, self._batchnorm_groups(), self.device)
         val = self.data.split("val")
-        pred = self._predict_with(self.eval_predictor, val.images)   # this epoch's P, not the tail's ensemble
+        pred = self._predict_with(self.eval_predictor, val.images)
         record["val_mse"] = regression_metrics(pred, val)["mse"]
         # Per patient, so that the luck of choosing the best epoch can be taken out (cross_fitted_val_mse).
         record["val_patient_mse"], record["val_patient_slices"] = patient_squared_errors(pred, val)
@@ -577,13 +508,9 @@ class Trainer:
             raise DuiitError(f"training ran away at epoch {self.epoch}: validation MSE {record['val_mse']:.3g} years² "
                              f"is over {RUNAWAY_FACTOR}x that of predicting the mean age ({baseline:.1f}); "
                              "lower the learning rates")
-        is_best = self.best is None or record["val_mse"] < self.best["val_mse"]
-        if is_best or self.cfg.tail_ensemble_epochs:   # copy P only where the copy is kept
+        if self.best is None or record["val_mse"] < self.best["val_mse"]:
             snapshot = {k: v.detach().cpu().clone() for k, v in self.eval_predictor.state_dict().items()}
-            if is_best:
-                self.best = {"epoch": self.epoch, "val_mse": record["val_mse"], "P": snapshot}
-            if self.cfg.tail_ensemble_epochs:
-                self.tail = (self.tail + [snapshot])[-self.cfg.tail_ensemble_epochs:]
+            self.best = {"epoch": self.epoch, "val_mse": record["val_mse"], "P": snapshot}
         if "cues" in self.readers:
             # CycleGAN's translators are frozen during the epochs: their cues are measured once.
             if self.cfg.kind == "MIX" or self._last_cues is None:
@@ -593,15 +520,8 @@ class Trainer:
     def use_selected_predictor(self) -> None:
         """After the last epoch, with select_on_val, P becomes the predictor of the best validation
         epoch (chosen on validation, never on test)."""
-        if (self.cfg.select_on_val and not self.cfg.tail_ensemble_epochs and self.best is not None
-                and self.epoch >= self.cfg.epochs):
+        if self.cfg.select_on_val and self.best is not None and self.epoch >= self.cfg.epochs:
             self.eval_predictor.load_state_dict(self.best["P"])
-
-    @property
-    def uses_tail_ensemble(self) -> bool:
-        """Whether predict() averages the tail's snapshots: only once the run is finished, so that every
-        epoch's validation MSE is that epoch's P."""
-        return bool(self.cfg.tail_ensemble_epochs and self.tail and self.epoch >= self.cfg.epochs)
 
     def label_cues(self) -> dict:
         """The label-cue reader on G(source) for a fixed probe set of source slices, per source
@@ -638,22 +558,13 @@ class Trainer:
 
     @property
     def eval_predictor(self) -> nn.Module:
-        """The predictor that is evaluated and used: P's weight average where enabled, else P."""
-        return self.nets.get("P_avg", self.nets["P"])
+        """The predictor that is evaluated and used."""
+        return self.nets["P"]
 
     def predict(self, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
-        """Ages in years for (N, 1, S, S) CT slices in [-1, 1]: P's, or the mean of the tail's snapshots'."""
+        """Ages in years for (N, 1, S, S) CT slices in [-1, 1]."""
         require_finite(images, "predict")
-        if not self.uses_tail_ensemble:
-            return self._predict_with(self.eval_predictor, images, batch_size)
-        return torch.stack([self.predict_with_state(s, images, batch_size) for s in self.tail]).mean(0)
-
-    def predict_with_state(self, state: dict, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
-        """Ages from P with another of its saved states (e.g. trainer.best["P"]), the trainer's P untouched."""
-        if self._member is None:
-            self._member = copy.deepcopy(self.eval_predictor)
-        self._member.load_state_dict(state)
-        return self._predict_with(self._member, images, batch_size)
+        return self._predict_with(self.eval_predictor, images, batch_size)
 
     def _predict_with(self, predictor: nn.Module, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
         return predict_ages(predictor, images, self.device, self.age_mean, self.age_std, batch_size)

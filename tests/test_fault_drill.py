@@ -1,15 +1,12 @@
 """Fault drill: kill -9 a training run at random points, resume it each time, and get the weights of
 an uninterrupted run, bit for bit, on every loader engine."""
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 
 import pytest
 import torch
 
+import forked
 from duiit_fast.data.loaders import dali_available
 from duiit_fast.train.checkpoint import read_checkpoint
 
@@ -21,11 +18,10 @@ PHANTOM = ("[phantom]\nct_train_patients = 3\nct_val_patients = 2\nct_test_patie
            "slices_per_patient = 3\nct_size = 40\nmri_size = 32\npet_size = 16\n")
 
 
-def _train(config, out, resume):
-    cmd = [sys.executable, "-m", "duiit_fast.cli", "train", "--config", str(config), "--out", str(out), "--no-progress"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(cmd + (["--resume"] if resume else []), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def _train(config, out, resume, stderr_path=None):
+    """`duiit train` as its own process (forked from a server that has torch imported: no start-up)."""
+    argv = ["train", "--config", str(config), "--out", str(out), "--no-progress"] + (["--resume"] if resume else [])
+    return forked.start(argv, stderr_path=stderr_path)
 
 
 def _stamp(ckpt):
@@ -42,7 +38,7 @@ def test_kill_9_at_random_points_then_resume_matches_an_uninterrupted_run(tmp_pa
                               loader=loader, augment_crop_min=0.9, translator_warmup_steps=0)
     config.write_text(config.read_text() + PHANTOM)
     # The uninterrupted run trains alongside the drill (one thread each: the CI machine's 2 cores).
-    straight = _train(config, tmp_path / "straight", resume=False)
+    straight = _train(config, tmp_path / "straight", resume=False, stderr_path=str(tmp_path / "straight.err"))
 
     rng, kills, ckpt = random.Random(loader), 0, tmp_path / "drill" / "checkpoint.pt"
     while kills < KILLS:
@@ -51,18 +47,20 @@ def test_kill_9_at_random_points_then_resume_matches_an_uninterrupted_run(tmp_pa
         deadline = time.monotonic() + 120
         # Wait until this attempt has saved at least one epoch, then kill it at a random moment of
         # the next: mid-step, mid-evaluation or mid-save.
-        while _stamp(ckpt) == before and proc.poll() is None and time.monotonic() < deadline:
+        while _stamp(ckpt) == before and proc.is_alive() and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(rng.uniform(0.0, 0.2))
-        if proc.poll() is not None:
+        if not proc.is_alive():
             break
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.kill()   # SIGKILL
+        proc.join()
         kills += 1
-    final = _train(config, tmp_path / "drill", resume=True)
-    assert final.wait(timeout=300) == 0, final.stderr.read()
+    final = _train(config, tmp_path / "drill", resume=True, stderr_path=str(tmp_path / "final.err"))
+    final.join(timeout=300)
+    assert final.exitcode == 0, (tmp_path / "final.err").read_text()
     assert kills == KILLS
-    assert straight.wait(timeout=300) == 0, straight.stderr.read()
+    straight.join(timeout=300)
+    assert straight.exitcode == 0, (tmp_path / "straight.err").read_text()
 
     a, b = read_checkpoint(tmp_path / "straight" / "checkpoint.pt"), read_checkpoint(ckpt)
     assert a["epoch"] == b["epoch"] == EPOCHS

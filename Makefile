@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_OUT ?= demo_out
 
-.PHONY: all install demo demo-quick test test-fast test-interpret bench clean
+.PHONY: all install demo demo-quick test test-fast test-interpret bench clean FORCE
 
 all: test
 
@@ -14,7 +14,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml CMakeLists.txt $(wildcard csrc/*.cpp csrc/*.h)
+# The editable install maps each module file: a module added or removed since needs a reinstall.
+# .modules holds the list and is rewritten only when it changes.
+MODULES := $(shell find duiit_fast kernels -name '*.py' | LC_ALL=C sort)
+$(VENV)/.modules: $(BIN)/python FORCE
+	@echo "$(MODULES)" | cmp -s - $@ || echo "$(MODULES)" > $@
+
+$(STAMP): $(BIN)/python $(VENV)/.modules pyproject.toml CMakeLists.txt $(wildcard csrc/*.cpp csrc/*.h)
 	$(BIN)/pip install -q "torch>=2.6" torchvision "scikit-build-core>=0.10" "pybind11>=2.12" cmake ninja
 	$(BIN)/pip install -q --no-build-isolation -e ".[test]"
 	# DALI (optional, Linux x86-64 wheels only): the torch loader is used where it is missing.

@@ -53,7 +53,7 @@ def ct_data(cfg: TrainConfig) -> TrainingData:
 
 def selected_predictor(state: dict, cfg: TrainConfig, data: TrainingData) -> Trainer:
     trainer = Trainer(cfg, data=data, progress=False, check_paths=False)
-    trainer._load_state(state)
+    trainer.restore(state)
     trainer.use_selected_predictor()
     return trainer
 

@@ -51,7 +51,7 @@ def measure_cohort(experiment: Path, cohort: int, seeds: int, every: int, work: 
                                   setting="MIX-CT-MRI", reader_path=str(folder / "readers.pt"),
                                   translator_warmup_steps=0)
         trainer = Trainer(cfg, progress=False)
-        trainer._prepare()
+        trainer.prepare()
         data = trainer.data
         sets = [data.ct_train, *data.sources_as_ct.values()]
         t0 = time.perf_counter()

@@ -25,7 +25,7 @@ def probe(base, cohort: int, steps: list[int], reader: str | None, out_dir: Path
     cfg = dataclasses.replace(cohort_config(base, cohort, out_dir), setting="MIX-CT-MRI", reader_path=reader,
                               translator_warmup_steps=0)
     trainer = Trainer(cfg, progress=False)
-    trainer._prepare()   # the CT reader (trained unless --reader gives an experiment's)
+    trainer.prepare()   # the CT reader (trained unless --reader gives an experiment's)
     rows, start = [], time.perf_counter()
     for n in sorted(steps):
         trainer.cfg = dataclasses.replace(trainer.cfg, translator_warmup_steps=n)

@@ -110,7 +110,7 @@ class StepHarness:
     def step(self) -> dict:
         from .train.step import joint_step
         t = self.trainer
-        parts = joint_step(t.nets, t.optimizers, t.pools, self.x, self.ages, self.sources, self.cfg, fns=t._fns)
+        parts = joint_step(t.nets, t.optimizers, t.pools, self.x, self.ages, self.sources, self.cfg, fns=t.step_functions)
         values = torch.stack([v.float() for v in parts.values()]).tolist()   # the step's one host sync
         return dict(zip(parts, values))
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -11,15 +10,18 @@ from typing import Optional
 
 from .errors import DuiitConfigError
 from .paths import check_apart
-from .models.generator import GENERATORS   # the leaves own their names; config only checks them
-from .models.predictor import PREDICTORS
-from .ops import BACKENDS
+from .validation import Range, check, check_ranges, check_types, reject_unknown, short
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
+# Names the configuration accepts. The modules that implement them import these (models/, ops/):
+# reading a configuration imports no network and registers no op.
+GENERATORS = ("resnet", "unet")                      # models.build_generator
+PREDICTORS = ("resnet50", "resnet18", "small")       # models.build_predictor
+BACKENDS = ("reference", "triton", "cpp", "auto")    # ops: the fused-op backends
 SOURCE_MODALITIES = ("mri", "pet")
 # The paper's image-level CT split: 1887 / 271 / 280 of 2438 slices (train / val / test).
 PAPER_IMAGE_SPLIT = (1887 / 2438, 271 / 2438, 280 / 2438)
@@ -197,72 +199,72 @@ class TrainConfig:
     def validate(self, check_paths: bool = True) -> "TrainConfig":
         """Types first (one line naming the field), then ranges. check_paths=False skips the
         existence of data folders and helper files: a saved model is used without its training data."""
-        _check_types(self, "")
-        _check_types(self.phantom, "phantom.")
-        _check(self.setting in SETTINGS, "setting", f"must be one of {', '.join(SETTINGS)}, got {short(self.setting)}")
-        _check(self.backend in BACKENDS, "backend", f"must be one of {BACKENDS}, got {short(self.backend)}")
-        _check(self.generator in GENERATORS, "generator", f"must be one of {GENERATORS}, got {short(self.generator)}")
-        _check(self.predictor in PREDICTORS, "predictor", f"must be one of {PREDICTORS}, got {short(self.predictor)}")
-        _check(bool(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device)), "device",
+        check_types(self, "")
+        check_types(self.phantom, "phantom.")
+        check(self.setting in SETTINGS, "setting", f"must be one of {', '.join(SETTINGS)}, got {short(self.setting)}")
+        check(self.backend in BACKENDS, "backend", f"must be one of {BACKENDS}, got {short(self.backend)}")
+        check(self.generator in GENERATORS, "generator", f"must be one of {GENERATORS}, got {short(self.generator)}")
+        check(self.predictor in PREDICTORS, "predictor", f"must be one of {PREDICTORS}, got {short(self.predictor)}")
+        check(bool(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device)), "device",
                f"must be auto, cpu or cuda[:N], got {short(self.device)}")
-        _check_ranges(self)
-        _check(self.image_size % 4 == 0, "image_size",
+        check_ranges(self, RANGES)
+        check(self.image_size % 4 == 0, "image_size",
                f"must be a multiple of 4 (the PatchGAN needs it), got {self.image_size}")
-        _check(self.augment_shift < self.image_size // 4, "augment_shift",
+        check(self.augment_shift < self.image_size // 4, "augment_shift",
                f"must lie in [0, image_size/4), got {self.augment_shift}")
-        _check(self.decay_start_epoch <= self.epochs, "decay_start_epoch",
+        check(self.decay_start_epoch <= self.epochs, "decay_start_epoch",
                f"must lie in [0, epochs={self.epochs}], got {self.decay_start_epoch}")
         for name in ("compile", "compile_regions", "channels_last"):
-            _check(getattr(self, name) in SWITCHES, name, f"must be one of {SWITCHES}, got {short(getattr(self, name))}")
-        _check(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}, got {short(self.precision)}")
-        _check(self.predictor_bn_stats in PREDICTOR_BN_STATS, "predictor_bn_stats",
+            check(getattr(self, name) in SWITCHES, name, f"must be one of {SWITCHES}, got {short(getattr(self, name))}")
+        check(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}, got {short(self.precision)}")
+        check(self.predictor_bn_stats in PREDICTOR_BN_STATS, "predictor_bn_stats",
                f"must be one of {PREDICTOR_BN_STATS}, got {short(self.predictor_bn_stats)}")
-        _check(self.val_fraction + self.test_fraction < 1, "val_fraction/test_fraction",
+        check(self.val_fraction + self.test_fraction < 1, "val_fraction/test_fraction",
                "must sum to less than 1 (the rest are the training patients)")
         level, width = self.ct_window
-        _check(CT_WINDOW_LEVEL.holds(level) and CT_WINDOW_WIDTH.holds(width), "ct_window",
+        check(CT_WINDOW_LEVEL.holds(level) and CT_WINDOW_WIDTH.holds(width), "ct_window",
                f"must be (level in {CT_WINDOW_LEVEL}, width in {CT_WINDOW_WIDTH}) HU, got {short(tuple(self.ct_window))}")
         lo, hi = (tuple(self.mri_percentiles) + (None, None))[:2]
-        _check(len(self.mri_percentiles) == 2 and 0 <= lo < hi <= 100, "mri_percentiles",
+        check(len(self.mri_percentiles) == 2 and 0 <= lo < hi <= 100, "mri_percentiles",
                f"must be (low, high) with 0 <= low < high <= 100, got {short(self.mri_percentiles)}")
-        _check(self.loader in ("memory", "torch", "dali", "auto"), "loader",
+        check(self.loader in ("memory", "torch", "dali", "auto"), "loader",
                f"must be memory, torch, dali or auto, got {short(self.loader)}")
-        _check(self.pred_feedback in PRED_FEEDBACK, "pred_feedback",
+        check(self.pred_feedback in PRED_FEEDBACK, "pred_feedback",
                f"must be one of {PRED_FEEDBACK}, got {short(self.pred_feedback)}")
         if check_paths:
-            _check(self.translator_init is None or Path(self.translator_init).is_file(), "translator_init",
+            check(self.translator_init is None or Path(self.translator_init).is_file(), "translator_init",
                    f"checkpoint {self.translator_init} does not exist")
-            _check(self.reader_path is None or Path(self.reader_path).is_file(), "reader_path",
+            check(self.reader_path is None or Path(self.reader_path).is_file(), "reader_path",
                    f"reader {self.reader_path} does not exist")
-            _check(self.fid_weights is None or Path(self.fid_weights).is_file(), "fid_weights",
+            check(self.fid_weights is None or Path(self.fid_weights).is_file(), "fid_weights",
                    f"Inception weights {self.fid_weights} do not exist (a local file: no download at run time)")
-        _check(self.translator_init is None or self.has_translators, "translator_init",
+        check(self.translator_init is None or self.has_translators, "translator_init",
                f"setting {self.setting} has no translators to start from it")
-        _check(self.reader_path is None or self.trains_readers, "reader_path",
+        check(self.reader_path is None or self.trains_readers, "reader_path",
                "this run uses no CT reader (label_cues = false, pred_feedback = joint, or no translators): "
                "it would be ignored")
         if check_paths:
             for name in ("out_dir", "cache_dir"):   # outputs never land in (or swallow) a data folder
                 if getattr(self, name) is not None:
                     check_apart(getattr(self, name), [getattr(self, m) for m in ("ct", "mri", "pet")], name)
-        _check(self.split in ("patient", "image"), "split", f"must be 'patient' or 'image', got {short(self.split)}")
-        _check(self.on_bad_file in ("error", "skip"), "on_bad_file",
+        check(self.split in ("patient", "image"), "split", f"must be 'patient' or 'image', got {short(self.split)}")
+        check(self.on_bad_file in ("error", "skip"), "on_bad_file",
                f"must be 'error' or 'skip', got {short(self.on_bad_file)}")
         for name in ("ct", "mri", "pet"):
             folder = getattr(self, name)
-            _check(folder is None or not check_paths or Path(folder).is_dir(), name,
+            check(folder is None or not check_paths or Path(folder).is_dir(), name,
                    f"data folder {folder} does not exist")
         if self.ct is None:
-            _check(all(getattr(self, m) is None for m in SOURCE_MODALITIES), "ct",
+            check(all(getattr(self, m) is None for m in SOURCE_MODALITIES), "ct",
                    "source folders were given without a CT folder")
             p = self.phantom
             for name in ("ct_train_patients", "ct_val_patients", "ct_test_patients",
                          "slices_per_patient", "source_patients"):
-                _check(getattr(p, name) >= 1, f"phantom.{name}", f"must be at least 1, got {getattr(p, name)}")
+                check(getattr(p, name) >= 1, f"phantom.{name}", f"must be at least 1, got {getattr(p, name)}")
         else:
-            _check(self.kind != "ORACLE", "setting", "ORACLE needs the phantom (sources rendered as CT)")
+            check(self.kind != "ORACLE", "setting", "ORACLE needs the phantom (sources rendered as CT)")
             for m in self.sources:
-                _check(getattr(self, m) is not None, m, f"setting {self.setting} needs a {m} data folder")
+                check(getattr(self, m) is not None, m, f"setting {self.setting} needs a {m} data folder")
         return self
 
     def to_dict(self) -> dict:
@@ -275,8 +277,8 @@ class TrainConfig:
         if not isinstance(phantom, dict):
             raise DuiitConfigError(f"config phantom: must be a table of phantom fields, got {short(phantom)}")
         data = _without_removed_knobs(data)
-        _reject_unknown(cls, data, "")
-        _reject_unknown(PhantomConfig, phantom, "phantom.")
+        reject_unknown(cls, data, "")
+        reject_unknown(PhantomConfig, phantom, "phantom.")
         for key in ("ct_window", "mri_percentiles"):
             if isinstance(data.get(key), list):
                 data[key] = tuple(data[key])
@@ -322,25 +324,6 @@ class TrainConfig:
         return cls.from_dict(data).validate()
 
 
-@dataclass(frozen=True)
-class Range:
-    """Allowed values of a number: lo ≤ v ≤ hi, or strict where open. None (an optional field unset)
-    always passes. Upper bounds keep a typo (ngf = 1000000, image_size = 1048576) from becoming an
-    allocation that takes the machine down: each is far above any real run."""
-    lo: float
-    hi: float
-    lo_open: bool = False
-    hi_open: bool = False
-
-    def holds(self, v) -> bool:
-        return (v > self.lo if self.lo_open else v >= self.lo) and (v < self.hi if self.hi_open else v <= self.hi)
-
-    def __str__(self) -> str:
-        def num(x):
-            return str(int(x)) if float(x).is_integer() else f"{x:g}"
-        return f"{'(' if self.lo_open else '['}{num(self.lo)}, {num(self.hi)}{')' if self.hi_open else ']'}"
-
-
 SEED_RANGE = Range(0, 2 ** 31 - 1)   # numpy's and torch's generators both take these
 MANY = 10 ** 7                      # steps: far beyond any run of this tool
 # One table for every numeric field: validate() checks them all; relations between fields
@@ -365,24 +348,6 @@ RANGES = {
 CT_WINDOW_LEVEL, CT_WINDOW_WIDTH = Range(-2000, 4000), Range(1, 10_000)   # HU
 
 
-def _check_ranges(cfg) -> None:
-    for name, allowed in RANGES.items():
-        table, _, field_name = name.rpartition(".")
-        value = getattr(cfg.phantom if table else cfg, field_name)
-        _check(value is None or allowed.holds(value), name, f"must lie in {allowed}, got {short(value)}")
-
-
-def short(value, limit: int = 60) -> str:
-    """repr(value), cut to `limit` characters: a 1 MB value must not become a 1 MB error line."""
-    shown = repr(value)
-    return shown if len(shown) <= limit else f"{shown[:limit - 20]}... ({len(shown)} characters)"
-
-
-def _check(ok: bool, name: str, problem: str) -> None:
-    if not ok:
-        raise DuiitConfigError(f"config {name}: {problem}")
-
-
 # Knobs tried on the phantom experiment, rejected on validation and removed from the package
 # (docs/experiment.md, "What was tried": each one's numbers). Their code runs at REMOVED_AT. A
 # stored configuration (an old checkpoint, a config file) with the knob at its off value reads as
@@ -404,44 +369,3 @@ def _without_removed_knobs(data: dict) -> dict:
                                    f"in this version (docs/experiment.md, 'What was tried'); commit {REMOVED_AT} "
                                    "still runs it")
     return kept
-
-
-def _reject_unknown(cls, data: dict, prefix: str) -> None:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise DuiitConfigError(f"config: unknown field(s) {', '.join(short(prefix + u) for u in unknown[:5])}")
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_real(v) -> bool:
-    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
-
-
-# Field annotation (as written, `from __future__ import annotations` keeps it a string) → check.
-_TYPE_CHECKS = {
-    "int": (_is_int, "an integer"),
-    "float": (_is_real, "a finite number"),
-    "bool": (lambda v: isinstance(v, bool), "true or false"),
-    "str": (lambda v: isinstance(v, str), "a string"),
-    "Optional[int]": (lambda v: v is None or _is_int(v), "an integer"),
-    "Optional[float]": (lambda v: v is None or _is_real(v), "a finite number"),
-    "Optional[str]": (lambda v: v is None or isinstance(v, str), "a string"),
-    "tuple": (lambda v: isinstance(v, (tuple, list)) and len(v) == 2 and all(_is_real(x) for x in v),
-              "a pair of finite numbers"),
-}
-
-
-def _check_types(obj, prefix: str) -> None:
-    """Every field has the type its annotation says: `augment_flip = "no"` is an error, not True."""
-    for f in dataclasses.fields(obj):
-        check = _TYPE_CHECKS.get(f.type if isinstance(f.type, str) else getattr(f.type, "__name__", ""))
-        if check is None:
-            continue
-        ok, what = check
-        value = getattr(obj, f.name)
-        if not ok(value):
-            raise DuiitConfigError(f"config {prefix}{f.name}: must be {what}, got {short(value)}")

@@ -131,8 +131,8 @@ def run_prepare_job(cfg: TrainConfig, cohort_dir: Path, feedback_reader: bool) -
     trainer = Trainer(cfg, progress=False)
     warm = Path(cfg.out_dir) / "checkpoint.pt"
     if warm.exists():   # a killed warm-up continues
-        trainer._load_state(read_checkpoint(warm))
-    trainer._prepare()
+        trainer.restore(read_checkpoint(warm))
+    trainer.prepare()
     save_readers(trainer.readers, cohort_dir / f"readers{tag}.pt")
     trainer.warm_up(Path(cfg.out_dir) / "checkpoint.pt")
 
@@ -296,7 +296,7 @@ def torch_version() -> str:
 
 def fast_path_description(cfg: TrainConfig) -> str:
     from .train.fast import resolve_fast_path
-    from .train.trainer import resolve_device
+    from .train.fast import resolve_device
     return resolve_fast_path(cfg, resolve_device(cfg.device)).describe()
 
 

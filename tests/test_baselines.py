@@ -23,7 +23,7 @@ def test_gradient_reversal_and_its_schedule():
 
 def test_tl_pretrains_on_the_source_then_fine_tunes_on_ct_with_a_fresh_adam(tiny_config):
     trainer = Trainer(tiny_config("TL-CT-MRI"), progress=False)
-    trainer._prepare()
+    trainer.prepare()
     init = [p.clone() for p in trainer.nets["P"].parameters()]
     seen = _forward_inputs(trainer)
     trainer.pretrain_on_source()
@@ -48,7 +48,7 @@ def test_mtl_shares_the_trunk_and_trains_a_source_head(tiny_config):
 
 def test_dann_domain_classifier_pushes_the_trunk_through_reversed_gradients(tiny_config):
     trainer = Trainer(tiny_config("DANN-CT-MRI"), progress=False)
-    trainer._prepare()
+    trainer.prepare()
     x, r_x = trainer._batch(trainer.data.ct_train, "ct")
     xs, r_s = trainer._batch(trainer.data.sources["mri"], "mri")
     grads = {}

@@ -156,7 +156,7 @@ def test_translator_init_and_reader_path_are_refused_where_unused(tiny_config, s
 
 
 def test_a_reader_file_is_checked(tiny_config, tmp_path):
-    from duiit_fast.eval.label_cues import AgeReader
+    from duiit_fast.models.reader import AgeReader
     reader = AgeReader()
     state = reader.state_dict()
     state["age_std"] = torch.tensor(math.nan)

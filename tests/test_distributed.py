@@ -44,8 +44,8 @@ def _train(cfg_dict, steps_only: bool, strip_bn: bool, resume: bool = False):
     finally:
         trainer_module.build_predictor = build
     if steps_only:
-        trainer._prepare()
-        trainer._train_step()
+        trainer.prepare()
+        trainer.train_step()
     else:
         trainer.fit(resume=resume)
     return trainer

@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from duiit_fast import Trainer
+from duiit_fast.train import evaluation
 from duiit_fast.eval.evaluate import cross_fitted_val_mse
 from duiit_fast.eval.label_cues import AgeReader, label_cue_metrics
 from duiit_fast.train.step import SourceBatch, generator_predictor_loss, squared_error_sum
 
 
 def _batch(trainer):
-    trainer._prepare()
+    trainer.prepare()
     x, r_x = trainer._batch(trainer.data.ct_train, "ct")
     return x, r_x, {k: SourceBatch(*trainer._batch(trainer.data.sources[k], k)) for k in trainer.cfg.sources}
 
@@ -91,7 +92,7 @@ def test_gradient_share_is_logged_and_vanishes_without_lambda(tiny_config):
 
 def test_warm_up_trains_translators_only_then_joint_steps_follow(tiny_config):
     trainer = Trainer(tiny_config(translator_warmup_steps=3, epochs=1), progress=False)
-    trainer._prepare()
+    trainer.prepare()
     p_before = [p.clone() for p in trainer.nets["P"].parameters()]
     g_before = [p.clone() for p in trainer.nets["G"]["mri"].parameters()]
     trainer.warm_up()
@@ -105,18 +106,18 @@ def test_warm_up_trains_translators_only_then_joint_steps_follow(tiny_config):
 def test_translator_init_shares_a_warm_up_and_rejects_another_architecture(tiny_config, tmp_path):
     from duiit_fast.errors import DuiitConfigError
     source = Trainer(tiny_config(translator_warmup_steps=2, out_dir=str(tmp_path / "w")), progress=False)
-    source._prepare()
+    source.prepare()
     source.warm_up(tmp_path / "w" / "checkpoint.pt")
     run = Trainer(tiny_config(translator_warmup_steps=2, translator_init=str(tmp_path / "w" / "checkpoint.pt")),
                   progress=False)
-    run._prepare()
+    run.prepare()
     run.warm_up()
     assert run.translator_steps == 2
     for a, b in zip(source.nets["G"]["mri"].parameters(), run.nets["G"]["mri"].parameters()):
         assert torch.equal(a, b)
     other = Trainer(tiny_config(ngf=8, translator_warmup_steps=2,
                                 translator_init=str(tmp_path / "w" / "checkpoint.pt")), progress=False)
-    other._prepare()
+    other.prepare()
     with pytest.raises(DuiitConfigError, match="another ngf"):
         other.warm_up()
 
@@ -124,7 +125,7 @@ def test_translator_init_shares_a_warm_up_and_rejects_another_architecture(tiny_
 def test_ct_reader_feedback_takes_g_gradient_from_the_reader_not_p(tiny_config):
     trainer = Trainer(tiny_config(pred_feedback="ct_reader"), progress=False)
     x, r_x, sources = _batch(trainer)
-    from duiit_fast.eval.label_cues import OnScale
+    from duiit_fast.models.reader import OnScale
     reader = OnScale(trainer.readers["feedback"], trainer.age_mean, trainer.age_std)
     losses = generator_predictor_loss(trainer.nets, x, r_x, sources, 10.0, 1e-3, trainer.age_std, reader)
     G = list(trainer.nets["G"]["mri"].parameters())
@@ -139,7 +140,7 @@ def test_ct_reader_feedback_takes_g_gradient_from_the_reader_not_p(tiny_config):
 
 def test_cyclegan_two_stage_freezes_translators_for_the_predictor_stage(tiny_config):
     trainer = Trainer(tiny_config("CYCLEGAN-CT-MRI", translator_warmup_steps=2), progress=False)
-    trainer._prepare()
+    trainer.prepare()
     assert trainer.translator_budget() == 2 + 2 * 2   # warm-up + the joint arm's steps
     trainer.warm_up()
     frozen = [p.clone() for p in trainer.nets["G"]["mri"].parameters()]
@@ -349,11 +350,11 @@ def test_the_identity_term_adds_cyclegan_identity_distances_to_the_translation_l
 def test_a_warm_up_trained_without_the_identity_term_is_refused(tiny_config, tmp_path):
     from duiit_fast.errors import DuiitConfigError
     source = Trainer(tiny_config(out_dir=str(tmp_path / "w"), translator_warmup_steps=2), progress=False)
-    source._prepare()
+    source.prepare()
     source.warm_up(tmp_path / "warm.pt")
     other = Trainer(tiny_config(translator_warmup_steps=2, lambda_identity=0.5,
                                 translator_init=str(tmp_path / "warm.pt")), progress=False)
-    other._prepare()
+    other.prepare()
     with pytest.raises(DuiitConfigError, match="lambda_identity"):
         other.warm_up()
     trained = Trainer(tiny_config(translator_warmup_steps=2, lambda_identity=0.5, out_dir=str(tmp_path / "i")),
@@ -389,7 +390,7 @@ def test_training_mix_statistics_come_from_what_p_trains_on(tiny_config, setting
                       progress=False)
     trainer.fit()
     ct, source = trainer.data.ct_train.images, trainer.data.sources["mri"].images
-    groups = trainer._batchnorm_groups()
+    groups = evaluation.batchnorm_groups(trainer)
     assert len(groups) == 2 and torch.equal(groups[0], ct)
     if setting == "NAIVE-CT-MRI":
         assert torch.equal(groups[1], source)               # the raw slices NAIVE's batches hold
@@ -408,9 +409,9 @@ def test_training_mix_statistics_come_from_what_p_trains_on(tiny_config, setting
 def test_by_setting_statistics_are_the_settings_choice_in_the_trainer(tiny_config):
     # NAIVE chose training_mix on validation, the two-stage CycleGAN real_ct (config.BN_STATS_BY_SETTING).
     naive = Trainer(tiny_config("NAIVE-CT-MRI", predictor_bn_stats="by_setting"), progress=False)
-    naive._prepare()
-    groups = naive._batchnorm_groups()
+    naive.prepare()
+    groups = evaluation.batchnorm_groups(naive)
     assert len(groups) == 2 and torch.equal(groups[1], naive.data.sources["mri"].images)
     cyclegan = Trainer(tiny_config("CYCLEGAN-CT-MRI", predictor_bn_stats="by_setting"), progress=False)
-    cyclegan._prepare()
-    assert [g.shape for g in cyclegan._batchnorm_groups()] == [cyclegan.data.ct_train.images.shape]
+    cyclegan.prepare()
+    assert [g.shape for g in evaluation.batchnorm_groups(cyclegan)] == [cyclegan.data.ct_train.images.shape]

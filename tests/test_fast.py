@@ -17,8 +17,8 @@ CPU = torch.device("cpu")
 def _first_step(cfg):
     """Losses and gradients of one joint step from the same initial weights and batch."""
     trainer = Trainer(cfg, progress=False)
-    trainer._prepare()
-    parts = trainer._read_step(trainer._train_step(), "step 1")
+    trainer.prepare()
+    parts = trainer.read_step(trainer.train_step(), "step 1")
     grads = {name: [p.grad.detach().clone() for p in net.parameters() if p.grad is not None]
              for name, net in trainer.nets.items()}
     return trainer, parts, grads
@@ -74,7 +74,7 @@ def test_one_host_sync_per_step(tiny_config, monkeypatch):
     """Every loss term and the weight check reach the host as one tensor. (Reference ops: the C++
     loss backward reads its scalar upstream gradient on the host, which on the CPU is no sync.)"""
     trainer = Trainer(tiny_config(backend="reference"), progress=False)
-    trainer._prepare()
+    trainer.prepare()
     calls = {"item": 0, "tolist": 0}
     item, tolist = torch.Tensor.item, torch.Tensor.tolist
 
@@ -85,7 +85,7 @@ def test_one_host_sync_per_step(tiny_config, monkeypatch):
         return wrapped
     monkeypatch.setattr(torch.Tensor, "item", counting("item", item))
     monkeypatch.setattr(torch.Tensor, "tolist", counting("tolist", tolist))
-    trainer._read_step(trainer._train_step(measure_share=True), "step")
+    trainer.read_step(trainer.train_step(measure_share=True), "step")
     assert calls == {"item": 0, "tolist": 1}
 
 

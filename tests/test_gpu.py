@@ -161,13 +161,13 @@ def test_cuda_joint_step_never_synchronizes(tiny_config, fast):
     from duiit_fast import Trainer
     from duiit_fast.train.step import SourceBatch, joint_step
     trainer = Trainer(tiny_config("MIX-CT-MRI", device="cuda", translator_warmup_steps=0, **fast), progress=False)
-    trainer._prepare()
-    trainer._read_step(trainer._train_step(), "warm-up step")   # first step: lazy state, allocations
+    trainer.prepare()
+    trainer.read_step(trainer.train_step(), "warm-up step")   # first step: lazy state, allocations
     x, r_x = trainer._batch(trainer.data.ct_train, "ct")
     sources = {"mri": SourceBatch(*trainer._batch(trainer.data.sources["mri"], "mri"))}
     parts = _sync_free(lambda: joint_step(trainer.nets, trainer.optimizers, trainer.pools, x, r_x, sources,
-                                          trainer.cfg, fns=trainer._fns))
-    assert all(math.isfinite(v) for v in trainer._read_step(parts, "step").values())
+                                          trainer.cfg, fns=trainer.step_functions))
+    assert all(math.isfinite(v) for v in trainer.read_step(parts, "step").values())
 
 
 def test_cuda_training_step_with_sampling_never_synchronizes(tiny_config):
@@ -175,10 +175,10 @@ def test_cuda_training_step_with_sampling_never_synchronizes(tiny_config):
     from duiit_fast import Trainer
     trainer = Trainer(tiny_config("MIX-CT-MRI", device="cuda", compile="off", translator_warmup_steps=0),
                       progress=False)
-    trainer._prepare()
-    trainer._read_step(trainer._train_step(), "warm-up step")
+    trainer.prepare()
+    trainer.read_step(trainer.train_step(), "warm-up step")
     parts = _sync_free(trainer._train_step)
-    assert all(math.isfinite(v) for v in trainer._read_step(parts, "step").values())
+    assert all(math.isfinite(v) for v in trainer.read_step(parts, "step").values())
 
 
 def test_cuda_auto_fast_path_trains(tiny_config):

@@ -109,8 +109,8 @@ def test_divergence_stops_at_the_step_and_saves_nothing_non_finite(tiny_config, 
 
 
 def test_runaway_validation_error_is_flagged(tiny_config, monkeypatch):
-    from duiit_fast.train import trainer as trainer_module
-    monkeypatch.setattr(trainer_module, "RUNAWAY_FACTOR", 1e-9)
+    from duiit_fast.train import evaluation
+    monkeypatch.setattr(evaluation, "RUNAWAY_FACTOR", 1e-9)
     with pytest.raises(DuiitError, match="training ran away at epoch 0"):
         Trainer(tiny_config("PURE-CT"), progress=False).fit()
 

@@ -11,7 +11,8 @@ from duiit_fast.train.step import SourceBatch, generator_predictor_loss, joint_s
 
 
 def _one_batch(trainer):
-    trainer._init_samplers()
+    from duiit_fast.train import batches
+    batches.init_samplers(trainer)
     x, r_x = trainer._batch(trainer.data.ct_train, "ct")
     sources = {k: SourceBatch(*trainer._batch(trainer.data.sources[k], k)) for k in trainer.cfg.sources}
     return x, r_x, sources

@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import DuiitDataError
+
 
 @torch.no_grad()
 def predict_ages(predictor: nn.Module, images: torch.Tensor, device, age_mean: float, age_std: float,
@@ -92,3 +94,8 @@ def per_source(sources, metrics_of) -> dict:
         prefix = "" if len(sources) == 1 else f"{k}_"
         out.update({prefix + name: v for name, v in metrics_of(k).items()})
     return out
+
+
+def require_finite(images: torch.Tensor, what: str) -> None:
+    if not bool(torch.isfinite(torch.as_tensor(images)).all()):
+        raise DuiitDataError(f"{what} input", "holds NaN or infinite values (a network would return NaN)")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import write_text
+from .metrics import paired_tests   # noqa: F401  (re-exported: the report's tests)
 
 
 
@@ -100,19 +101,6 @@ def collect_results(out: Path, cohorts: int, arms, base_cfg, seeds: int = 1) -> 
     results["comparison"] = compare(arms_out)
     results["verdict"] = verdict(arms_out, results["comparison"], cohorts)
     return results
-
-
-def paired_tests(a, b) -> dict:
-    """Paired Student t-test and Wilcoxon signed-rank test of a vs b over cohorts (two-sided)."""
-    from scipy import stats
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    diff = a - b
-    out = {"mean_difference": float(diff.mean()), "wins": int((diff < 0).sum()),
-           "t_p": float("nan"), "wilcoxon_p": float("nan")}
-    if len(a) >= 2 and np.any(diff != 0):
-        out["t_p"] = float(stats.ttest_rel(a, b).pvalue)
-        out["wilcoxon_p"] = float(stats.wilcoxon(a, b).pvalue)
-    return out
 
 
 GAP_INTERVAL = (5.0, 95.0)   # percentiles of the bootstrap: a 90 % interval

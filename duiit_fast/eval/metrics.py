@@ -30,3 +30,16 @@ def paired_bootstrap_mse_difference(err_a: np.ndarray, err_b: np.ndarray, patien
     lo, hi = np.percentile(diff, [2.5, 97.5])
     return {"difference": float(observed), "ci95": [float(lo), float(hi)],
             "p_a_better": float(np.mean(diff < 0))}
+
+
+def paired_tests(a, b) -> dict:
+    """Paired Student t-test and Wilcoxon signed-rank test of a vs b over cohorts (two-sided)."""
+    from scipy import stats
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    diff = a - b
+    out = {"mean_difference": float(diff.mean()), "wins": int((diff < 0).sum()),
+           "t_p": float("nan"), "wilcoxon_p": float("nan")}
+    if len(a) >= 2 and np.any(diff != 0):
+        out["t_p"] = float(stats.ttest_rel(a, b).pvalue)
+        out["wilcoxon_p"] = float(stats.wilcoxon(a, b).pvalue)
+    return out

@@ -153,7 +153,7 @@ def table5(arms: dict) -> list[str]:
 
 
 def table6_7(arms: dict) -> list[str]:
-    from .experiment_report import paired_tests
+    from .metrics import paired_tests
     methods = {"PURE-CT": "PURE-CT", "TL": "TL-CT-{src}", "MTL": "MTL-CT-{src}", "DA": "DANN-CT-{src}",
                "CycleGAN": "CYCLEGAN-CT-{src}", **AUGMENT_ARMS}
     lines = [f"### Tables 6–7 analogue: paired t-test of DUIIT against every method (threshold {SIGNIFICANCE})", ""]

@@ -113,7 +113,7 @@ class ResnetGenerator(nn.Module):
         return self.model(x)
 
 
-GENERATORS = ("resnet", "unet")
+from ..config import GENERATORS  # noqa: E402  (the names the configuration accepts)
 
 
 def unet_depth(image_size: int) -> int:

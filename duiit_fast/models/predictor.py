@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-PREDICTORS = ("resnet50", "resnet18", "small")   # build_predictor's names
+from ..config import PREDICTORS   # build_predictor's names
 
 
 def _torchvision_resnet(name: str) -> nn.Module:

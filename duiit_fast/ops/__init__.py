@@ -32,7 +32,7 @@ from torch import Tensor
 
 from . import cpp_backend, reference
 
-BACKENDS = ("reference", "triton", "cpp", "auto")
+from ..config import BACKENDS   # noqa: E402  (the names the configuration accepts)
 _default_backend: Optional[str] = None
 _C = cpp_backend._C
 _C_IMPORT_ERROR = cpp_backend.IMPORT_ERROR

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DuiitError
-from ..eval.label_cues import AgeReader
+from ..models.reader import AgeReader
 from ..io import atomic_path
 
 CHECKPOINT_NAME = "checkpoint.pt"

@@ -28,6 +28,7 @@ import dataclasses
 import torch
 
 from .. import ops
+from ..errors import DuiitConfigError
 from ..models.generator import regions_supported, residual_blocks_as_regions
 from .networks import predictor_outputs
 from .step import GeneratorLosses, StepFunctions, discriminator_loss, \
@@ -172,3 +173,12 @@ def build_step_functions(nets, cfg, fast: FastPath, device: torch.device, label_
                                                                              targets, label_scale))
     return StepFunctions(lambda x, r_x, sources: GeneratorLosses(*gen_fast(x, r_x, sources)), trans_fn,
                          critic_fn, pred_fn, lambda x, r_x, sources: GeneratorLosses(*gen_eager(x, r_x, sources)))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DuiitConfigError(f"config device: {name} requested but CUDA is not available")
+    return device

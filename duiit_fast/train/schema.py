@@ -74,7 +74,7 @@ def check_readers(readers, path) -> None:
         _fail(path, "readers: not a table of CT readers")
     if not readers:
         return
-    from ..eval.label_cues import AgeReader
+    from ..models.reader import AgeReader
     with torch.device("meta"):
         shapes = {k: tuple(v.shape) for k, v in AgeReader().state_dict().items()}
     for role, reader in readers.items():
@@ -139,15 +139,6 @@ RESTORE_ERRORS = (RuntimeError, KeyError, TypeError, ValueError, IndexError, Att
 def one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{exc.__class__.__name__}: {text[:200]}"
-
-
-def restore_checked(trainer, state: dict, path) -> None:
-    """run_state.restore, with anything the schema did not cover reported in one line."""
-    from . import state as run_state
-    try:
-        run_state.restore(trainer, state)
-    except RESTORE_ERRORS as exc:
-        raise DuiitError(f"{path}: cannot be restored ({one_line(exc)})") from None
 
 
 # -- does a configuration fit? -----------------------------------------------------------------

@@ -13,8 +13,9 @@ import dataclasses
 import torch
 
 from ..config import TrainConfig
-from ..errors import DuiitConfigError
+from ..errors import DuiitConfigError, DuiitError
 from .checkpoint import json_roundtrip, reader_from_state
+from .schema import RESTORE_ERRORS, one_line
 from .distributed import gather_to_all
 
 RANK_LOCAL_KEYS = ("pools", "pool_rng", "samplers", "loaders", "rng")   # differ per rank under DDP
@@ -120,3 +121,11 @@ def restore(trainer, state: dict) -> None:
     t._loader_states = dict(state.get("loaders", {}))
     t.generator.set_state(state["rng"]["generator"])
     torch.set_rng_state(state["rng"]["torch"])
+
+
+def restore_checked(trainer, state: dict, path) -> None:
+    """run_state.restore, with anything the schema did not cover reported in one line."""
+    try:
+        restore(trainer, state)
+    except RESTORE_ERRORS as exc:
+        raise DuiitError(f"{path}: cannot be restored ({one_line(exc)})") from None

@@ -1,0 +1,89 @@
+"""What the loop asks of a trained state, apart from the loop: validation after each epoch and the
+best epoch on it, P's BatchNorm statistics re-estimated before every evaluation, the translators'
+label cues and IS/FID. Functions of a Trainer `t` (its networks, data and readers)."""
+from __future__ import annotations
+
+from ..errors import DuiitError
+from ..eval.evaluate import patient_squared_errors, per_source, regression_metrics
+from ..eval.label_cues import evenly_spaced, label_cue_metrics, reader_features
+from ..models.predictor import recalibrate_batchnorm
+
+LABEL_CUE_PROBES = 240        # source slices translated for the label-cue metric
+RUNAWAY_FACTOR = 100          # validation MSE this many times that of predicting the mean: stop
+
+
+def batchnorm_groups(t) -> list:
+    """The images P's BatchNorm statistics are re-estimated on before an evaluation: real CT, and for
+    training_mix every group P's training batches mixed with it (one batch each, so 1:1)."""
+    ct = t.data.ct_train.images
+    if t.cfg.bn_stats == "real_ct":
+        return [ct]
+    if t.cfg.kind in ("MTL", "DANN"):
+        return [ct] + [t.data.sources[k].images for k in t.cfg.sources]
+    if t.cfg.kind != "MIX":
+        return [ct] + [s.images for s in t.extra_sets().values()]
+    groups = [ct]
+    for k in t.cfg.sources:   # G's translations as P sees them now; a CT-sized subset suffices
+        images = t.data.sources[k].images
+        picked = images[evenly_spaced(len(images), min(len(images), len(ct)))]
+        groups.append(t.translate(picked, k))
+    return groups
+
+def after_epoch(t, record: dict) -> None:
+    """Validation MSE (and the best epoch on it) and the translators' label cues: rank 0's job
+    (the full validation set, as in one process); the other ranks go on to the next epoch."""
+    if not t.world.is_main:
+        return
+    if t.cfg.bn_stats != "running":
+        recalibrate_batchnorm(t.eval_predictor, batchnorm_groups(t), t.device)
+    val = t.data.split("val")
+    pred = t._predict_with(t.eval_predictor, val.images)
+    record["val_mse"] = regression_metrics(pred, val)["mse"]
+    # Per patient, so that the luck of choosing the best epoch can be taken out (cross_fitted_val_mse).
+    record["val_patient_mse"], record["val_patient_slices"] = patient_squared_errors(pred, val)
+    # Predicting the mean age scores about the ages' variance; far above it the run has run away.
+    baseline = float(t.data.ct_train.ages.var(unbiased=False)) + float(
+        (t.data.ct_val.ages.mean() - t.data.ct_train.ages.mean()) ** 2)
+    if record["val_mse"] > RUNAWAY_FACTOR * max(baseline, 1.0):
+        raise DuiitError(f"training ran away at epoch {t.epoch}: validation MSE {record['val_mse']:.3g} years² "
+                         f"is over {RUNAWAY_FACTOR}x that of predicting the mean age ({baseline:.1f}); "
+                         "lower the learning rates")
+    if t.best is None or record["val_mse"] < t.best["val_mse"]:
+        snapshot = {k: v.detach().cpu().clone() for k, v in t.eval_predictor.state_dict().items()}
+        t.best = {"epoch": t.epoch, "val_mse": record["val_mse"], "P": snapshot}
+    if "cues" in t.readers:
+        # CycleGAN's translators are frozen during the epochs: their cues are measured once.
+        if t.cfg.kind == "MIX" or t._last_cues is None:
+            t._last_cues = label_cues(t)
+        record.update(t._last_cues)
+
+def label_cues(t) -> dict:
+    """The label-cue reader on G(source) for a fixed probe set of source slices, per source
+    (keys prefixed by the source when there are several)."""
+    reader = t.readers["cues"]
+    cached_reader, real_ct_features = t._real_ct_features
+    if cached_reader is not reader:   # real CT and the frozen reader do not change between epochs
+        ct = t.data.ct_train
+        real_ct_features = reader_features(reader, ct.images[evenly_spaced(len(ct), LABEL_CUE_PROBES)], t.device)
+        t._real_ct_features = (reader, real_ct_features)
+
+    def metrics_of(k):
+        s, as_ct = t.data.sources[k], t.data.sources_as_ct.get(k)
+        idx = evenly_spaced(len(s), LABEL_CUE_PROBES)
+        return label_cue_metrics(reader, t.translate(s.images[idx], k), s.ages[idx], t.device,
+                                 None if as_ct is None else as_ct.images[idx], real_ct_features=real_ct_features)
+    return per_source(t.cfg.sources, metrics_of)
+
+def image_quality(t) -> dict:
+    """Inception score of G(source) and its FID against real CT (the paper's Table 5), on the
+    label-cue probe slices, per source; needs cfg.fid_weights (a local weights file)."""
+    from ..eval.inception import inception_metrics, load_inception
+    model = load_inception(t.cfg.fid_weights, t.device)
+    ct = t.data.ct_train
+    real = ct.images[evenly_spaced(len(ct), LABEL_CUE_PROBES)]
+
+    def metrics_of(k):
+        s = t.data.sources[k]
+        translated = t.translate(s.images[evenly_spaced(len(s), LABEL_CUE_PROBES)], k)
+        return inception_metrics(model, translated, real, t.device)
+    return per_source(t.cfg.sources, metrics_of)

@@ -12,7 +12,7 @@ precision): the oracle.
 
 "blocks" runs with the Inductor options a compiled CPU run uses (train/fast.py,
 REGION_COMPILE_OPTIONS: no buffer reuse); REGION_OPTIONS=none runs it without them (the wrong
-values of bench/nested_region_repro.py), REGION_OPTIONS=layout with NCHW convolutions instead.
+values of docs/torch-nested-region-bug.md), REGION_OPTIONS=layout with NCHW convolutions instead.
 """
 import os
 import sys

@@ -54,7 +54,7 @@ def experiment_config(quick: bool = False) -> TrainConfig:
     200 test patients per cohort (was 30; only test patients are added, so the trainings are the same):
     on 30 a cohort's test MSE was largely the luck of its patients: the record's trainings scored 6–17
     years² higher on 170 added patients, arm by arm, and DUIIT's worst cohort on the 30 was its second
-    best on the 200 (bench/extended_test.py, docs/experiment.md)."""
+    best on the 200 (`duiit experiment --from RUN --test-patients 200`, docs/experiment.md)."""
     phantom = PhantomConfig(ct_train_patients=12, ct_val_patients=18, ct_test_patients=200,
                             source_patients=50, slices_per_patient=20, ct_size=96, mri_size=64,
                             pet_size=32, seed=0)
@@ -328,7 +328,7 @@ def _only_test_set_differs(saved: dict, now: dict) -> str:
             {**saved, "phantom": {**saved["phantom"], "ct_test_patients": new_test}}, now):
         return ""
     return (f" (its trainings are today's but were tested on {old_test} patients per cohort, not {new_test}: "
-            f"bench/extended_test.py in a source checkout re-reads them on the {new_test})")
+            f"`duiit experiment --out VIEW --from RUN --test-patients {new_test}` re-reads them)")
 
 
 def run_experiment(out_dir, cohorts: int = 5, arms=DEFAULT_ARMS, workers: int | None = None,

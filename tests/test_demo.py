@@ -47,7 +47,7 @@ def test_the_demo_quotes_the_recorded_experiment_with_its_spread_and_time():
 
 def test_the_recorded_summary_is_the_recorded_run():
     """duiit_fast/recorded/experiment.json is computed from docs/experiment/results.json and the
-    results of the same protocol measured again (bench/record_experiment.py), not typed."""
+    results of the same protocol measured again, not typed (commit 7b3ad2a has the script that wrote it)."""
     import json
     from pathlib import Path
     import numpy as np
@@ -68,8 +68,8 @@ def test_the_recorded_summary_is_the_recorded_run():
 
 
 def test_a_composed_or_re_read_view_is_the_experiments_own_comparison_of_its_arms():
-    """bench/compose_seeds.py takes arms from several runs, bench/extended_test.py re-reads a run's
-    trainings on more test patients, bench/cohort_subset.py keeps some cohorts; their comparison and
+    """A composed view takes arms from several runs, a re-read view reads a run's
+    trainings on more test patients, a restated view keeps some cohorts (duiit experiment --from/--compose); their comparison and
     verdict must be what the experiment computes from those arms, not edited."""
     import json
     from pathlib import Path

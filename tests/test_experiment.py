@@ -246,19 +246,18 @@ def test_each_arm_is_evaluated_with_its_own_chosen_statistic_unless_one_is_set(t
     assert "real training CT (PURE-CT, OLD)" in text and "1:1 with each group its training batches held (NAIVE-CT-MRI)" in text
 
 
-def test_extended_test_reads_the_recorded_predictors_on_added_test_patients(tmp_path, tiny_base):
-    """bench/extended_test.py: each cell's selected predictor reproduces its recorded test MSE on the
-    experiment's own test patients, then is read on the added ones; a cell whose record does not match
-    its predictor is refused."""
-    extended_test = _bench_module("extended_test")
+def test_a_view_re_reads_the_recorded_predictors_on_added_test_patients(tmp_path, tiny_base, capsys):
+    """duiit experiment --from RUN --test-patients N: each cell's selected predictor reproduces its
+    recorded test MSE on the experiment's own test patients, then is read on the added ones; a cell
+    whose record does not match its predictor is refused."""
     arms = ["PURE-CT", "MIX-CT-MRI"]
     run = tmp_path / "run"
     results = run_experiment(run, cohorts=1, arms=arms, workers=1, base=tiny_base, log=lambda *a: None)
-    out = tmp_path / "extended.json"
     n_test = tiny_base.phantom.ct_test_patients
-    extended_test.main([str(run), "--test-patients", str(n_test + 3), "--cohorts", "1", "--arms", *arms,
-                        "--out", str(out)])
-    saved = json.loads(out.read_text())
+    assert main(["experiment", "--out", str(tmp_path / "view"), "--from", str(run),
+                 "--test-patients", str(n_test + 3)]) == 0
+    saved = json.loads((tmp_path / "view" / "results.json").read_text())
+    assert (tmp_path / "view" / "report.md").is_file() and saved["test_patients"] == n_test + 3
     for arm in arms:
         entry = saved["arms"][arm]
         assert entry["test_mse_original"][0] == pytest.approx(results["arms"][arm]["test_mse"][0], rel=1e-4)
@@ -266,13 +265,23 @@ def test_extended_test_reads_the_recorded_predictors_on_added_test_patients(tmp_
         assert entry["test_mse"][0] == pytest.approx(
             (n_test * entry["test_mse_original"][0] + 3 * entry["test_mse_added"][0]) / (n_test + 3), rel=1e-5)
     assert saved["comparison"] == json.loads(json.dumps(compare(saved["arms"])))
+    # Compose: PURE-CT from the results file, DUIIT from the folder's cells; the tests are the experiment's.
+    from duiit_fast import experiment_views as views
+    composed = views.compose([(str(run / "results.json"), ["PURE-CT"]), (str(run), ["MIX-CT-MRI"])], 1, 1, tiny_base)
+    assert {a: e["test_mse"] for a, e in composed["arms"].items()} == {a: results["arms"][a]["test_mse"] for a in arms}
+    same = json.loads(json.dumps(composed["comparison"])) == json.loads(json.dumps(compare(composed["arms"])))
+    assert same and composed["composed_from"][1]["folder"] == str(run)   # (NaN p-values: one cohort)
+    import dataclasses
+    with pytest.raises(DuiitConfigError, match="not this experiment's protocol \\(epochs differ\\)"):
+        views.compose([(str(run / "results.json"), ["PURE-CT"])], 1, 1, dataclasses.replace(tiny_base, epochs=9))
     cell = run / "cohort-0" / "PURE-CT" / "result.json"
     record = json.loads(cell.read_text())
     record["test"]["mse"] *= 1.01
     cell.write_text(json.dumps(record))
-    with pytest.raises(SystemExit, match="recorded"):
-        extended_test.main([str(run), "--test-patients", str(n_test + 3), "--cohorts", "1", "--arms", "PURE-CT",
-                            "--out", str(out)])
+    capsys.readouterr()
+    assert main(["experiment", "--out", str(tmp_path / "view2"), "--from", str(run),
+                 "--test-patients", str(n_test + 3)]) == 2
+    assert "recorded" in capsys.readouterr().err and not (tmp_path / "view2").exists()
 
 
 def test_a_run_that_differs_only_in_its_test_set_is_refused_with_the_way_to_re_read_it(tmp_path, tiny_base):
@@ -281,7 +290,7 @@ def test_a_run_that_differs_only_in_its_test_set_is_refused_with_the_way_to_re_r
     from duiit_fast.io import write_json
     fewer = dataclasses.replace(tiny_base, phantom=dataclasses.replace(tiny_base.phantom, ct_test_patients=1))
     write_json(tmp_path / "experiment.json", {"config": json.loads(json.dumps(fewer.to_dict()))})
-    with pytest.raises(DuiitConfigError, match="tested on 1 patients per cohort, not 2: bench/extended_test.py"):
+    with pytest.raises(DuiitConfigError, match="tested on 1 patients per cohort, not 2: `duiit experiment --out VIEW --from"):
         _check_same_protocol(tmp_path / "experiment.json", tiny_base)
     other = dataclasses.replace(fewer, epochs=9)   # another training too: no hint
     write_json(tmp_path / "experiment.json", {"config": json.loads(json.dumps(other.to_dict()))})
@@ -289,17 +298,8 @@ def test_a_run_that_differs_only_in_its_test_set_is_refused_with_the_way_to_re_r
         _check_same_protocol(tmp_path / "experiment.json", tiny_base)
 
 
-def _bench_module(name):
-    import importlib.util
-    from pathlib import Path
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_test_patient_interval_redraws_patients_only():
-    extended_test = _bench_module("extended_test")
+    from duiit_fast import experiment_views as extended_test
 
     def cell(errors):
         return [[{"patient_sq_errors": errors, "patient_slices": [2] * len(errors)}]]
@@ -315,15 +315,15 @@ def test_the_test_patient_interval_redraws_patients_only():
 
 
 def test_cohort_subset_restates_the_tests_over_the_cohorts_kept():
-    cohort_subset = _bench_module("cohort_subset")
+    from duiit_fast import experiment_views as cohort_subset
     assert cohort_subset.parse_cohorts("5-7,2") == [2, 5, 6, 7]
     recorded = json.loads((Path(__file__).parents[1] / "docs/experiment/results.json").read_text())
     # Every cohort kept: the record's own comparison, recomputed from its lists.
-    whole = cohort_subset.subset(recorded, list(recorded["cohorts"]))
+    whole = cohort_subset.restate(recorded, list(recorded["cohorts"]))
     assert json.loads(json.dumps(whole["comparison"])) == recorded["comparison"]
     # Three cohorts: every per-cohort list cut to them, in order; the tests are those of the cut lists.
     kept = [1, 3, 4]
-    view = cohort_subset.subset(recorded, kept)
+    view = cohort_subset.restate(recorded, kept)
     assert view["cohorts"] == kept
     duiit, naive = view["arms"]["MIX-CT-MRI"], view["arms"]["NAIVE-CT-MRI"]
     for key in ("test_mse", "val_mse", "reader_slope", "selected_epoch"):
@@ -334,16 +334,20 @@ def test_cohort_subset_restates_the_tests_over_the_cohorts_kept():
     assert row["mean_difference"] == pytest.approx(diff.mean())
     assert row["wins"] == int((diff < 0).sum())
     assert "over 3 cohort(s)" in view["verdict"]
-    with pytest.raises(SystemExit, match=r"\[7\]"):
-        cohort_subset.subset(recorded, [0, 7])
+    with pytest.raises(DuiitConfigError, match=r"\[7\]"):
+        cohort_subset.restate(recorded, [0, 7])
 
 
-def test_cohort_subset_writes_the_views_report(tmp_path):
-    cohort_subset = _bench_module("cohort_subset")
-    recorded = Path(__file__).parents[1] / "docs/experiment/results.json"
-    cohort_subset.main([str(recorded), "--cohorts", "2-4", "--out", str(tmp_path / "results.json"),
-                        "--report", str(tmp_path)])
-    report = (tmp_path / "report.md").read_text()
+def test_a_view_restates_a_finished_experiment_over_some_cohorts(tmp_path, capsys):
+    recorded = Path(__file__).parents[1] / "docs/experiment"
+    out = tmp_path / "view"
+    assert main(["experiment", "--out", str(out), "--from", str(recorded), "--cohort-ids", "2-4"]) == 0
+    report = (out / "report.md").read_text()
     assert "Phantom cohorts [2, 3, 4]" in report and "over 3 cohort(s)" in report
-    assert (tmp_path / "test_mse.png").is_file()
-    assert json.loads((tmp_path / "results.json").read_text())["cohorts"] == [2, 3, 4]
+    assert (out / "test_mse.png").is_file()
+    assert json.loads((out / "results.json").read_text())["cohorts"] == [2, 3, 4]
+    capsys.readouterr()
+    assert main(["experiment", "--out", str(out), "--from", str(recorded), "--cohort-ids", "2-4"]) == 2
+    assert "not empty" in capsys.readouterr().err   # a view never overwrites
+    assert main(["experiment", "--out", str(tmp_path / "v2"), "--from", str(recorded)]) == 2
+    assert "needs one of --cohort-ids" in capsys.readouterr().err

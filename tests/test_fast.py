@@ -188,7 +188,7 @@ def test_compiled_on_cpu_makes_each_residual_block_one_region(tiny_config):
 def test_compiled_generator_with_block_regions_matches_eager():
     """The Inductor options of a region run keep it right: a generator called twice, its blocks
     regions, computed values 10 % off eager with Inductor's defaults and overwrote the blocks'
-    conv weights in place (torch 2.14.1, CPU; bench/nested_region_repro.py)."""
+    conv weights in place (torch 2.14.1, CPU; docs/torch-nested-region-bug.md)."""
     torch.manual_seed(0)
     g, x = ResnetGenerator(ngf=2, n_blocks=2), torch.randn(1, 1, 16, 16)
     weights = {k: v.clone() for k, v in g.state_dict().items()}

@@ -48,7 +48,7 @@ def test_same_patient_same_anatomy_across_modalities():
 
 
 def test_more_test_patients_leave_training_validation_and_the_first_test_patients_unchanged():
-    # The experiment's test set grew 30 → 200 on the trainings it had (bench/extended_test.py): the
+    # The experiment's test set grew 30 → 200 on the trainings it had (duiit experiment --from RUN --test-patients N): the
     # patients are drawn in sequence, so only new patients are appended.
     import dataclasses
     from duiit_fast.config import PhantomConfig

@@ -89,12 +89,39 @@ def _train_once(cfg, args, main: bool = True) -> int:
 def cmd_experiment(args) -> int:
     import dataclasses
     from ..experiment import experiment_config, run_experiment
+    if args.from_run or args.compose:
+        return _experiment_view(args)
+    if args.cohort_ids or args.test_patients:
+        from ..errors import DuiitConfigError
+        raise DuiitConfigError("--cohort-ids and --test-patients make a view of a finished experiment: give --from RUN")
     overrides = {k: getattr(args, k) for k in ("device", "precision", "compile", "fid_weights")
                  if getattr(args, k) is not None}
     if "fid_weights" in overrides:   # every cell is a process of its own: an absolute path
         overrides["fid_weights"] = str(Path(overrides["fid_weights"]).resolve())
     base = dataclasses.replace(experiment_config(args.quick), **overrides).with_settings(args.set or [])
     run_experiment(args.out, cohorts=args.cohorts, arms=args.arms, workers=args.workers, base=base, seeds=args.seeds)
+    return 0
+
+
+def _experiment_view(args) -> int:
+    """A view of finished experiments (experiment_views.py) instead of a run."""
+    import json
+    from .. import experiment_views as views
+    from ..errors import DuiitConfigError
+    from ..experiment import experiment_config
+    if args.compose:
+        view = views.compose([(source, arms) for source, *arms in args.compose], args.cohorts, args.seeds,
+                             experiment_config(args.quick).with_settings(args.set or []))
+    elif bool(args.cohort_ids) == bool(args.test_patients):
+        raise DuiitConfigError("--from RUN needs one of --cohort-ids IDS (restate over cohorts) and "
+                               "--test-patients N (re-read on more test patients)")
+    elif args.cohort_ids:
+        view = views.restate(json.loads((Path(args.from_run) / "results.json").read_text()),
+                             views.parse_cohorts(args.cohort_ids))
+        view["subset_of"] = str(args.from_run)
+    else:
+        view = views.reread(Path(args.from_run), args.test_patients)
+    views.write_view(args.out, view)
     return 0
 
 
@@ -173,4 +200,15 @@ def add_parsers(sub) -> None:
                     help="change one field of the experiment's configuration for every arm (repeatable), e.g. "
                          "--set lambda_pred=4e-3 --set translator_warmup_steps=800; choose on validation MSE, "
                          "and use a new --out folder per configuration")
+    views = ex.add_argument_group("views of finished experiments (no training; --out must be new)")
+    views.add_argument("--from", dest="from_run", metavar="RUN",
+                       help="a finished experiment folder to restate (--cohort-ids) or re-read (--test-patients)")
+    views.add_argument("--cohort-ids", metavar="IDS",
+                       help="with --from: the results over these cohorts only, e.g. 5-14 or 0,2,4, tests recomputed")
+    views.add_argument("--test-patients", type=int, metavar="N",
+                       help="with --from: every cell's selected predictor read on N test patients per cohort "
+                            "(after reproducing its recorded MSE on the original ones)")
+    views.add_argument("--compose", nargs="+", action="append", metavar="SOURCE ARM",
+                       help="a results.json or experiment folder, then the arms to take from it (repeatable), "
+                            "all run with this configuration; --cohorts and --seeds give the shape")
     ex.set_defaults(func=cmd_experiment)

@@ -96,7 +96,7 @@ def device_defaults(cfg, device: torch.device) -> dict:
 # memory of buffers a region call returns as aliases (its input, its weights) and writes a
 # channels-last weight copy into a parameter: a network whose blocks are regions computed wrong
 # values when called twice (relative error 0.15-0.41) and its weights changed (torch 2.14.1 CPU,
-# bench/nested_region_repro.py). Without buffer reuse the joint step at M matched eager to 6e-7.
+# docs/torch-nested-region-bug.md). Without buffer reuse the joint step at M matched eager to 6e-7.
 REGION_COMPILE_OPTIONS = {"allow_buffer_reuse": False}
 
 

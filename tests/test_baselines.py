@@ -49,8 +49,8 @@ def test_mtl_shares_the_trunk_and_trains_a_source_head(tiny_config):
 def test_dann_domain_classifier_pushes_the_trunk_through_reversed_gradients(tiny_config):
     trainer = Trainer(tiny_config("DANN-CT-MRI"), progress=False)
     trainer.prepare()
-    x, r_x = trainer._batch(trainer.data.ct_train, "ct")
-    xs, r_s = trainer._batch(trainer.data.sources["mri"], "mri")
+    x, r_x = trainer.draw(trainer.data.ct_train, "ct")
+    xs, r_s = trainer.draw(trainer.data.sources["mri"], "mri")
     grads = {}
     for coefficient in (0.0, 1.0):
         state = {k: {n: t.clone() for n, t in net.state_dict().items()} for k, net in trainer.nets.items()}

@@ -15,8 +15,8 @@ from duiit_fast.train.step import SourceBatch, generator_predictor_loss, squared
 
 def _batch(trainer):
     trainer.prepare()
-    x, r_x = trainer._batch(trainer.data.ct_train, "ct")
-    return x, r_x, {k: SourceBatch(*trainer._batch(trainer.data.sources[k], k)) for k in trainer.cfg.sources}
+    x, r_x = trainer.draw(trainer.data.ct_train, "ct")
+    return x, r_x, {k: SourceBatch(*trainer.draw(trainer.data.sources[k], k)) for k in trainer.cfg.sources}
 
 
 def test_squared_error_sum_is_in_label_units():

@@ -163,8 +163,8 @@ def test_cuda_joint_step_never_synchronizes(tiny_config, fast):
     trainer = Trainer(tiny_config("MIX-CT-MRI", device="cuda", translator_warmup_steps=0, **fast), progress=False)
     trainer.prepare()
     trainer.read_step(trainer.train_step(), "warm-up step")   # first step: lazy state, allocations
-    x, r_x = trainer._batch(trainer.data.ct_train, "ct")
-    sources = {"mri": SourceBatch(*trainer._batch(trainer.data.sources["mri"], "mri"))}
+    x, r_x = trainer.draw(trainer.data.ct_train, "ct")
+    sources = {"mri": SourceBatch(*trainer.draw(trainer.data.sources["mri"], "mri"))}
     parts = _sync_free(lambda: joint_step(trainer.nets, trainer.optimizers, trainer.pools, x, r_x, sources,
                                           trainer.cfg, fns=trainer.step_functions))
     assert all(math.isfinite(v) for v in trainer.read_step(parts, "step").values())
@@ -177,7 +177,7 @@ def test_cuda_training_step_with_sampling_never_synchronizes(tiny_config):
                       progress=False)
     trainer.prepare()
     trainer.read_step(trainer.train_step(), "warm-up step")
-    parts = _sync_free(trainer._train_step)
+    parts = _sync_free(trainer.train_step)
     assert all(math.isfinite(v) for v in trainer.read_step(parts, "step").values())
 
 

@@ -13,8 +13,8 @@ from duiit_fast.train.step import SourceBatch, generator_predictor_loss, joint_s
 def _one_batch(trainer):
     from duiit_fast.train import batches
     batches.init_samplers(trainer)
-    x, r_x = trainer._batch(trainer.data.ct_train, "ct")
-    sources = {k: SourceBatch(*trainer._batch(trainer.data.sources[k], k)) for k in trainer.cfg.sources}
+    x, r_x = trainer.draw(trainer.data.ct_train, "ct")
+    sources = {k: SourceBatch(*trainer.draw(trainer.data.sources[k], k)) for k in trainer.cfg.sources}
     return x, r_x, sources
 
 

@@ -174,20 +174,6 @@ class TrainConfig:
         return BN_STATS_BY_SETTING.get(self.setting, "real_ct")
 
     @property
-    def trains_readers(self) -> bool:
-        """Whether the run uses a CT reader: label cues, or G's feedback from one (translator settings)."""
-        return self.has_translators and (self.label_cues or self.pred_feedback == "ct_reader")
-
-    @property
-    def has_translators(self) -> bool:
-        return self.kind in ("MIX", "CYCLEGAN")
-
-    @property
-    def samples_sources(self) -> bool:
-        """Whether training draws batches of labelled source slices (translators, TL, MTL, DANN)."""
-        return self.kind in ("MIX", "CYCLEGAN") + BASELINE_KINDS
-
-    @property
     def intensity(self):
         from .data.intensity import Intensity
         return Intensity(tuple(self.ct_window), tuple(self.mri_percentiles), self.pet_percentile)
@@ -238,11 +224,6 @@ class TrainConfig:
                    f"reader {self.reader_path} does not exist")
             check(self.fid_weights is None or Path(self.fid_weights).is_file(), "fid_weights",
                    f"Inception weights {self.fid_weights} do not exist (a local file: no download at run time)")
-        check(self.translator_init is None or self.has_translators, "translator_init",
-               f"setting {self.setting} has no translators to start from it")
-        check(self.reader_path is None or self.trains_readers, "reader_path",
-               "this run uses no CT reader (label_cues = false, pred_feedback = joint, or no translators): "
-               "it would be ignored")
         if check_paths:
             for name in ("out_dir", "cache_dir"):   # outputs never land in (or swallow) a data folder
                 if getattr(self, name) is not None:

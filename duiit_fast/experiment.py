@@ -22,6 +22,7 @@ from .config import PhantomConfig, TrainConfig
 from .errors import DuiitConfigError
 from .eval.experiment_report import cohort_dir_of, collect_results, write_report
 from .io import folder_lock, write_json
+from .train.methods import method_of
 
 DEFAULT_ARMS = ("PURE-CT", "ORACLE-CT-MRI", "NAIVE-CT-MRI", "CYCLEGAN-CT-MRI", "MIX-CT-MRI")
 # The paper's other baselines (Tables 3 and 4) on the phantom's MRI, then its PET settings.
@@ -141,11 +142,12 @@ def run_arm_job(cfg: TrainConfig, cell_dir: Path, cohort_dir: Path) -> dict:
     from .eval.evaluate import cross_fitted_val_mse
     from .train.checkpoint import CHECKPOINT_NAME
     from .train.trainer import Trainer
-    if cfg.has_translators:   # the cohort's shared warm-up and readers, where this arm uses them
+    method = method_of(cfg.kind)
+    if method.translators:   # the cohort's shared warm-up and readers, where this arm uses them
         tag = warmup_tag(cfg.sources)
         warm = cohort_dir / f"warmup{tag}" / CHECKPOINT_NAME
         cfg = dataclasses.replace(cfg, translator_init=str(warm) if warm.is_file() else None,
-                                  reader_path=str(cohort_dir / f"readers{tag}.pt") if cfg.trains_readers else None)
+                                  reader_path=str(cohort_dir / f"readers{tag}.pt") if method.uses_readers(cfg) else None)
     start = time.perf_counter()
     trainer = Trainer(cfg, progress=False)
     trainer.fit(resume=(cell_dir / CHECKPOINT_NAME).exists())   # a killed cell continues
@@ -154,7 +156,7 @@ def run_arm_job(cfg: TrainConfig, cell_dir: Path, cohort_dir: Path) -> dict:
               "selected_epoch": trainer.best["epoch"] if trainer.best else None,
               "val_crossfit_mse": cross_fitted_val_mse(trainer.history),
               "history": trainer.history, "seconds": round(time.perf_counter() - start, 1)}
-    if cfg.has_translators:
+    if method.translators:
         result["label_cues"] = trainer.label_cues()   # the final translator (CycleGAN's is frozen)
         if cfg.fid_weights:
             result["label_cues"].update(trainer.image_quality())
@@ -222,7 +224,7 @@ def _cohort_jobs(base: TrainConfig, out: Path, c: int, seed_index: int, arms) ->
     by_sources: dict[tuple, list[str]] = {}
     for a in arms:
         arm_setting = TrainConfig(setting=parse_arm(a)[0])
-        if arm_setting.has_translators:
+        if method_of(arm_setting.kind).translators:
             by_sources.setdefault(arm_setting.sources, []).append(a)
     jobs, preps = [], {}
     for sources, translator_arms in by_sources.items():
@@ -239,7 +241,7 @@ def _cohort_jobs(base: TrainConfig, out: Path, c: int, seed_index: int, arms) ->
         setting, overrides = parse_arm(arm)
         cell_dir = cohort_dir / arm
         arm_cfg = dataclasses.replace(cfg, **overrides, out_dir=str(cell_dir))
-        prep = preps.get(arm_cfg.sources) if arm_cfg.has_translators else None
+        prep = preps.get(arm_cfg.sources) if method_of(arm_cfg.kind).translators else None
         jobs.append(Job(f"{label}: {arm}", {"kind": "arm", "config": arm_cfg.to_dict(),
                                             "cohort_dir": str(cohort_dir), "cell_dir": str(cell_dir)},
                         cell_dir / "result.json", (prep.name,) if prep else ()))

@@ -1,7 +1,8 @@
 """Where a run's training batches come from: one sampler per set (real CT, each sampled source,
 each predictor-only extra set) drawing from the run's generator in a fixed order, the memory engine
 or a native-resolution loader (DALI / torch) per set, and the extra sets of the predictor-only
-settings. Functions of a Trainer `t`; the order of draws is the recorded runs' and must not change."""
+settings (its method's declarations). Functions of a Trainer `t`; the order of draws is the recorded
+runs' and must not change."""
 from __future__ import annotations
 
 from ..data.pipeline import Augment, BatchSampler, MemoryEngine
@@ -12,44 +13,19 @@ def augment_spec(cfg) -> Augment:
 
 
 def init_samplers(t) -> None:
-    cfg, data = t.cfg, t.data
+    cfg, data, method = t.cfg, t.data, t.method
     shard = (t.world.rank, t.world.size)   # rank r takes every w-th index of each permutation
-    t.samplers = {"ct": BatchSampler(len(data.ct_train), cfg.batch_size if cfg.has_translators
-                                        else t.batch_size, t.generator, *shard)}
-    for k in data.sources if cfg.samples_sources else ():
-        t.samplers[k] = BatchSampler(len(data.sources[k]), cfg.batch_size if cfg.has_translators
-                                        else t.batch_size, t.generator, *shard)
-    for k, n in extra_sizes(t).items():
+    pair_batch = cfg.batch_size if method.translators else t.batch_size   # real CT and sources, as pairs
+    t.samplers = {"ct": BatchSampler(len(data.ct_train), pair_batch, t.generator, *shard)}
+    for k in data.sources if method.samples_sources else ():
+        t.samplers[k] = BatchSampler(len(data.sources[k]), pair_batch, t.generator, *shard)
+    for k, n in method.extra_sizes(t).items():
         t.samplers[f"extra:{k}"] = BatchSampler(n, t.batch_size, t.generator, *shard)
     t.engines = {name: MemoryEngine(sampler, augment_spec(t.cfg), t.aug_generator, t.device)
-                    for name, sampler in t.samplers.items()}
+                 for name, sampler in t.samplers.items()}
     if cfg.loader != "memory":
         init_loaders(t, t.batch_size)
 
-def extra_sets(t) -> dict:
-    """What predictor-only settings add to real CT, per source: ORACLE the source patients
-    rendered as CT, NAIVE the raw source slices, CYCLEGAN their translations by the frozen G."""
-    kind, data = t.cfg.kind, t.data
-    if kind == "ORACLE":
-        return data.sources_as_ct
-    if kind == "NAIVE":
-        return data.sources
-    if kind == "CYCLEGAN":
-        if not t._extra:
-            t._extra = {k: translated_set(t, k) for k in t.cfg.sources}
-        return t._extra
-    return {}
-
-def extra_sizes(t) -> dict:
-    """extra_sets()'s sizes, known before CycleGAN's translators are trained."""
-    if t.cfg.kind == "CYCLEGAN":
-        return {k: len(t.data.sources[k]) for k in t.cfg.sources}
-    return {k: len(s) for k, s in extra_sets(t).items()}
-
-def translated_set(t, source: str):
-    from ..data.datasets import SliceSet
-    s = t.data.sources[source]
-    return SliceSet("ct", t.translate(s.images, source), s.ages, s.patient_ids)
 
 def init_loaders(t, batch_size: int) -> None:
     """Per-batch resizing from native resolution (DALI or torch), sharded by rank under
@@ -57,9 +33,10 @@ def init_loaders(t, batch_size: int) -> None:
     from ..data.loaders import SliceLoader
     cfg = t.cfg
     rank, world = t.world.rank, t.world.size
-    sets = {"ct": t.data.ct_train, **(t.data.sources if cfg.samples_sources else {}),
-            **({f"extra:{k}": s for k, s in extra_sets(t).items() if s.native is not None}
-               if cfg.kind in ("ORACLE", "NAIVE") else {})}
+    method = t.method
+    sets = {"ct": t.data.ct_train, **(t.data.sources if method.samples_sources else {}),
+            **({f"extra:{k}": s for k, s in method.extra_sets(t).items() if s.native is not None}
+               if method.native_extra_sets else {})}
     augment = augment_spec(t.cfg)
     t.loaders = {
         name: SliceLoader(s.native, s.ages, cfg.image_size, batch_size, augment, seed=cfg.seed + 7 * i,

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..config import PAPER_IMAGE_SPLIT
+from .methods import method_of
 from ..data.datasets import (SliceSet, build_slice_set, load_folder, native_size, phantom_cohorts,
                              phantom_volumes, split_images, split_patients)
 
@@ -59,9 +60,9 @@ def _phantom_data(cfg, progress=None) -> TrainingData:
         return build_slice_set(vols, as_modality, cfg.image_size, cfg.intensity)
 
     ct_train = render(cohorts["ct_train"], "ct")
-    sources = {m: render(cohorts[m], m) for m in cfg.sources} if cfg.kind != "ORACLE" else {}
+    method = method_of(cfg.kind)
+    sources = {m: render(cohorts[m], m) for m in cfg.sources} if method.loads_sources else {}
     # The source patients rendered directly as CT: what a perfect translator would produce.
-    as_ct = ({m: render(cohorts[m], m, "ct") for m in cfg.sources}
-             if cfg.kind == "ORACLE" or cfg.has_translators else {})
+    as_ct = {m: render(cohorts[m], m, "ct") for m in cfg.sources} if method.renders_sources_as_ct else {}
     return TrainingData(ct_train, render(cohorts["ct_val"], "ct"), render(cohorts["ct_test"], "ct"),
                         sources, as_ct)

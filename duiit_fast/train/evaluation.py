@@ -14,20 +14,10 @@ RUNAWAY_FACTOR = 100          # validation MSE this many times that of predictin
 
 def batchnorm_groups(t) -> list:
     """The images P's BatchNorm statistics are re-estimated on before an evaluation: real CT, and for
-    training_mix every group P's training batches mixed with it (one batch each, so 1:1)."""
+    training_mix every group P's training batches mixed with it (the method's, one batch each: 1:1)."""
     ct = t.data.ct_train.images
-    if t.cfg.bn_stats == "real_ct":
-        return [ct]
-    if t.cfg.kind in ("MTL", "DANN"):
-        return [ct] + [t.data.sources[k].images for k in t.cfg.sources]
-    if t.cfg.kind != "MIX":
-        return [ct] + [s.images for s in t.extra_sets().values()]
-    groups = [ct]
-    for k in t.cfg.sources:   # G's translations as P sees them now; a CT-sized subset suffices
-        images = t.data.sources[k].images
-        picked = images[evenly_spaced(len(images), min(len(images), len(ct)))]
-        groups.append(t.translate(picked, k))
-    return groups
+    return [ct] if t.cfg.bn_stats == "real_ct" else t.method.batchnorm_groups(t, ct)
+
 
 def after_epoch(t, record: dict) -> None:
     """Validation MSE (and the best epoch on it) and the translators' label cues: rank 0's job
@@ -53,7 +43,7 @@ def after_epoch(t, record: dict) -> None:
         t.best = {"epoch": t.epoch, "val_mse": record["val_mse"], "P": snapshot}
     if "cues" in t.readers:
         # CycleGAN's translators are frozen during the epochs: their cues are measured once.
-        if t.cfg.kind == "MIX" or t._last_cues is None:
+        if t.method.cues_every_epoch or t._last_cues is None:
             t._last_cues = label_cues(t)
         record.update(t._last_cues)
 

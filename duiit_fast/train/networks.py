@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from ..models import PatchDiscriminator, build_generator, build_predictor
-from .baselines import build_extra_nets
 from .schedule import linear_decay
 
 PREDICTOR_PARTS = ("P", "P_src", "D_dom")   # what the "pred" optimiser steps
@@ -33,10 +32,11 @@ class Networks(nn.ModuleDict):
     """A ModuleDict keyed as above: one .to(), .train(), state per name (the checkpoint's layout)."""
 
     @classmethod
-    def build(cls, cfg, device, build_p=build_predictor) -> "Networks":
+    def build(cls, cfg, device, method, build_p=build_predictor) -> "Networks":
+        """`method` (train/methods/): which networks beside P its setting trains."""
         nets = cls({"P": build_p(cfg.predictor).to(device)})
-        nets.update(build_extra_nets(cfg.kind, nets["P"], device))   # MTL's source head, DANN's domain critic
-        if cfg.has_translators:
+        nets.update(method.extra_nets(nets["P"], device))   # MTL's source head, DANN's domain critic
+        if method.translators:
             def generator():
                 return build_generator(cfg.generator, cfg.ngf, cfg.resolved_n_blocks, cfg.image_size).to(device)
 
@@ -61,7 +61,7 @@ class Networks(nn.ModuleDict):
         def adam(params, lr):
             return torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, 0.999), fused=fused or None)   # None: foreach
         optimizers = {"pred": adam([{"params": self.parameters_of(PREDICTOR_PARTS)}], cfg.lr_predictor)}
-        if cfg.has_translators:
+        if "G" in self:
             optimizers["gen"] = adam(self.parameters_of(TRANSLATORS), cfg.lr_translator)
             optimizers["disc"] = adam(self.parameters_of(CRITICS), cfg.lr_translator)
         schedulers = {k: linear_decay(o, cfg.epochs, cfg.decay_start_epoch) for k, o in optimizers.items()}

@@ -10,6 +10,7 @@ from ..eval.label_cues import train_reader
 from . import state as run_state
 from .checkpoint import load_reader, read_checkpoint
 from .schema import RESTORE_ERRORS, check_run_checkpoint, one_line
+from .methods import method_of
 from .step import predictor_step, translator_step
 
 WARMUP_CHECKPOINT_EVERY = 250  # translator-only steps between checkpoints during the warm-up
@@ -19,7 +20,7 @@ def prepare_readers(t) -> None:
     """The label-cue reader (real CT train, plus the source patients rendered as CT on the
     phantom) and, for pred_feedback = "ct_reader", the feedback reader (real CT train only)."""
     cfg, data = t.cfg, t.data
-    if not cfg.has_translators:
+    if not t.method.translators:
         return
     wanted = (["cues"] if cfg.label_cues else []) + (["feedback"] if cfg.pred_feedback == "ct_reader" else [])
     for role in wanted:
@@ -30,8 +31,7 @@ def prepare_readers(t) -> None:
             continue
         sets = [data.ct_train] + (list(data.sources_as_ct.values()) if role == "cues" else [])
         images, ages = torch.cat([s.images for s in sets]), torch.cat([s.ages for s in sets])
-        t.readers[role] = train_reader(images, ages, cfg.reader_steps, cfg.seed + 101, t.device,
-)
+        t.readers[role] = train_reader(images, ages, cfg.reader_steps, cfg.seed + 101, t.device)
 
 def warm_up(t, ckpt=None) -> None:
     """Translator-only steps (λ = 0, no predictor) up to translator_budget(); from
@@ -57,7 +57,7 @@ def warm_up(t, ckpt=None) -> None:
 def pretrain_on_source(t, ckpt=None) -> None:
     """TL's first phase: P on the source slices and their labels for as many steps as the
     fine-tune has, then a fresh Adam for the fine-tune on CT (paper, appendix A.6)."""
-    budget = t.cfg.epochs * t.steps_per_epoch() if t.cfg.kind == "TL" else 0
+    budget = t.method.pretrain_budget(t.cfg, t.steps_per_epoch)
     if t.pretrain_steps >= budget or t.epoch > 0:   # a longer resumed run does not pretrain again
         return
     (source,) = t.cfg.sources
@@ -79,7 +79,7 @@ def load_translators(t, path) -> None:
     shared warm-up); the predictor and the data order stay this run's own."""
     state = read_checkpoint(path)
     theirs = check_run_checkpoint(state, path)
-    if not theirs.has_translators:
+    if not method_of(theirs.kind).translators:
         raise DuiitConfigError(f"config translator_init: {path} holds no translators (setting {theirs.setting})")
     keys = ("sources", "ngf", "ndf", "resolved_n_blocks", "image_size", "lambda_cyc", "lr_translator", "pool_size",
             "lambda_identity", "generator")

@@ -16,6 +16,7 @@ import torch
 
 from ..config import REMOVED_AT, TrainConfig
 from ..errors import DuiitError
+from .methods import method_of
 
 REQUIRED_KEYS = {"config", "epoch", "nets", "history", "age_mean", "age_std", "optimizers", "schedulers",
                  "samplers", "rng"}
@@ -96,7 +97,7 @@ def expected_shapes(cfg: TrainConfig) -> dict:
     """net name → (parameter/buffer name → shape) of the nets `cfg` builds, without allocating them."""
     from .networks import Networks
     with torch.device("meta"):
-        nets = Networks.build(cfg, torch.device("meta"))
+        nets = Networks.build(cfg, torch.device("meta"), method_of(cfg.kind))
     return {name: {k: tuple(v.shape) for k, v in net.state_dict().items()} for name, net in nets.items()}
 
 
@@ -157,9 +158,10 @@ def estimate_bytes(cfg: TrainConfig) -> dict:
     shapes = expected_shapes(cfg)
     parameters = sum(math.prod(s) for net in shapes.values() for s in net.values())
     pixels = cfg.image_size ** 2
-    generator = 3 * cfg.ngf * (3.5 + cfg.resolved_n_blocks) if cfg.has_translators else 0
+    method = method_of(cfg.kind)
+    generator = 3 * cfg.ngf * (3.5 + cfg.resolved_n_blocks) if method.translators else 0
     passes = 4 * len(cfg.sources)            # G(y), F(G(y)), F(x), G(F(x)) per source
-    batch = cfg.batch_size if cfg.samples_sources else cfg.predictor_batch_size
+    batch = cfg.batch_size if method.samples_sources else cfg.predictor_batch_size
     activations = 4 * pixels * batch * (passes * generator + PREDICTOR_FLOATS_PER_PIXEL[cfg.predictor])
     if cfg.precision == "bf16":
         activations //= 2

@@ -22,7 +22,7 @@ from .data import TrainingData, load_training_data
 from .checkpoint import CHECKPOINT_NAME, RunFolder, read_checkpoint, write_checkpoint
 from .schema import check_fits, check_run_checkpoint
 from .state import restore_checked
-from .augment import augment_batch, paper_augmentation
+from .augment import augment_batch
 from . import batches, evaluation, phases
 from . import state as run_state
 from .networks import Networks
@@ -66,12 +66,14 @@ class Trainer:
         self.best: Optional[dict] = None     # {"epoch", "val_mse", "P": state} of the best epoch on val
         self.age_mean, self.age_std = 55.0, 20.0   # replaced by the CT training set's stats in fit
         self.readers: dict[str, AgeReader] = {}    # "cues": label-cue reader; "feedback": ct_reader
-        self._extra: dict = {}               # predictor-only extra sets (oracle CT, raw/translated sources)
+        self.method = method_of(cfg.kind)    # what the setting builds, loads and trains (train/methods/)
+        self.method.check_uses(cfg)
+        self.extra_cache: dict = {}          # extra sets computed once (the two-stage CycleGAN's translations)
         torch.manual_seed(cfg.seed)
         self._device_fast = device_defaults(cfg, self.device)   # bf16, channels_last, fused Adam
         self.fast: Optional[FastPath] = None   # all switches, resolved when training starts
         self.step_functions = None                       # the step's (compiled / autocast) loss functions
-        self.nets = Networks.build(cfg, self.device, build_predictor)
+        self.nets = Networks.build(cfg, self.device, self.method, build_predictor)
         if self._device_fast["channels_last"]:
             self.nets.to(memory_format=torch.channels_last)
         self.optimizers, self.schedulers = self.nets.build_optimizers(cfg, self._device_fast["fused_optimizer"])
@@ -80,8 +82,8 @@ class Trainer:
         # drew them); each rank's own under torch.distributed.
         self.aug_generator = (self.generator if not self.world.distributed
                               else torch.Generator().manual_seed(rank_seed(cfg.seed, self.world, 1)))
-        self._augment = paper_augmentation(cfg.setting, cfg.image_size) if cfg.kind == "AUG" else None
-        self.pools = make_pools(cfg.sources if cfg.has_translators else (), cfg.pool_size,
+        self._augment = self.method.ct_augmentation(cfg)
+        self.pools = make_pools(cfg.sources if self.method.translators else (), cfg.pool_size,
                                 rank_seed(cfg.seed, self.world, 2), self.device)   # image pools per rank
         self.samplers: dict[str, BatchSampler] = {}
         self.engines: dict[str, MemoryEngine] = {}   # the memory engine of each sampler
@@ -115,7 +117,7 @@ class Trainer:
         own from the config."""
         self.fast = fast
         reader = None
-        if self.cfg.kind == "MIX" and self.cfg.pred_feedback == "ct_reader":
+        if self.method.trains_jointly and self.cfg.pred_feedback == "ct_reader":
             reader = OnScale(self.readers["feedback"], self.age_mean, self.age_std)
         self.step_functions = build_step_functions(self.nets, self.cfg, fast, self.device, self.age_std, reader,
                                          replicas=self.world.size)
@@ -134,11 +136,11 @@ class Trainer:
 
     @property
     def batch_size(self) -> int:
-        return self.cfg.batch_size if self.cfg.kind == "MIX" else self.cfg.predictor_batch_size
+        return self.method.batch_size(self.cfg)
 
     def extra_sets(self) -> dict:
-        """What a predictor-only setting adds to real CT, per source (batches.extra_sets)."""
-        return batches.extra_sets(self)
+        """What P's batches add to real CT, per source (the method's extra sets)."""
+        return self.method.extra_sets(self)
 
     def close_loaders(self) -> None:
         batches.close_loaders(self)
@@ -153,11 +155,8 @@ class Trainer:
 
     def translator_budget(self) -> int:
         """Translator-only steps before the epochs: the warm-up; for the two-stage CycleGAN also the
-        joint phase's steps (and DUIIT's joint warm-up), so both arms' translators train for the
-        same number of steps."""
-        if self.cfg.kind == "CYCLEGAN":
-            return self.cfg.translator_warmup_steps + self.cfg.epochs * self.steps_per_epoch()
-        return self.cfg.translator_warmup_steps if self.cfg.kind == "MIX" else 0
+        joint phase's steps, so both arms' translators train for the same number of steps."""
+        return self.method.translator_budget(self.cfg, self.steps_per_epoch)
 
     def _scale(self, ages: torch.Tensor) -> torch.Tensor:
         return (ages - self.age_mean) / self.age_std
@@ -253,8 +252,8 @@ class Trainer:
     def _train_epoch(self, steps: int) -> dict:
         for net in self.nets.values():
             net.train()
-        for k in ("G", "F") if self.cfg.kind == "CYCLEGAN" else ():
-            self.nets[k].eval()   # stage 2: the translators are frozen
+        for k in self.method.frozen_during_epochs:
+            self.nets[k].eval()   # the two-stage CycleGAN's translators during its predictor stage
         totals: dict[str, float] = {}
         start, drawn = time.perf_counter(), self._slices_drawn
         for i in range(steps):
@@ -300,7 +299,7 @@ class Trainer:
         x, r_x = self.draw(self.data.ct_train, "ct")
         if self._augment is not None:
             x = self._layout(augment_batch(self._augment, x))
-        return method_of(self.cfg.kind).step(self, x, r_x, measure_share)
+        return self.method.step(self, x, r_x, measure_share)
 
     def label_cues(self) -> dict:
         """The CT reader on G(source) for a fixed probe set of source slices, per source."""

@@ -1,22 +1,29 @@
-"""One strategy per family of settings: what a training step does after the real-CT batch is drawn.
+"""One strategy per family of settings (the first word of TrainConfig.setting):
 
-    predictor_only   PURE-CT, NAIVE-*, ORACLE-*, CYCLEGAN-* (stage 2), TL-* (the fine-tune), AUG-*
-    duiit            MIX-* (the joint step, eq. 3)
-    multitask        MTL-*
-    dann             DANN-*
+    predictor_only   PURE (real CT alone), AUG (torchvision's augmentations), NAIVE (raw source
+                     slices mixed in), ORACLE (the source patients rendered as CT)
+    duiit            MIX: the joint step (eq. 3)
+    two_stage        CYCLEGAN: translators alone, frozen, then P on real + translated
+    transfer         TL: P on the source, then fine-tuned on CT
+    adversarial      MTL and DANN: a shared trunk with a source head or a domain critic
 
-A method is handed the run (networks, optimisers, batches, config) and returns the step's loss terms
-as device tensors; the loop reads them once. Adding a baseline is one module here and one line in
-METHODS (see template.py and docs/methods.md).
+Each declares what its runs build, load and train (base.Method) and does one step; the loop asks
+it instead of branching on the setting. Adding a baseline is one module and one line in METHODS
+(template.py, docs/methods.md).
 """
 from __future__ import annotations
 
-from . import dann, duiit, multitask, predictor_only
+from .adversarial import Dann, MultiTask
+from .base import Method
+from .duiit import Duiit
+from .predictor_only import Augmented, Oracle, PredictorOnly, RawSources
+from .transfer import Transfer
+from .two_stage import TwoStage
 
-# setting kind (the first word of TrainConfig.setting) → the module whose step() trains it
-METHODS = {"PURE": predictor_only, "AUG": predictor_only, "NAIVE": predictor_only, "ORACLE": predictor_only,
-           "CYCLEGAN": predictor_only, "TL": predictor_only, "MIX": duiit, "MTL": multitask, "DANN": dann}
+METHODS: dict[str, Method] = {"PURE": PredictorOnly(), "AUG": Augmented(), "NAIVE": RawSources(), "ORACLE": Oracle(),
+                              "MIX": Duiit(), "CYCLEGAN": TwoStage(), "TL": Transfer(), "MTL": MultiTask(),
+                              "DANN": Dann()}
 
 
-def method_of(kind: str):
+def method_of(kind: str) -> Method:
     return METHODS[kind]

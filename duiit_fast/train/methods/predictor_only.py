@@ -1,13 +1,32 @@
-"""P alone on real CT plus, where the setting has them, one batch of each extra set per step (ORACLE:
-the source patients rendered as CT; NAIVE: the raw source slices; CYCLEGAN's stage 2: their
-translations by the frozen G), in one call so BatchNorm mixes them as in the joint step."""
+"""P alone: on real CT (PURE-CT), with torchvision's augmentations (AUG-*), or with one batch of each
+extra set per step in one call, so BatchNorm mixes them as the joint step does: the raw source slices
+(NAIVE) or the source patients rendered as CT (ORACLE, a perfect translator; phantom only)."""
 from __future__ import annotations
 
-from ..step import predictor_step
+from .base import Method
 
 
-def step(run, x, r_x, measure_share: bool = False) -> dict:
-    sets = run.extra_sets()
-    extra = [run.draw(sets[k], f"extra:{k}") for k in run.cfg.sources if k in sets]   # the run's source order
-    return predictor_step(run.nets["P"], run.optimizers["pred"], x, r_x, extra, run.age_std, run.step_functions,
-                          run.world.size)
+class PredictorOnly(Method):
+    pass
+
+
+class Augmented(Method):
+    def ct_augmentation(self, cfg):
+        from ..augment import paper_augmentation
+        return paper_augmentation(cfg.setting, cfg.image_size)
+
+
+class RawSources(Method):
+    native_extra_sets = True
+
+    def extra_sets(self, run) -> dict:
+        return run.data.sources
+
+
+class Oracle(Method):
+    loads_sources = False
+    renders_sources_as_ct = True
+    native_extra_sets = True
+
+    def extra_sets(self, run) -> dict:
+        return run.data.sources_as_ct

@@ -1,16 +1,20 @@
-"""A template for a new baseline: copy this file, give it a name, add one line to METHODS.
+"""A template for a new baseline: copy this file, name the class, add one line to METHODS.
 
-The run hands a method: cfg, data (ct_train, sources, …), nets, optimizers, pools, step_functions (the
-possibly compiled loss functions), age_std, world, training_progress (0 → 1), draw(slices, name) (one
-augmented batch (images, scaled ages) from the sampler `name`), source_batches() and extra_sets().
-step() returns the loss terms as 0-d tensors (no host sync: the loop reads them once per step).
+Override what differs from P trained on real CT alone (base.Method lists every declaration). The run
+hands step(): cfg, data, nets, optimizers, pools, step_functions (the compiled or eager loss
+functions), age_std, world, training_progress (0 → 1), draw(slices, name) (one augmented batch from the
+sampler `name`), source_batches(), translate(images, source). Return the loss terms as 0-d tensors: the
+loop reads them once per step and checks them and every network's weights for divergence.
 """
 from __future__ import annotations
 
 from ..step import predictor_step
+from .base import Method
 
 
-def step(run, x, r_x, measure_share: bool = False) -> dict:
-    """Here: P alone on the real-CT batch, the smallest complete method."""
-    return predictor_step(run.nets["P"], run.optimizers["pred"], x, r_x, None, run.age_std, run.step_functions,
-                          run.world.size)
+class Template(Method):
+    samples_sources = False
+
+    def step(self, run, x, r_x, measure_share: bool = False) -> dict:
+        return predictor_step(run.nets["P"], run.optimizers["pred"], x, r_x, None, run.age_std, run.step_functions,
+                              run.world.size)

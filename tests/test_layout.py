@@ -69,3 +69,7 @@ def test_no_module_over_400_lines():
     long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 400}
     assert not long, long
+
+
+def test_the_trainer_is_a_loop_of_at_most_300_lines():
+    assert len((PACKAGE / "train" / "trainer.py").read_text().splitlines()) <= 300

@@ -5,6 +5,10 @@ settings (its method's declarations). Functions of a Trainer `t`; the order of d
 runs' and must not change."""
 from __future__ import annotations
 
+import math
+
+import torch
+
 from ..data.pipeline import Augment, BatchSampler, MemoryEngine
 
 
@@ -52,3 +56,31 @@ def close_loaders(t) -> None:
     for loader in t.loaders.values():
         loader.close()
     t.loaders, t._loader_iters = {}, {}
+
+
+def steps_per_epoch(t) -> int:
+    if t.cfg.steps_per_epoch:
+        return t.cfg.steps_per_epoch
+    sizes = [len(t.data.ct_train)] + [len(s) for s in t.data.sources.values()]
+    # One pass over the largest set per epoch at any number of ranks (each takes its shard), so
+    # the per-epoch learning-rate schedule means the same under torch.distributed.
+    return max(1, math.ceil(max(sizes) / (t.batch_size * t.world.size)))
+
+
+def draw(t, slices, name: str):
+    """One batch (images, scaled ages) of `slices` from the sampler (or loader) `name`."""
+    if name in t.loaders:
+        batch = next(t._loader_iters[name])  # made ahead by the loader's prefetch thread
+        t._loader_states[name] = batch.state
+    else:
+        batch = t.engines[name].next_batch(slices.images, slices.ages)
+    t._slices_drawn += len(batch.ages)
+    ages = (batch.ages - t.age_mean) / t.age_std   # ages are scaled here, for every engine
+    return layout(t, batch.images), ages
+
+
+def layout(t, images: torch.Tensor) -> torch.Tensor:
+    """The run's memory format (channels_last where its fast path chose it)."""
+    if t._device_fast["channels_last"]:
+        return images.contiguous(memory_format=torch.channels_last)
+    return images

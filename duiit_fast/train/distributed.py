@@ -147,3 +147,12 @@ def rank_seed(seed: int, world: World, stream: int) -> int:
     """A seed for rank-local randomness (augmentation, image pools): the run's own seed on a single
     process, so a 1-process run draws exactly as before; a distinct stream per rank otherwise."""
     return seed if not world.distributed else seed + 1_000_003 * world.rank + 7919 * stream
+
+
+def join_world(nets, optimizers: dict, world, seed: int) -> None:
+    """Data parallelism: rank 0's weights everywhere, every optimiser averages its gradients over the
+    ranks before it steps, rank-local torch randomness."""
+    broadcast_from_main(nets.values())
+    for optimizer in optimizers.values():
+        average_gradients_before_step(optimizer, world)
+    torch.manual_seed(rank_seed(seed, world, 3))

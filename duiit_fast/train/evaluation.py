@@ -1,10 +1,15 @@
-"""What the loop asks of a trained state, apart from the loop: validation after each epoch and the
-best epoch on it, P's BatchNorm statistics re-estimated before every evaluation, the translators'
-label cues and IS/FID. Functions of a Trainer `t` (its networks, data and readers)."""
+"""What the loop asks of a trained state, apart from the loop: each step's loss terms read and checked
+for divergence, validation after each epoch and the best epoch on it, P's BatchNorm statistics
+re-estimated before every evaluation, the translators' label cues and IS/FID. Functions of a Trainer `t` (its networks, data and readers)."""
 from __future__ import annotations
 
+import math
+
+import torch
+
 from ..errors import DuiitError
-from ..eval.evaluate import patient_squared_errors, per_source, regression_metrics
+from .distributed import mean_over_ranks
+from ..eval.evaluate import patient_squared_errors, per_source, predict_ages, regression_metrics
 from ..eval.label_cues import evenly_spaced, label_cue_metrics, reader_features
 from ..models.predictor import recalibrate_batchnorm
 
@@ -27,7 +32,7 @@ def after_epoch(t, record: dict) -> None:
     if t.cfg.bn_stats != "running":
         recalibrate_batchnorm(t.eval_predictor, batchnorm_groups(t), t.device)
     val = t.data.split("val")
-    pred = t._predict_with(t.eval_predictor, val.images)
+    pred = predict_ages(t.eval_predictor, val.images, t.device, t.age_mean, t.age_std)
     record["val_mse"] = regression_metrics(pred, val)["mse"]
     # Per patient, so that the luck of choosing the best epoch can be taken out (cross_fitted_val_mse).
     record["val_patient_mse"], record["val_patient_slices"] = patient_squared_errors(pred, val)
@@ -77,3 +82,26 @@ def image_quality(t) -> dict:
         translated = t.translate(s.images[evenly_spaced(len(s), LABEL_CUE_PROBES)], k)
         return inception_metrics(model, translated, real, t.device)
     return per_source(t.cfg.sources, metrics_of)
+
+
+def read_step(t, parts: dict, where: str) -> dict:
+    """The step's loss terms as floats, after checking them and every net's weights (after the
+    update, so nothing non-finite is ever saved). One host sync per step for all of it: the
+    terms and one reduction per net travel to the host as one tensor."""
+    per_net = [torch.stack([p.detach().float().abs().sum() for p in net.parameters()]).sum()
+               for net in t.nets.values()]
+    names = list(parts)
+    values = torch.stack([torch.as_tensor(parts[k], device=t.device).float().reshape(()) for k in names]
+                         + per_net)
+    values = mean_over_ranks(values, t.world).tolist()   # every rank logs and checks the same numbers
+    read = dict(zip(names, values[:len(names)]))
+    bad = [k for k, v in read.items() if not math.isfinite(v)]
+    if bad:
+        raise DuiitError(f"training diverged at {where}: loss term {bad[0]} = {read[bad[0]]} "
+                         "(lower the learning rates)")
+    for name, total in zip(t.nets, values[len(names):]):
+        if not math.isfinite(total):
+            raise DuiitError(f"training diverged at {where}: the weights of {name} are no longer finite "
+                             f"after the update (losses {', '.join(f'{k} {v:.3g}' for k, v in read.items())}); "
+                             "lower the learning rates")
+    return read

@@ -182,3 +182,21 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DuiitConfigError(f"config device: {name} requested but CUDA is not available")
     return device
+
+
+def run_device(cfg, world) -> torch.device:
+    """The device a run trains on (one GPU per rank under torch.distributed), after checking that its
+    weights fit there, that DALI is installed where asked for, and setting the run's threads."""
+    from .schema import check_fits
+    device = resolve_device(cfg.device)
+    check_fits(cfg, device, training=False)   # the weights, before they are allocated
+    if world.distributed and device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", world.local_rank)
+    if cfg.loader == "dali":
+        from ..data.loaders import dali_available
+        if not dali_available():
+            raise DuiitConfigError("config loader: 'dali' needs nvidia-dali (pip install nvidia-dali-cuda130); "
+                                   "use 'auto' or 'torch' without it")
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    return device

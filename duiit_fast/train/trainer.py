@@ -2,19 +2,15 @@
 translates, and saves/loads checkpoints (atomically, every epoch)."""
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 from torch import nn
 
-from .. import ops
 from ..config import TrainConfig
-from ..errors import DuiitConfigError, DuiitError
-from ..eval.evaluate import predict_ages, regression_metrics, require_finite
+from ..errors import DuiitError
 from ..models import build_predictor
 from ..models.reader import AgeReader, OnScale
 from ..data.pipeline import BatchSampler, MemoryEngine
@@ -23,14 +19,13 @@ from .checkpoint import CHECKPOINT_NAME, RunFolder, read_checkpoint, write_check
 from .schema import check_fits, check_run_checkpoint
 from .state import restore_checked
 from .augment import augment_batch
-from . import batches, evaluation, phases
+from . import batches, evaluation, inference, phases
 from . import state as run_state
 from .networks import Networks
-from .fast import FastPath, build_step_functions, device_defaults, resolve_device, resolve_fast_path
-from .distributed import average_gradients_before_step, broadcast_from_main, current_world, mean_over_ranks, rank_seed
+from .fast import FastPath, build_step_functions, device_defaults, resolve_fast_path, run_device
+from .distributed import current_world, join_world, rank_seed
 from .methods import method_of
 from .step import SourceBatch, make_pools
-
 
 
 class Trainer:
@@ -45,23 +40,13 @@ class Trainer:
                  check_paths: bool = True):
         self.cfg = cfg.validate(check_paths)
         self.world = current_world()          # rank and size under torchrun; (0, 1) otherwise
-        self.device = resolve_device(cfg.device)
-        check_fits(cfg, self.device, training=False)   # the weights, before they are allocated
-        if self.world.distributed and self.device.type == "cuda" and self.device.index is None:
-            self.device = torch.device("cuda", self.world.local_rank)   # one GPU per rank
-        if cfg.loader == "dali":
-            from ..data.loaders import dali_available
-            if not dali_available():
-                raise DuiitConfigError("config loader: 'dali' needs nvidia-dali (pip install nvidia-dali-cuda130); "
-                                       "use 'auto' or 'torch' without it")
-        if cfg.num_threads:
-            torch.set_num_threads(cfg.num_threads)
+        self.device = run_device(cfg, self.world)   # also checks that the weights fit, before allocating them
         self.progress = progress
         self._data = data
         self.epoch = 0                       # epochs completed
         self.translator_steps = 0            # translator-only steps completed (warm-up / stage 1)
         self.pretrain_steps = 0              # TL: predictor steps on the source completed
-        self.training_progress = 0.0                 # fraction of the epochs' steps done (DANN's schedule)
+        self.training_progress = 0.0         # fraction of the epochs' steps done (DANN's schedule)
         self.history: list[dict] = []
         self.best: Optional[dict] = None     # {"epoch", "val_mse", "P": state} of the best epoch on val
         self.age_mean, self.age_std = 55.0, 20.0   # replaced by the CT training set's stats in fit
@@ -72,7 +57,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self._device_fast = device_defaults(cfg, self.device)   # bf16, channels_last, fused Adam
         self.fast: Optional[FastPath] = None   # all switches, resolved when training starts
-        self.step_functions = None                       # the step's (compiled / autocast) loss functions
+        self.step_functions = None           # the step's (compiled / autocast) loss functions
         self.nets = Networks.build(cfg, self.device, self.method, build_predictor)
         if self._device_fast["channels_last"]:
             self.nets.to(memory_format=torch.channels_last)
@@ -95,21 +80,7 @@ class Trainer:
         self._last_cues: Optional[dict] = None
         self._slices_drawn = 0               # training slices batched (every engine, every rank's own)
         if self.world.distributed:
-            self._join_world()
-
-    def _join_world(self) -> None:
-        """Data parallelism (train/distributed.py): rank 0's weights everywhere, every optimiser
-        averages its gradients over the ranks before it steps, rank-local torch randomness."""
-        broadcast_from_main(self.nets.values())
-        for optimizer in self.optimizers.values():
-            average_gradients_before_step(optimizer, self.world)
-        torch.manual_seed(rank_seed(self.cfg.seed, self.world, 3))
-
-    # -- construction -------------------------------------------------------------------------
-
-    def _setup_fast_path(self) -> None:
-        """Resolve compile/backend for the device and build the step's loss functions."""
-        self.use_fast_path(resolve_fast_path(self.cfg, self.device))
+            join_world(self.nets, self.optimizers, self.world, cfg.seed)
 
     def use_fast_path(self, fast: FastPath) -> None:
         """Run the steps under `fast` (its op backend entered around every step function and
@@ -120,7 +91,7 @@ class Trainer:
         if self.method.trains_jointly and self.cfg.pred_feedback == "ct_reader":
             reader = OnScale(self.readers["feedback"], self.age_mean, self.age_std)
         self.step_functions = build_step_functions(self.nets, self.cfg, fast, self.device, self.age_std, reader,
-                                         replicas=self.world.size)
+                                                   replicas=self.world.size)
 
     # -- data ---------------------------------------------------------------------------------
 
@@ -130,7 +101,7 @@ class Trainer:
             self._data = load_training_data(self.cfg, progress=self._bar if self.progress else None)
         return self._data
 
-    def _bar(self, iterable, **kwargs):
+    def _bar(self, iterable, **kwargs):   # a tqdm bar, off without progress
         from tqdm.auto import tqdm
         return tqdm(iterable, leave=False, disable=not self.progress, **kwargs)
 
@@ -138,47 +109,26 @@ class Trainer:
     def batch_size(self) -> int:
         return self.method.batch_size(self.cfg)
 
-    def extra_sets(self) -> dict:
-        """What P's batches add to real CT, per source (the method's extra sets)."""
+    def extra_sets(self) -> dict:   # what P's batches add to real CT, per source
         return self.method.extra_sets(self)
 
     def close_loaders(self) -> None:
         batches.close_loaders(self)
 
     def steps_per_epoch(self) -> int:
-        if self.cfg.steps_per_epoch:
-            return self.cfg.steps_per_epoch
-        sizes = [len(self.data.ct_train)] + [len(s) for s in self.data.sources.values()]
-        # One pass over the largest set per epoch at any number of ranks (each takes its shard), so
-        # the per-epoch learning-rate schedule means the same under torch.distributed.
-        return max(1, math.ceil(max(sizes) / (self.batch_size * self.world.size)))
-
-    def translator_budget(self) -> int:
-        """Translator-only steps before the epochs: the warm-up; for the two-stage CycleGAN also the
-        joint phase's steps, so both arms' translators train for the same number of steps."""
-        return self.method.translator_budget(self.cfg, self.steps_per_epoch)
-
-    def _scale(self, ages: torch.Tensor) -> torch.Tensor:
-        return (ages - self.age_mean) / self.age_std
+        return batches.steps_per_epoch(self)
 
     def draw(self, slices, name: str):
         """One batch (images, scaled ages) of `slices` from the sampler (or loader) `name`."""
-        if name in self.loaders:
-            batch = next(self._loader_iters[name])  # made ahead by the loader's prefetch thread
-            self._loader_states[name] = batch.state
-        else:
-            batch = self.engines[name].next_batch(slices.images, slices.ages)
-        self._slices_drawn += len(batch.ages)
-        return self._layout(batch.images), self._scale(batch.ages)   # ages: scaled here, for every engine
+        return batches.draw(self, slices, name)
 
     def source_batches(self) -> dict:
         """One batch of every source, in the run's source order (the order the samplers are drawn in)."""
         return {k: SourceBatch(*self.draw(self.data.sources[k], k)) for k in self.cfg.sources}
 
-    def _layout(self, images: torch.Tensor) -> torch.Tensor:
-        if self._device_fast["channels_last"]:
-            return images.contiguous(memory_format=torch.channels_last)
-        return images
+    def translator_budget(self) -> int:
+        """Translator-only steps before the epochs (the method's: warm-up, or the two-stage's stage 1)."""
+        return self.method.translator_budget(self.cfg, self.steps_per_epoch)
 
     # -- training -----------------------------------------------------------------------------
 
@@ -239,7 +189,7 @@ class Trainer:
             batches.init_loaders(self, self.batch_size)
         phases.prepare_readers(self)
         if self.fast is None:
-            self._setup_fast_path()
+            self.use_fast_path(resolve_fast_path(self.cfg, self.device))
 
     def warm_up(self, ckpt=None) -> None:
         """Translator-only steps up to translator_budget() (phases.warm_up)."""
@@ -273,32 +223,14 @@ class Trainer:
         return record
 
     def read_step(self, parts: dict, where: str) -> dict:
-        """The step's loss terms as floats, after checking them and every net's weights (after the
-        update, so nothing non-finite is ever saved). One host sync per step for all of it: the
-        terms and one reduction per net travel to the host as one tensor."""
-        per_net = [torch.stack([p.detach().float().abs().sum() for p in net.parameters()]).sum()
-                   for net in self.nets.values()]
-        names = list(parts)
-        values = torch.stack([torch.as_tensor(parts[k], device=self.device).float().reshape(()) for k in names]
-                             + per_net)
-        values = mean_over_ranks(values, self.world).tolist()   # every rank logs and checks the same numbers
-        read = dict(zip(names, values[:len(names)]))
-        bad = [k for k, v in read.items() if not math.isfinite(v)]
-        if bad:
-            raise DuiitError(f"training diverged at {where}: loss term {bad[0]} = {read[bad[0]]} "
-                             "(lower the learning rates)")
-        for name, total in zip(self.nets, values[len(names):]):
-            if not math.isfinite(total):
-                raise DuiitError(f"training diverged at {where}: the weights of {name} are no longer finite "
-                                 f"after the update (losses {', '.join(f'{k} {v:.3g}' for k, v in read.items())}); "
-                                 "lower the learning rates")
-        return read
+        """The step's loss terms as floats, checked with every net's weights (evaluation.read_step)."""
+        return evaluation.read_step(self, parts, where)
 
     def train_step(self, measure_share: bool = False) -> dict:
         """One step: the real-CT batch (augmented for AUG-*), then the setting's method (train/methods/)."""
         x, r_x = self.draw(self.data.ct_train, "ct")
         if self._augment is not None:
-            x = self._layout(augment_batch(self._augment, x))
+            x = batches.layout(self, augment_batch(self._augment, x))
         return self.method.step(self, x, r_x, measure_share)
 
     def label_cues(self) -> dict:
@@ -324,44 +256,19 @@ class Trainer:
 
     def predict(self, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
         """Ages in years for (N, 1, S, S) CT slices in [-1, 1]."""
-        require_finite(images, "predict")
-        return self._predict_with(self.eval_predictor, images, batch_size)
-
-    def _predict_with(self, predictor: nn.Module, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
-        return predict_ages(predictor, images, self.device, self.age_mean, self.age_std, batch_size)
+        return inference.predict(self, images, batch_size)
 
     def evaluate(self, split: str = "test") -> dict:
         """Slice-level MSE/MAE in years² / years on a CT split, and MSE of patient-mean predictions."""
-        slices = self.data.split(split)
-        return {**regression_metrics(self.predict(slices.images), slices), "split": self.split_protocol}
+        return inference.evaluate(self, split)
 
     @property
     def split_protocol(self) -> str:
-        if self.cfg.ct is not None and self.cfg.split == "image":
-            return "image-level (leaky: slices of one patient can be in train and test)"
-        return "patient-level"
+        return inference.split_protocol(self.cfg)
 
-    @torch.no_grad()
     def translate(self, images, source: str = "mri", batch_size: int = 32) -> torch.Tensor:
         """Translate source-modality slices (N, H, W) or (N, 1, H, W) in [-1, 1] into CT style."""
-        if "G" not in self.nets or source not in self.nets["G"]:
-            have = list(self.nets["G"]) if "G" in self.nets else []
-            raise DuiitConfigError(f"no translator for source {source!r} in setting {self.cfg.setting} "
-                                   f"(translators: {have or 'none'})")
-        x = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images, dtype=torch.float32)
-        if x.dim() == 3:
-            x = x[:, None]
-        if x.dim() != 4 or x.shape[1] != 1 or x.shape[-1] % 4 or x.shape[-2] % 4:
-            raise ValueError(f"translate needs (N, [1,] H, W) with H, W multiples of 4, got {tuple(x.shape)}")
-        require_finite(x, "translate")
-        G = self.nets["G"][source]
-        was_training = G.training
-        G.eval()
-        # The run's op backend: its resolved fast path once it has one, else the configured one.
-        with ops.use_backend(self.fast.backend if self.fast is not None else self.cfg.backend):
-            out = [G(x[i:i + batch_size].to(self.device)).float().cpu() for i in range(0, len(x), batch_size)]
-        G.train(was_training)
-        return torch.cat(out)
+        return inference.translate(self, images, source, batch_size)
 
     # -- checkpoints --------------------------------------------------------------------------
 

@@ -184,3 +184,12 @@ def test_split_protocol_reports_mean_and_std(tiny_config, tmp_path):
     mses = [r["mse"] for r in saved["runs"]]
     assert saved["mse_mean"] == pytest.approx(sum(mses) / 2) and saved["mse_std"] > 0
     assert "± " in summary["table"] and (tmp_path / "p" / "split-1" / "checkpoint.pt").exists()
+
+
+def test_each_epoch_logs_where_its_time_went(tiny_config):
+    trainer = Trainer(tiny_config("MIX-CT-MRI", epochs=2, decay_start_epoch=1), progress=False)
+    history = trainer.fit()
+    for record in history:
+        assert record["data_seconds"] > 0 and record["step_seconds"] > 0 and record["eval_seconds"] > 0
+        assert record["data_seconds"] + record["step_seconds"] == pytest.approx(record["seconds"])
+        assert record["checkpoint_seconds"] > 0 and record["pairs_per_s"] > 0

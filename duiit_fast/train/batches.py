@@ -6,6 +6,7 @@ runs' and must not change."""
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 
@@ -69,6 +70,7 @@ def steps_per_epoch(t) -> int:
 
 def draw(t, slices, name: str):
     """One batch (images, scaled ages) of `slices` from the sampler (or loader) `name`."""
+    start = time.perf_counter()
     if name in t.loaders:
         batch = next(t._loader_iters[name])  # made ahead by the loader's prefetch thread
         t._loader_states[name] = batch.state
@@ -76,7 +78,9 @@ def draw(t, slices, name: str):
         batch = t.engines[name].next_batch(slices.images, slices.ages)
     t._slices_drawn += len(batch.ages)
     ages = (batch.ages - t.age_mean) / t.age_std   # ages are scaled here, for every engine
-    return layout(t, batch.images), ages
+    images = layout(t, batch.images)
+    t.data_seconds += time.perf_counter() - start
+    return images, ages
 
 
 def layout(t, images: torch.Tensor) -> torch.Tensor:

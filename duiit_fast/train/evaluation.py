@@ -105,3 +105,17 @@ def read_step(t, parts: dict, where: str) -> dict:
                              f"after the update (losses {', '.join(f'{k} {v:.3g}' for k, v in read.items())}); "
                              "lower the learning rates")
     return read
+
+
+def epoch_record(t, steps: int, seconds: float, slices: int, data_seconds: float, totals: dict) -> dict:
+    """What the loop logs of an epoch: its time (of which drawing batches), throughput over all ranks,
+    learning rates and the mean of every loss term (grad_share: measured on the first step)."""
+    record = {"epoch": t.epoch, "steps": steps, "seconds": seconds, "data_seconds": data_seconds,
+              "step_seconds": seconds - data_seconds,
+              "pairs_per_s": steps * t.batch_size * t.world.size / max(seconds, 1e-9),
+              "slices_per_s": slices * t.world.size / max(seconds, 1e-9),   # CT, sources and extra sets
+              "lr": [g["lr"] for o in t.optimizers.values() for g in o.param_groups]}
+    record.update({k: v / steps for k, v in totals.items() if k != "grad_share"})
+    if "grad_share" in totals:
+        record["grad_share"] = totals["grad_share"]
+    return record

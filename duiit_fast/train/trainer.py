@@ -79,6 +79,7 @@ class Trainer:
         self._real_ct_features: tuple = (None, None)   # (the cues reader, its features of the real-CT probes)
         self._last_cues: Optional[dict] = None
         self._slices_drawn = 0               # training slices batched (every engine, every rank's own)
+        self.data_seconds = 0.0              # time spent drawing batches (waiting for a loader included)
         if self.world.distributed:
             join_world(self.nets, self.optimizers, self.world, cfg.seed)
 
@@ -161,14 +162,18 @@ class Trainer:
         steps = self.steps_per_epoch()
         epochs = self._bar(range(self.epoch, self.cfg.epochs), desc=f"{self.cfg.setting} epochs",
                            initial=self.epoch, total=self.cfg.epochs)
-        for _ in epochs:
+        for _ in epochs:   # the time outside the steps is logged beside it: evaluation, checkpoint
             record = self._train_epoch(steps)
+            start = time.perf_counter()
             evaluation.after_epoch(self, record)
+            record["eval_seconds"] = time.perf_counter() - start
             self.history.append(record)
             self.epoch += 1
             for s in self.schedulers.values():
                 s.step()
+            start = time.perf_counter()
             self.save(ckpt)
+            record["checkpoint_seconds"] = time.perf_counter() - start   # in the next epoch's checkpoint
         self.close_loaders()
         self.use_selected_predictor()
         return self.history
@@ -205,22 +210,14 @@ class Trainer:
         for k in self.method.frozen_during_epochs:
             self.nets[k].eval()   # the two-stage CycleGAN's translators during its predictor stage
         totals: dict[str, float] = {}
-        start, drawn = time.perf_counter(), self._slices_drawn
+        start, drawn, drawing = time.perf_counter(), self._slices_drawn, self.data_seconds
         for i in range(steps):
             self.training_progress = (self.epoch * steps + i) / max(self.cfg.epochs * steps, 1)
             parts = self.read_step(self.train_step(measure_share=(i == 0)), f"epoch {self.epoch}, step {i + 1}")
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0.0) + v
-        seconds = time.perf_counter() - start
-        record = {"epoch": self.epoch, "steps": steps, "seconds": seconds,
-                  "pairs_per_s": steps * self.batch_size * self.world.size / max(seconds, 1e-9),
-                  # every slice a step consumed (CT, sources, extra sets), over all ranks
-                  "slices_per_s": (self._slices_drawn - drawn) * self.world.size / max(seconds, 1e-9),
-                  "lr": [g["lr"] for o in self.optimizers.values() for g in o.param_groups]}
-        record.update({k: v / steps for k, v in totals.items() if k != "grad_share"})
-        if "grad_share" in totals:   # measured on the epoch's first step
-            record["grad_share"] = totals["grad_share"]
-        return record
+        return evaluation.epoch_record(self, steps, time.perf_counter() - start, self._slices_drawn - drawn,
+                                       self.data_seconds - drawing, totals)
 
     def read_step(self, parts: dict, where: str) -> dict:
         """The step's loss terms as floats, checked with every net's weights (evaluation.read_step)."""

@@ -126,6 +126,23 @@ def cmd_phantoms(args) -> int:
     return 0
 
 
+DATASET_FORMAT_HELP = "png (default): 16-bit PNG slices that store their HU scale; nifti: one volume per patient"
+
+
+def _bad_file_option(p) -> None:
+    p.add_argument("--on-bad-file", choices=["error", "skip"], default="error",
+                   help="error (default): stop at the first bad file; skip: leave it out and list it")
+
+
+def _output_options(p, out_help: str, dataset_format: bool = True) -> None:
+    """--out, --format (a dataset written as png or nifti), --overwrite and --no-progress."""
+    p.add_argument("--out", required=True, help=out_help)
+    if dataset_format:
+        p.add_argument("--format", choices=["png", "nifti"], default="png", help=DATASET_FORMAT_HELP)
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def add_parsers(sub) -> None:
     pd = sub.add_parser("predict", help="ages from CT with a trained model",
                         description="Predict ages for CT slices with a checkpoint: dataset folders (labels.csv; "
@@ -134,15 +151,12 @@ def add_parsers(sub) -> None:
     pd.add_argument("--model", required=True, help="a checkpoint written by duiit train / experiment")
     pd.add_argument("inputs", nargs="+", metavar="DIR_OR_FILE",
                     help="dataset folders (labels.csv), image files or DICOM series folders; read from anywhere")
-    pd.add_argument("--out", required=True, help="output folder (new or empty, apart from the inputs)")
+    _output_options(pd, "output folder (new or empty, apart from the inputs)", dataset_format=False)
     pd.add_argument("--png-rescale", nargs=2, type=float, metavar=("SLOPE", "INTERCEPT"),
                     help="HU = stored value·SLOPE + INTERCEPT for PNG/TIFF/JPEG files given without labels.csv "
                          "that do not store their own scale (1 -1024 for HU + 1024 files); without it such a "
                          "file is refused, never read as HU")
-    pd.add_argument("--on-bad-file", choices=["error", "skip"], default="error",
-                    help="error (default): stop at the first bad file; skip: leave it out and list it")
-    pd.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    pd.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _bad_file_option(pd)
     pd.set_defaults(func=cmd_predict)
 
     tr = sub.add_parser("translate", help="MRI/PET dataset → CT-like dataset with a trained DUIIT model",
@@ -152,13 +166,8 @@ def add_parsers(sub) -> None:
     tr.add_argument("--model", required=True, help="a checkpoint of a translator setting (MIX-*, CYCLEGAN-*)")
     tr.add_argument("--source", choices=["mri", "pet"], required=True, help="the inputs' modality")
     tr.add_argument("inputs", nargs="+", metavar="DIR", help="labelled source dataset folders (labels.csv)")
-    tr.add_argument("--out", required=True, help="output dataset folder (new or empty, apart from the inputs)")
-    tr.add_argument("--format", choices=["png", "nifti"], default="png",
-                    help="png (default): 16-bit PNG slices that store their HU scale; nifti: one volume per patient")
-    tr.add_argument("--on-bad-file", choices=["error", "skip"], default="error",
-                    help="error (default): stop at the first bad file; skip: leave it out and list it")
-    tr.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    tr.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _output_options(tr, "output dataset folder (new or empty, apart from the inputs)")
+    _bad_file_option(tr)
     tr.set_defaults(func=cmd_translate)
 
     exp = sub.add_parser("export", help="write a model's augmented training set (real CT + translated sources)",
@@ -166,11 +175,7 @@ def add_parsers(sub) -> None:
                                      "translated by G (named SOURCE-PATIENT) as one labelled CT dataset folder at "
                                      "the training size, for training in another framework or with duiit train.")
     exp.add_argument("--model", required=True, help="a checkpoint whose training data is still in place")
-    exp.add_argument("--out", required=True, help="output dataset folder (new or empty, apart from the run's data)")
-    exp.add_argument("--format", choices=["png", "nifti"], default="png",
-                     help="png (default): 16-bit PNG slices that store their HU scale; nifti: one volume per patient")
-    exp.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    exp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _output_options(exp, "output dataset folder (new or empty, apart from the run's data)")
     exp.set_defaults(func=cmd_export)
 
     dt = sub.add_parser("data", help="dataset tools")

@@ -94,11 +94,19 @@ def _config_of(data, path) -> TrainConfig:
 
 
 def expected_shapes(cfg: TrainConfig) -> dict:
-    """net name → (parameter/buffer name → shape) of the nets `cfg` builds, without allocating them."""
-    from .networks import Networks
-    with torch.device("meta"):
-        nets = Networks.build(cfg, torch.device("meta"), method_of(cfg.kind))
-    return {name: {k: tuple(v.shape) for k, v in net.state_dict().items()} for name, net in nets.items()}
+    """net name → (parameter/buffer name → shape) of the nets `cfg` builds, without allocating them.
+    Cached by what decides the shapes: a Trainer asks at construction, at fit and when loading."""
+    key = (cfg.kind, cfg.sources, cfg.predictor, cfg.generator, cfg.ngf, cfg.ndf, cfg.resolved_n_blocks,
+           cfg.image_size)
+    if key not in _SHAPES:
+        from .networks import Networks
+        with torch.device("meta"):
+            nets = Networks.build(cfg, torch.device("meta"), method_of(cfg.kind))
+        _SHAPES[key] = {name: {k: tuple(v.shape) for k, v in net.state_dict().items()} for name, net in nets.items()}
+    return _SHAPES[key]
+
+
+_SHAPES: dict = {}   # read only by callers
 
 
 def _check_nets(nets, expected: dict, cfg: TrainConfig, path) -> None:

@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from .config import TrainConfig
+from .config import FastConfig, TrainConfig
 
 # 200 epochs over the 3454 MRI slices (the larger set) in batches of 16 pairs: the paper's MIX-CT-MRI run.
 PAPER_EPOCHS, PAPER_MRI_SLICES, PAPER_BATCH = 200, 3454, 16
@@ -82,9 +82,9 @@ class StepHarness:
         self.size, self.variant, self.device = size, variant, device
         regions = self._regions(variant, device, regions)
         # compile_regions spelled out: the Trainer and device_defaults resolve the same regions (NHWC with them)
-        cfg = TrainConfig(setting="MIX-CT-MRI", device=str(device), seed=seed,
-                          precision="bf16" if variant.bf16 else "fp32", compile="on" if variant.compile else "off",
-                          compile_regions="on" if regions else "off", **SIZES[size])
+        fast = FastConfig(precision="bf16" if variant.bf16 else "fp32", compile="on" if variant.compile else "off",
+                          compile_regions="on" if regions else "off")
+        cfg = TrainConfig(setting="MIX-CT-MRI", device=str(device), seed=seed, fast=fast, **SIZES[size])
         self.cfg = cfg
         self.trainer = Trainer(cfg, data=None, progress=False)   # models only: the batch is synthetic
         defaults = device_defaults(cfg, device)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from .arms import SETTINGS, measured_bn_stats, setting_kind, setting_sources
 from .errors import DuiitConfigError
 from .paths import check_apart
 from .validation import Range, check, check_ranges, check_types, reject_unknown, short
@@ -25,34 +26,8 @@ BACKENDS = ("reference", "triton", "cpp", "auto")    # ops: the fused-op backend
 SOURCE_MODALITIES = ("mri", "pet")
 # The paper's image-level CT split: 1887 / 271 / 280 of 2438 slices (train / val / test).
 PAPER_IMAGE_SPLIT = (1887 / 2438, 271 / 2438, 280 / 2438)
-# PURE: the predictor on CT alone. MIX: DUIIT, translators and predictor trained jointly.
-# ORACLE: source patients rendered directly as CT (phantom only: a perfect translator).
-# NAIVE: raw source slices mixed in as if they were CT. CYCLEGAN: two-stage, translators trained
-# without the predictor (λ = 0), then frozen; the predictor learns from real + translated.
-SETTING_KINDS = ("MIX", "ORACLE", "NAIVE", "CYCLEGAN")
-SOURCE_COMBINATIONS = ("MRI", "PET", "MRI-PET")
-# TL / MTL / DANN: the paper's transfer, multi-task and domain-adversarial baselines, one source
-# (train/baselines.py). AUG: CT only with torchvision's augmentations (train/augment.py).
-BASELINE_KINDS = ("TL", "MTL", "DANN")
-SETTINGS = ("PURE-CT",) + tuple(f"{k}-CT-{s}" for k in SETTING_KINDS for s in SOURCE_COMBINATIONS) + tuple(
-    f"{k}-CT-{s}" for k in BASELINE_KINDS for s in ("MRI", "PET")) + ("AUG-SIMPLE", "AUG-AUTO", "AUG-ERASING")
 PRED_FEEDBACK = ("joint", "ct_reader")
 PREDICTOR_BN_STATS = ("real_ct", "training_mix", "running", "by_setting")
-# predictor_bn_stats = "by_setting": each setting's statistic as chosen on the phantom's cross-fitted validation MSE
-# (5 cohorts, the lower mean of real_ct and training_mix; docs/experiment/bn-training-mix/choice.txt). A setting
-# not measured keeps real_ct, the statistic every setting had before training_mix existed.
-BN_STATS_BY_SETTING = {
-    "ORACLE-CT-MRI": "training_mix",    # 41.4 vs 52.8 years², lower on 5 of 5 cohorts
-    "NAIVE-CT-MRI": "training_mix",     # 69.9 vs 80.7, 5 of 5
-    "MIX-CT-MRI": "training_mix",       # 59.3 vs 59.6, 3 of 5 (a tie the rule decides)
-    "CYCLEGAN-CT-MRI": "real_ct",       # 96.0 vs 94.5, training_mix lower on 1 of 5
-    "MTL-CT-MRI": "training_mix",       # 66.5 vs 94.2, 5 of 5
-    "DANN-CT-MRI": "training_mix",      # 74.1 vs 94.8, 4 of 5
-    "MTL-CT-PET": "training_mix",       # 76.9 vs 142.0, 5 of 5 (real_ct let cohort 2 run away)
-    "DANN-CT-PET": "training_mix",      # 72.3 vs 88.7, 4 of 5
-    "ORACLE-CT-PET": "training_mix",    # 43.7 vs 53.9, 5 of 5 (measured 2026-12-05 on the Zen 5)
-    "NAIVE-CT-PET": "training_mix",     # 75.5 vs 133.3, 5 of 5
-}
 SWITCHES = ("auto", "on", "off")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -72,6 +47,58 @@ class PhantomConfig:
 
 
 @dataclass
+class FastConfig:
+    """How a run executes (train/fast.py); none of it changes what is learned beyond rounding. "auto"
+    resolves per device: CUDA compiled bf16 channels_last; CPU eager, bf16 where the CPU has it natively."""
+    compile: str = "auto"            # auto | on | off: torch.compile the step's forward + losses
+    compile_regions: str = "auto"    # auto | on | off: compiled, each residual block compiled once (auto: on CPU)
+    precision: str = "auto"          # auto | fp32 | bf16: autocast; losses, weights, Adam stay fp32
+    channels_last: str = "auto"      # auto | on | off: NHWC nets and batches (auto: CUDA, compiled CPU block regions)
+    fused_optimizer: bool = True     # Adam(fused=True): one kernel for every parameter's update
+
+
+@dataclass
+class AugmentConfig:
+    """Random augmentations of every training batch (train/augment.py), drawn from the run's seed."""
+    flip: bool = True                # left-right flips
+    shift: int = 0                   # translations of up to this many pixels (air-padded)
+    crop_min: float = 1.0            # square crops of U[crop_min, 1] of the side, resized back
+
+
+# The tables of TrainConfig, each a [name] table in TOML and `name.KEY` for --set.
+TABLES = {"phantom": PhantomConfig, "fast": FastConfig, "augment": AugmentConfig}
+# Fields that moved into a table; configuration files and checkpoints written before use the flat
+# names, which still read as the table's field.
+MOVED_INTO_TABLES = {"compile": "fast.compile", "compile_regions": "fast.compile_regions",
+                     "precision": "fast.precision", "channels_last": "fast.channels_last",
+                     "fused_optimizer": "fast.fused_optimizer", "augment_flip": "augment.flip",
+                     "augment_shift": "augment.shift", "augment_crop_min": "augment.crop_min"}
+
+
+def nest_moved_fields(data: dict) -> dict:
+    """A configuration dict with the flat names of moved fields put into their tables (a flat name
+    wins over the table: `--set compile=on` on a stored configuration)."""
+    data = dict(data)
+    for old, new in MOVED_INTO_TABLES.items():
+        table, name = new.split(".")
+        if old in data and isinstance(data.get(table, {}), dict):
+            data[table] = {**data.get(table, {}), name: data.pop(old)}
+    return data
+
+
+def leaf_fields(data: dict) -> dict:
+    """A configuration dict (of any version: moved fields nested, removed knobs at their off value
+    dropped) as `field` / `table.field` → value: how stored configurations are compared."""
+    out = {}
+    for key, value in nest_moved_fields(without_removed_knobs(data)).items():
+        if key in TABLES and isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+@dataclass
 class TrainConfig:
     # Paper, appendix A.1
     lr_translator: float = 2e-4      # Adam learning rate of the translators G, F and the critics
@@ -87,8 +114,6 @@ class TrainConfig:
     setting: str = "MIX-CT-MRI"      # PURE-CT, MIX-CT-{MRI,PET,MRI-PET} (DUIIT), NAIVE-, ORACLE-, CYCLEGAN-,
                                      # TL-, MTL-, DANN-CT-{MRI,PET}, AUG-{SIMPLE,AUTO,ERASING} (README)
     image_size: int = 256            # training side in pixels (a multiple of 4): every modality is resized to it
-    backend: str = "auto"            # fused-op backend: auto (triton on CUDA, cpp on CPU), reference, cpp, triton
-    device: str = "auto"             # auto (CUDA when present), cpu or cuda[:N]
     seed: int = 0                    # initial weights, batch order, augmentation and image pools
     ct: Optional[str] = None         # CT dataset folder (labels.csv + images); none → the embedded phantom
     mri: Optional[str] = None        # MRI dataset folder (source), for settings that use MRI
@@ -114,11 +139,9 @@ class TrainConfig:
     ct_window: tuple = (40.0, 80.0)  # level, width in HU → [-1, 1]: the clinical brain window
     mri_percentiles: tuple = (1.0, 99.0)  # per-volume MRI percentiles mapped to -1 and 1
     pet_percentile: float = 100.0    # per-volume PET percentile mapped to 1 (100: the maximum)
-    augment_flip: bool = True        # random left-right flips of every training batch
-    augment_shift: int = 0           # random translations of up to this many pixels (air-padded)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # the [augment] table (below)
     loader: str = "memory"           # memory: slices resized once at load; torch / dali / auto:
                                      # native slices resized per batch (data/loaders.py)
-    augment_crop_min: float = 1.0    # random square crops of U[min, 1] of the side, resized back
     # DUIIT beyond the paper's recipe (each off, or the paper's behaviour, by default)
     translator_warmup_steps: int = 0  # translator-only steps (λ = 0) before the predictor sees
                                       # translations; CYCLEGAN's stage 1 is this plus the joint budget
@@ -140,38 +163,35 @@ class TrainConfig:
                                       # chunks that mix real CT 1:1 with every group P's batches hold (raw,
                                       # rendered or translated sources), as its training batches were
                                       # normalised; running: the momentum averages over the training batches;
-                                      # by_setting: the setting's choice on validation (BN_STATS_BY_SETTING)
+                                      # by_setting: the setting's choice on validation (arms.BN_STATS_BY_SETTING)
     label_cues: bool = True          # log the CT reader's MSE and slope on G(source) every epoch
     reader_steps: int = 600          # training steps of the CT reader(s) (label cues, ct_reader)
     reader_path: Optional[str] = None  # a saved CT reader to use instead of training one
     fid_weights: Optional[str] = None  # Inception v3 weights file (TF-Inception or torchvision): IS/FID of G(source) vs CT
-    # The fast path (train/fast.py): "auto" resolves per device (CUDA: compiled bf16; CPU: eager,
-    # bf16 where the CPU has it natively, else fp32)
-    compile: str = "auto"            # auto | on | off: torch.compile the step's forward + losses
-    compile_regions: str = "auto"    # auto | on | off: compiled, each residual block compiled once (auto: on CPU)
-    precision: str = "auto"          # auto | fp32 | bf16: autocast; losses, weights, Adam stay fp32
-    channels_last: str = "auto"      # auto | on | off: NHWC nets and batches (auto: CUDA, compiled CPU block regions)
-    fused_optimizer: bool = True     # Adam(fused=True): one kernel for every parameter's update
+    # Where and how it runs
+    device: str = "auto"             # auto (CUDA when present), cpu or cuda[:N]
+    backend: str = "auto"            # fused-op backend: auto (triton on CUDA, cpp on CPU), reference, cpp, triton
+    fast: FastConfig = field(default_factory=FastConfig)  # the [fast] table (below)
     out_dir: str = "runs/duiit"      # the run folder: checkpoint.pt, metrics, logs (apart from the data folders)
     num_threads: Optional[int] = None  # torch threads of this process; unset: torch's default
 
     @property
     def sources(self) -> tuple[str, ...]:
         """Source modalities of the setting, e.g. ("mri", "pet") for MIX-CT-MRI-PET."""
-        return tuple(m.lower() for m in self.setting.split("-")[2:])
+        return setting_sources(self.setting)
 
     @property
     def kind(self) -> str:
         """PURE, MIX (joint DUIIT), ORACLE (sources rendered as CT, phantom only), NAIVE (raw
         sources as CT), CYCLEGAN (two-stage translation) or AUG (CT with augmentations)."""
-        return self.setting.split("-")[0]
+        return setting_kind(self.setting)
 
     @property
     def bn_stats(self) -> str:
         """predictor_bn_stats with by_setting resolved."""
         if self.predictor_bn_stats != "by_setting":
             return self.predictor_bn_stats
-        return BN_STATS_BY_SETTING.get(self.setting, "real_ct")
+        return measured_bn_stats(self.setting)
 
     @property
     def intensity(self):
@@ -186,7 +206,8 @@ class TrainConfig:
         """Types first (one line naming the field), then ranges. check_paths=False skips the
         existence of data folders and helper files: a saved model is used without its training data."""
         check_types(self, "")
-        check_types(self.phantom, "phantom.")
+        for table in TABLES:
+            check_types(getattr(self, table), f"{table}.")
         check(self.setting in SETTINGS, "setting", f"must be one of {', '.join(SETTINGS)}, got {short(self.setting)}")
         check(self.backend in BACKENDS, "backend", f"must be one of {BACKENDS}, got {short(self.backend)}")
         check(self.generator in GENERATORS, "generator", f"must be one of {GENERATORS}, got {short(self.generator)}")
@@ -196,13 +217,15 @@ class TrainConfig:
         check_ranges(self, RANGES)
         check(self.image_size % 4 == 0, "image_size",
                f"must be a multiple of 4 (the PatchGAN needs it), got {self.image_size}")
-        check(self.augment_shift < self.image_size // 4, "augment_shift",
-               f"must lie in [0, image_size/4), got {self.augment_shift}")
+        check(self.augment.shift < self.image_size // 4, "augment.shift",
+               f"must lie in [0, image_size/4), got {self.augment.shift}")
         check(self.decay_start_epoch <= self.epochs, "decay_start_epoch",
                f"must lie in [0, epochs={self.epochs}], got {self.decay_start_epoch}")
         for name in ("compile", "compile_regions", "channels_last"):
-            check(getattr(self, name) in SWITCHES, name, f"must be one of {SWITCHES}, got {short(getattr(self, name))}")
-        check(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}, got {short(self.precision)}")
+            value = getattr(self.fast, name)
+            check(value in SWITCHES, f"fast.{name}", f"must be one of {SWITCHES}, got {short(value)}")
+        check(self.fast.precision in PRECISIONS, "fast.precision",
+              f"must be one of {PRECISIONS}, got {short(self.fast.precision)}")
         check(self.predictor_bn_stats in PREDICTOR_BN_STATS, "predictor_bn_stats",
                f"must be one of {PREDICTOR_BN_STATS}, got {short(self.predictor_bn_stats)}")
         check(self.val_fraction + self.test_fraction < 1, "val_fraction/test_fraction",
@@ -253,18 +276,20 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
-        data = dict(data)
-        phantom = data.pop("phantom", {}) or {}
-        if not isinstance(phantom, dict):
-            raise DuiitConfigError(f"config phantom: must be a table of phantom fields, got {short(phantom)}")
-        data = _without_removed_knobs(data)
+        data = nest_moved_fields(without_removed_knobs(dict(data)))
+        tables = {}
+        for name, table_cls in TABLES.items():
+            table = data.pop(name, {}) or {}
+            if not isinstance(table, dict):
+                raise DuiitConfigError(f"config {name}: must be a table of {name} fields, got {short(table)}")
+            reject_unknown(table_cls, table, f"{name}.")
+            tables[name] = table_cls(**table)
         reject_unknown(cls, data, "")
-        reject_unknown(PhantomConfig, phantom, "phantom.")
         for key in ("ct_window", "mri_percentiles"):
             if isinstance(data.get(key), list):
                 data[key] = tuple(data[key])
         try:
-            return cls(**data, phantom=PhantomConfig(**phantom))
+            return cls(**data, **tables)
         except TypeError as exc:
             raise DuiitConfigError(f"bad configuration: {exc}") from None
 
@@ -283,9 +308,10 @@ class TrainConfig:
             except tomllib.TOMLDecodeError:
                 value = raw
             table, _, name = key.rpartition(".")
-            if table not in ("", "phantom"):
-                raise DuiitConfigError(f"--set {short(text)}: unknown table {short(table)} (only phantom.KEY)")
-            (data["phantom"] if table else data)[name] = value
+            if table not in ("",) + tuple(TABLES):
+                raise DuiitConfigError(f"--set {short(text)}: unknown table {short(table)} "
+                                       f"(tables: {', '.join(TABLES)})")
+            (data[table] if table else data)[name] = value
         return TrainConfig.from_dict(data).validate(check_paths=False)
 
     @classmethod
@@ -318,7 +344,7 @@ RANGES = {
     "pool_size": Range(0, 10_000), "image_size": Range(32, 2048), "seed": SEED_RANGE, "split_seed": SEED_RANGE,
     "ngf": Range(1, 512), "ndf": Range(1, 512), "n_blocks": Range(0, 64),
     "steps_per_epoch": Range(1, MANY), "val_fraction": Range(0, 1, True, True), "test_fraction": Range(0, 1, True, True),
-    "pet_percentile": Range(0, 100, lo_open=True), "augment_crop_min": Range(0.1, 1), "augment_shift": Range(0, 512),
+    "pet_percentile": Range(0, 100, lo_open=True), "augment.crop_min": Range(0.1, 1), "augment.shift": Range(0, 512),
     "translator_warmup_steps": Range(0, MANY), "reader_steps": Range(0, MANY),
     "predictor_source_weight": Range(0, 100, lo_open=True), "num_threads": Range(1, 1024),
     "phantom.ct_train_patients": Range(0, 100_000), "phantom.ct_val_patients": Range(0, 100_000),
@@ -340,7 +366,8 @@ REMOVED_KNOBS = {"cycle_noise": 0.0, "critic_augment": False, "lambda_structure"
                  "predictor_bn_domains": "mixed", "predictor_beta1": None, "critic_layers": 3}
 
 
-def _without_removed_knobs(data: dict) -> dict:
+def without_removed_knobs(data: dict) -> dict:
+    """data without the removed knobs it holds at their off value; one that is on is refused."""
     kept = {}
     for key, value in data.items():
         if key not in REMOVED_KNOBS:

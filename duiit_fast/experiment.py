@@ -18,19 +18,13 @@ import sys
 import time
 from pathlib import Path
 
-from .config import PhantomConfig, TrainConfig
+from .arms import ALL_ARMS, DEFAULT_ARMS, VARIANT_SEPARATOR
+from .config import FastConfig, PhantomConfig, TrainConfig, leaf_fields
 from .errors import DuiitConfigError
 from .eval.experiment_report import cohort_dir_of, collect_results, write_report
 from .io import folder_lock, write_json
 from .train.methods import method_of
 
-DEFAULT_ARMS = ("PURE-CT", "ORACLE-CT-MRI", "NAIVE-CT-MRI", "CYCLEGAN-CT-MRI", "MIX-CT-MRI")
-# The paper's other baselines (Tables 3 and 4) on the phantom's MRI, then its PET settings.
-MRI_BASELINE_ARMS = ("TL-CT-MRI", "MTL-CT-MRI", "DANN-CT-MRI", "AUG-SIMPLE", "AUG-AUTO", "AUG-ERASING")
-PET_ARMS = ("MIX-CT-PET", "CYCLEGAN-CT-PET", "TL-CT-PET", "MTL-CT-PET", "DANN-CT-PET", "MIX-CT-MRI-PET")
-# `--arms all`: every arm of the paper's Tables 2–4 (plus ORACLE and NAIVE) on the phantom.
-ALL_ARMS = DEFAULT_ARMS + MRI_BASELINE_ARMS + PET_ARMS
-VARIANT_SEPARATOR = "@"          # MIX-CT-MRI@ct_reader: the same setting with pred_feedback="ct_reader"
 GRID_SLICES = 6
 
 
@@ -50,7 +44,7 @@ def experiment_config(quick: bool = False) -> TrainConfig:
     translations while G's discriminative gradient stays eq. 2's; over 5 cohorts × 5 training seeds
     its cross-fitted validation MSE was lower on 4 of 5 cohorts (66.5 vs 67.7 years², a small effect).
     predictor_bn_stats = by_setting: each arm's P is evaluated with the BatchNorm statistic its own
-    cross-fitted validation chose (config.BN_STATS_BY_SETTING): real-CT statistics handicapped the arms
+    cross-fitted validation chose (arms.BN_STATS_BY_SETTING): real-CT statistics handicapped the arms
     whose P trains on CT mixed with images unlike CT (NAIVE 80.7 → 69.9, ORACLE 52.8 → 41.4 years²).
     200 test patients per cohort (was 30; only test patients are added, so the trainings are the same):
     on 30 a cohort's test MSE was largely the luck of its patients: the record's trainings scored 6–17
@@ -65,7 +59,7 @@ def experiment_config(quick: bool = False) -> TrainConfig:
                       predictor_source_weight=0.5, predictor_bn_stats="by_setting",
                       # The recorded run (docs/experiment.md) used torch's foreach Adam; fused Adam
                       # rounds differently, and a GAN turns rounding into another trajectory.
-                      fused_optimizer=False)
+                      fast=FastConfig(fused_optimizer=False))
     if quick:
         cfg.phantom = dataclasses.replace(phantom, ct_test_patients=6, source_patients=8, slices_per_patient=6,
                                           ct_val_patients=3)
@@ -310,14 +304,14 @@ def _check_same_protocol(path: Path, base: TrainConfig) -> None:
     if not path.is_file():
         write_json(path, {"config": now})
         return
-    saved = json.loads(path.read_text()).get("config", {})
+    saved, now = leaf_fields(json.loads(path.read_text()).get("config", {})), leaf_fields(now)
     if not _same_protocol(saved, now):
         raise DuiitConfigError(f"{path.parent} holds an experiment run with another configuration; "
                                f"use a new --out folder{_only_test_set_differs(saved, now)}")
 
 
 def _same_protocol(saved: dict, now: dict) -> bool:
-    defaults = [json.loads(json.dumps(c.to_dict())) for c in (TrainConfig(), experiment_config())]
+    defaults = [leaf_fields(json.loads(json.dumps(c.to_dict()))) for c in (TrainConfig(), experiment_config())]
     return all(k in now and now[k] == v for k, v in saved.items()) and all(
         any(now[k] == d.get(k) for d in defaults) for k in now if k not in saved)
 
@@ -325,9 +319,8 @@ def _same_protocol(saved: dict, now: dict) -> bool:
 def _only_test_set_differs(saved: dict, now: dict) -> str:
     """A hint when a folder differs only in its test set's size (the 30 test patients of runs before
     2026-12-05): its trainings are today's, and can be re-read on the larger test set."""
-    old_test, new_test = saved.get("phantom", {}).get("ct_test_patients"), now["phantom"]["ct_test_patients"]
-    if old_test == new_test or not _same_protocol(
-            {**saved, "phantom": {**saved["phantom"], "ct_test_patients": new_test}}, now):
+    old_test, new_test = saved.get("phantom.ct_test_patients"), now["phantom.ct_test_patients"]
+    if old_test == new_test or not _same_protocol({**saved, "phantom.ct_test_patients": new_test}, now):
         return ""
     return (f" (its trainings are today's but were tested on {old_test} patients per cohort, not {new_test}: "
             f"`duiit experiment --out VIEW --from RUN --test-patients {new_test}` re-reads them)")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import TrainConfig
+from .config import TrainConfig, leaf_fields
 from .errors import DuiitConfigError
 from .eval.experiment_report import (GAP_INTERVAL, cohort_dir_of, collect_results, compare, source_of, verdict,
                                      write_report)
@@ -174,10 +174,10 @@ def reread(run: Path, test_patients: int, log=print) -> dict:
 # -- compose ---------------------------------------------------------------------------------------
 
 def _check_protocol(config: dict, source: str, fast_path: str, today: TrainConfig) -> TrainConfig:
-    defaults = json.loads(json.dumps(today.to_dict()))
-    saved = {k: v for k, v in config.items() if k not in FREE_FIELDS}
-    if saved.get("precision") == "bf16" and ", bf16," in fast_path:   # what "auto" picked on that CPU
-        saved["precision"] = defaults["precision"]
+    defaults = leaf_fields(json.loads(json.dumps(today.to_dict())))
+    saved = {k: v for k, v in leaf_fields(config).items() if k not in FREE_FIELDS}
+    if saved.get("fast.precision") == "bf16" and ", bf16," in fast_path:   # what "auto" picked on that CPU
+        saved["fast.precision"] = defaults["fast.precision"]
     differ = [k for k, v in saved.items() if k in defaults and defaults[k] != v]
     if differ:
         raise DuiitConfigError(f"{source}: not this experiment's protocol ({', '.join(differ)} differ)")

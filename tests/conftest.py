@@ -40,8 +40,19 @@ def tiny_config(tiny_phantom, tmp_path):
                       # suite's exactness checks must not depend on which CPU runs them.
                       precision="fp32")
         fields.update(overrides)
-        return TrainConfig(**fields)
+        return replaced(TrainConfig(phantom=fields.pop("phantom")), **fields)
     return make
+
+
+def replaced(cfg: TrainConfig, **fields) -> TrainConfig:
+    """cfg with `fields` changed; a table's field by its flat name (precision=, augment_flip=), as
+    configuration files and checkpoints written before the tables still name them."""
+    data = cfg.to_dict()
+    data.update(fields)
+    phantom = data.pop("phantom")
+    config = TrainConfig.from_dict({**data, "phantom": {}})
+    config.phantom = phantom if isinstance(phantom, PhantomConfig) else PhantomConfig(**phantom)
+    return config
 
 
 # Patient ids as a hostile or careless dataset may hold them: separators, climbing out, an absolute

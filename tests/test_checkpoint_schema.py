@@ -17,7 +17,7 @@ from duiit_fast.train.checkpoint import read_checkpoint, save_readers, write_che
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     """A tiny trained MIX-CT-MRI checkpoint's state and a PURE-CT one's path."""
-    from duiit_fast.config import PhantomConfig, TrainConfig
+    from duiit_fast.config import FastConfig, PhantomConfig, TrainConfig
     root = tmp_path_factory.mktemp("schema")
     phantom = PhantomConfig(ct_train_patients=3, ct_val_patients=2, ct_test_patients=2, source_patients=3,
                             slices_per_patient=2, ct_size=40, mri_size=32, pet_size=16, seed=1)
@@ -25,7 +25,7 @@ def saved(tmp_path_factory):
     for setting in ("MIX-CT-MRI", "PURE-CT"):
         cfg = TrainConfig(setting=setting, image_size=32, ngf=4, ndf=4, n_blocks=1, predictor="small", batch_size=2,
                           predictor_batch_size=4, epochs=1, decay_start_epoch=0, steps_per_epoch=2, phantom=phantom,
-                          out_dir=str(root / setting), reader_steps=3, precision="fp32")
+                          out_dir=str(root / setting), reader_steps=3, fast=FastConfig(precision="fp32"))
         trainer = Trainer(cfg, progress=False)
         trainer.fit()
         paths[setting] = root / setting / "checkpoint.pt"

@@ -5,7 +5,7 @@ import pytest
 
 from duiit_fast import TrainConfig
 from duiit_fast.config import PhantomConfig
-from duiit_fast.config import SETTINGS
+from duiit_fast.arms import SETTINGS
 from duiit_fast.cli import main
 from duiit_fast.errors import DuiitConfigError
 
@@ -41,7 +41,7 @@ def test_bad_values_raise_one_clear_error(field, value, message):
 
 
 def test_by_setting_statistics_resolve_to_each_settings_validation_choice():
-    from duiit_fast.config import BN_STATS_BY_SETTING
+    from duiit_fast.arms import BN_STATS_BY_SETTING
     resolved = {s: TrainConfig(setting=s, predictor_bn_stats="by_setting").validate().bn_stats
                 for s in ("PURE-CT", "NAIVE-CT-MRI", "ORACLE-CT-MRI", "CYCLEGAN-CT-MRI", "MIX-CT-MRI", "DANN-CT-MRI",
                           "MTL-CT-PET", "MIX-CT-PET", "AUG-AUTO")}
@@ -102,3 +102,22 @@ def test_the_configuration_page_is_generated_from_the_code():
         documented = {name: comment for _, name, comment in config_doc._field_comments(cls)}
         assert set(documented) == {f.name for f in dataclasses.fields(cls)}
         assert all(documented.values()), [n for n, c in documented.items() if not c]   # every field says what it does
+
+
+def test_fields_moved_into_tables_read_from_their_flat_names():
+    """Configuration files and checkpoints written before the [fast] and [augment] tables name their
+    fields flat; they read as the tables' fields, and a flat name given with the table wins."""
+    from duiit_fast.config import FastConfig, leaf_fields
+    old = {"compile": "on", "precision": "bf16", "fused_optimizer": False, "augment_flip": False,
+           "augment_crop_min": 0.8, "fast": {"compile": "off"}}
+    cfg = TrainConfig.from_dict(old)
+    assert cfg.fast == FastConfig(compile="on", precision="bf16", fused_optimizer=False)
+    assert (cfg.augment.flip, cfg.augment.shift, cfg.augment.crop_min) == (False, 0, 0.8)
+    assert leaf_fields(old) == {"fast.compile": "on", "fast.precision": "bf16", "fast.fused_optimizer": False,
+                                "augment.flip": False, "augment.crop_min": 0.8}
+    assert TrainConfig().with_settings(["compile=on"]).fast.compile == "on"
+    assert TrainConfig().with_settings(["fast.compile=off", "augment.shift=3"]).augment.shift == 3
+    with pytest.raises(DuiitConfigError, match="fast.speed"):
+        TrainConfig.from_dict({"fast": {"speed": 1}})
+    with pytest.raises(DuiitConfigError, match="fast.precision: must be one of"):
+        TrainConfig().with_settings(["precision=fp16"])

@@ -33,7 +33,7 @@ def test_demo_writes_metrics_report_and_figures(tmp_path, monkeypatch):
 def test_the_demo_quotes_the_recorded_experiment_with_its_spread_and_time():
     import json
     from duiit_fast.demo import RECORDED_EXPERIMENT, _recorded_experiment
-    from duiit_fast.experiment import DEFAULT_ARMS
+    from duiit_fast.arms import DEFAULT_ARMS
     rec = json.loads(RECORDED_EXPERIMENT.read_text())
     text = _recorded_experiment()
     assert list(rec["arms"]) == list(DEFAULT_ARMS) and rec["cohorts"] >= 5

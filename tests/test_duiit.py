@@ -409,7 +409,7 @@ def test_training_mix_statistics_come_from_what_p_trains_on(tiny_config, setting
 
 
 def test_by_setting_statistics_are_the_settings_choice_in_the_trainer(tiny_config):
-    # NAIVE chose training_mix on validation, the two-stage CycleGAN real_ct (config.BN_STATS_BY_SETTING).
+    # NAIVE chose training_mix on validation, the two-stage CycleGAN real_ct (arms.BN_STATS_BY_SETTING).
     naive = Trainer(tiny_config("NAIVE-CT-MRI", predictor_bn_stats="by_setting"), progress=False)
     naive.prepare()
     groups = evaluation.batchnorm_groups(naive)

@@ -5,6 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import replaced
+
 from duiit_fast.cli import main
 from duiit_fast.errors import DuiitConfigError
 from duiit_fast.eval.experiment_report import compare, paired_tests
@@ -157,7 +159,8 @@ def test_gap_interval_resamples_cohorts_and_seeds_with_the_arms_paired():
 
 
 def test_all_arms_expand_and_the_baselines_run_as_cells(tmp_path, tiny_base):
-    from duiit_fast.experiment import ALL_ARMS, expand_arms
+    from duiit_fast.arms import ALL_ARMS
+    from duiit_fast.experiment import expand_arms
     assert expand_arms(["PURE-CT", "all"]) == list(ALL_ARMS)
     arms = ["PURE-CT", "TL-CT-MRI", "MTL-CT-MRI", "DANN-CT-MRI", "AUG-AUTO"]
     results = run_experiment(tmp_path, cohorts=1, arms=arms, workers=2, base=tiny_base, log=lambda m: None)
@@ -191,13 +194,17 @@ def test_a_field_added_after_the_run_at_its_default_is_the_same_protocol(tmp_pat
     import dataclasses
     from duiit_fast.experiment import _check_same_protocol
     from duiit_fast.io import write_json
-    tiny_base = dataclasses.replace(tiny_base, precision="auto")   # the field at its default
+    tiny_base = replaced(tiny_base, precision="auto")   # the field at its default
     saved = json.loads(json.dumps(tiny_base.to_dict()))
-    del saved["precision"]                                   # as written before the field existed
+    del saved["fast"]["precision"]                           # as written before the field existed
     write_json(tmp_path / "experiment.json", {"config": saved})
     _check_same_protocol(tmp_path / "experiment.json", tiny_base)
+    flat = json.loads(json.dumps(tiny_base.to_dict()))       # as written before the [fast] table
+    flat.update(flat.pop("fast"))
+    write_json(tmp_path / "experiment.json", {"config": flat})
+    _check_same_protocol(tmp_path / "experiment.json", tiny_base)
     with pytest.raises(DuiitConfigError, match="another configuration"):
-        _check_same_protocol(tmp_path / "experiment.json", dataclasses.replace(tiny_base, precision="bf16"))
+        _check_same_protocol(tmp_path / "experiment.json", replaced(tiny_base, precision="bf16"))
     with pytest.raises(DuiitConfigError, match="another configuration"):
         _check_same_protocol(tmp_path / "experiment.json", dataclasses.replace(tiny_base, epochs=9))
 
@@ -229,7 +236,8 @@ def test_error_parts_add_up_to_the_mse():
 
 def test_each_arm_is_evaluated_with_its_own_chosen_statistic_unless_one_is_set(tmp_path):
     from duiit_fast.eval.experiment_report import _bn_stats_text
-    from duiit_fast.experiment import DEFAULT_ARMS, experiment_config, plan_jobs
+    from duiit_fast.arms import DEFAULT_ARMS
+    from duiit_fast.experiment import experiment_config, plan_jobs
     from duiit_fast.config import TrainConfig
     base = experiment_config(quick=True)
     assert base.predictor_bn_stats == "by_setting"

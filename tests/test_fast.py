@@ -3,6 +3,8 @@ step as the eager fp32 reference (compiled: tests marked slow plus one small com
 import dataclasses
 
 import pytest
+
+from conftest import replaced
 import torch
 
 from duiit_fast import Trainer, ops
@@ -117,8 +119,8 @@ def test_fused_flag_survives_loading_a_foreach_optimizer_state(tiny_config, tmp_
     plain.fit()
     fused = Trainer.load(tmp_path / "plain" / "checkpoint.pt")
     assert plain.optimizers["gen"].param_groups[0]["fused"] in (None, False)
-    assert fused.cfg.fused_optimizer is False   # the saved config: this run stays unfused
-    resumed = Trainer(dataclasses.replace(plain.cfg, fused_optimizer=True, epochs=3), progress=False)
+    assert fused.cfg.fast.fused_optimizer is False   # the saved config: this run stays unfused
+    resumed = Trainer(replaced(plain.cfg, fused_optimizer=True, epochs=3), progress=False)
     resumed.fit(resume=True)
     assert resumed.optimizers["gen"].param_groups[0]["fused"] is True and len(resumed.history) == 3
 
@@ -135,7 +137,7 @@ def _compiled_matches_eager(cfg_eager, cfg_compiled):
 def test_compiled_predictor_step_matches_eager(tiny_config):
     """The smallest compiled graph (PURE-CT: P's loss, fwd + bwd) against eager, fp32, one thread."""
     base = tiny_config("PURE-CT", backend="reference")
-    trainer = _compiled_matches_eager(base, dataclasses.replace(base, compile="on", out_dir=base.out_dir + "-c"))
+    trainer = _compiled_matches_eager(base, replaced(base, compile="on", out_dir=base.out_dir + "-c"))
     trainer.fit()                                   # and it keeps training, without graph breaks
     assert len(trainer.history) == 2
 
@@ -145,7 +147,7 @@ def test_compiled_predictor_step_matches_eager(tiny_config):
                                                 ("MIX-CT-MRI", {"predictor_source_weight": 0.5})])
 def test_compiled_joint_and_translator_steps_match_eager(tiny_config, setting, overrides):
     base = tiny_config(setting, backend="reference", translator_warmup_steps=2, **overrides)
-    trainer = _compiled_matches_eager(base, dataclasses.replace(base, compile="on", out_dir=base.out_dir + "-c"))
+    trainer = _compiled_matches_eager(base, replaced(base, compile="on", out_dir=base.out_dir + "-c"))
     trainer.fit()
     assert len(trainer.history) == 2
 

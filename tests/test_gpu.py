@@ -4,6 +4,8 @@ import dataclasses
 import math
 
 import pytest
+
+from conftest import replaced
 import torch
 
 from duiit_fast import ops
@@ -127,8 +129,8 @@ def test_cuda_joint_step_triton_matches_reference(tiny_config, exact_fp32, setti
 def test_cuda_compiled_triton_step_matches_eager_reference(tiny_config, exact_fp32):
     from test_fast import _assert_grads_close
     base = tiny_config("MIX-CT-MRI", precision="fp32", translator_warmup_steps=2)
-    _, ref_parts, ref_grads = _cuda_first_step(dataclasses.replace(base, compile="off", backend="reference"))
-    trainer, parts, grads = _cuda_first_step(dataclasses.replace(base, compile="on", backend="triton",
+    _, ref_parts, ref_grads = _cuda_first_step(replaced(base, compile="off", backend="reference"))
+    trainer, parts, grads = _cuda_first_step(replaced(base, compile="on", backend="triton",
                                                                  out_dir=base.out_dir + "-c"))
     assert trainer.fast.compile
     assert parts == pytest.approx(ref_parts, rel=1e-4)
@@ -137,8 +139,8 @@ def test_cuda_compiled_triton_step_matches_eager_reference(tiny_config, exact_fp
 
 def test_cuda_bf16_step_stays_close_to_fp32(tiny_config):
     base = tiny_config("MIX-CT-MRI", compile="off", translator_warmup_steps=2)
-    _, ref_parts, _ = _cuda_first_step(dataclasses.replace(base, precision="fp32"))
-    trainer, parts, _ = _cuda_first_step(dataclasses.replace(base, precision="bf16", out_dir=base.out_dir + "-b"))
+    _, ref_parts, _ = _cuda_first_step(replaced(base, precision="fp32"))
+    trainer, parts, _ = _cuda_first_step(replaced(base, precision="bf16", out_dir=base.out_dir + "-b"))
     assert trainer.fast.bf16
     assert all(p.dtype == torch.float32 for net in trainer.nets.values() for p in net.parameters())
     assert parts == pytest.approx(ref_parts, rel=0.05)

@@ -1,7 +1,7 @@
 """A setting's step and what it builds and loads are its method's (train/methods/): the registry picks
 it by the setting's kind, and a new method is one class plus one registry line."""
 from duiit_fast import Trainer
-from duiit_fast.config import SETTINGS
+from duiit_fast.arms import SETTINGS
 from duiit_fast.train.methods import METHODS, Duiit, Method, RawSources, method_of
 from duiit_fast.train.methods.template import Template
 

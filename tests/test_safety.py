@@ -122,7 +122,7 @@ def test_runaway_validation_error_is_flagged(tiny_config, monkeypatch):
     ("steps_per_epoch", "x", "steps_per_epoch: must be an integer"),
     ("num_threads", -1, "num_threads: must lie in \\[1, 1024\\]"),
     ("beta1", 1.5, "beta1: must lie in \\[0, 1\\)"),
-    ("augment_flip", "no", "augment_flip: must be true or false"),
+    ("augment_flip", "no", "augment.flip: must be true or false"),
     ("lr_translator", float("inf"), "lr_translator: must be a finite number"),
     ("phantom", 3, "phantom: must be a table"),
 ])

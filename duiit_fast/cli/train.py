@@ -94,11 +94,12 @@ def cmd_experiment(args) -> int:
     if args.cohort_ids or args.test_patients:
         from ..errors import DuiitConfigError
         raise DuiitConfigError("--cohort-ids and --test-patients make a view of a finished experiment: give --from RUN")
-    overrides = {k: getattr(args, k) for k in ("device", "precision", "compile", "fid_weights")
-                 if getattr(args, k) is not None}
+    overrides = {k: getattr(args, k) for k in ("device", "fid_weights") if getattr(args, k) is not None}
+    fast = {k: getattr(args, k) for k in ("precision", "compile") if getattr(args, k) is not None}
     if "fid_weights" in overrides:   # every cell is a process of its own: an absolute path
         overrides["fid_weights"] = str(Path(overrides["fid_weights"]).resolve())
-    base = dataclasses.replace(experiment_config(args.quick), **overrides).with_settings(args.set or [])
+    base = experiment_config(args.quick)
+    base = dataclasses.replace(base, fast=dataclasses.replace(base.fast, **fast), **overrides).with_settings(args.set or [])
     run_experiment(args.out, cohorts=args.cohorts, arms=args.arms, workers=args.workers, base=base, seeds=args.seeds)
     return 0
 
@@ -160,7 +161,7 @@ def add_parsers(sub) -> None:
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.set_defaults(func=cmd_train)
 
-    from ..experiment import DEFAULT_ARMS
+    from ..arms import DEFAULT_ARMS
     ex = sub.add_parser("experiment", help="PURE / ORACLE / NAIVE / two-stage CycleGAN / DUIIT over phantom cohorts",
                         description="Train every arm on each phantom cohort (one process per arm × cohort, "
                                     "the same predictor budget everywhere, paired by cohort) and write "

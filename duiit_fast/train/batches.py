@@ -14,7 +14,7 @@ from ..data.pipeline import Augment, BatchSampler, MemoryEngine
 
 
 def augment_spec(cfg) -> Augment:
-    return Augment(flip=cfg.augment_flip, crop_min=cfg.augment_crop_min, shift=cfg.augment_shift)
+    return Augment(flip=cfg.augment.flip, crop_min=cfg.augment.crop_min, shift=cfg.augment.shift)
 
 
 def init_samplers(t) -> None:

@@ -86,10 +86,10 @@ def device_defaults(cfg, device: torch.device) -> dict:
     regions' step ran 1.22× (fp32) and 2.17× (bf16) the eager fp32 reference against 1.18× / 2.10×
     in NCHW. Eager and unrolled CPU steps gain nothing from it (0.91× / 1.00× on the AVX2 CPU)."""
     cuda = device.type == "cuda"
-    regions = regions_for(_switch(cfg.compile, auto=cuda), device, cfg.compile_regions)
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and native_bf16(device))
-    return {"bf16": bf16, "channels_last": _switch(cfg.channels_last, auto=cuda or regions),
-            "fused_optimizer": cfg.fused_optimizer and device.type in ("cuda", "cpu")}
+    regions = regions_for(_switch(cfg.fast.compile, auto=cuda), device, cfg.fast.compile_regions)
+    bf16 = cfg.fast.precision == "bf16" or (cfg.fast.precision == "auto" and native_bf16(device))
+    return {"bf16": bf16, "channels_last": _switch(cfg.fast.channels_last, auto=cuda or regions),
+            "fused_optimizer": cfg.fast.fused_optimizer and device.type in ("cuda", "cpu")}
 
 
 # Inductor settings of a compiled step with block regions. With buffer reuse on, Inductor reuses the
@@ -114,11 +114,11 @@ def resolve_fast_path(cfg, device: torch.device) -> FastPath:
     Inductor fuses with the padding and activations around it: on the CPU the opaque C++ op measured
     1.02× vs 1.07× for compiled reference ops; on an H100 the Triton instance norm (a triton_op,
     visible to Inductor) 3.41× vs 3.52× (bench/RESULTS.md). An explicit backend is kept."""
-    compile_ = _switch(cfg.compile, auto=device.type == "cuda")
+    compile_ = _switch(cfg.fast.compile, auto=device.type == "cuda")
     backend = cfg.backend
     if compile_ and backend == "auto":
         backend = "reference"
-    regions = regions_for(compile_, device, cfg.compile_regions)
+    regions = regions_for(compile_, device, cfg.fast.compile_regions)
     return FastPath(compile=compile_, backend=backend, regions=regions, **device_defaults(cfg, device))
 
 

@@ -171,7 +171,7 @@ def estimate_bytes(cfg: TrainConfig) -> dict:
     passes = 4 * len(cfg.sources)            # G(y), F(G(y)), F(x), G(F(x)) per source
     batch = cfg.batch_size if method.samples_sources else cfg.predictor_batch_size
     activations = 4 * pixels * batch * (passes * generator + PREDICTOR_FLOATS_PER_PIXEL[cfg.predictor])
-    if cfg.precision == "bf16":
+    if cfg.fast.precision == "bf16":
         activations //= 2
     data = 0
     if cfg.ct is None:

@@ -12,7 +12,7 @@ import dataclasses
 
 import torch
 
-from ..config import TrainConfig
+from ..config import TrainConfig, leaf_fields
 from ..errors import DuiitConfigError, DuiitError
 from .checkpoint import json_roundtrip, reader_from_state
 from .schema import RESTORE_ERRORS, one_line
@@ -22,7 +22,7 @@ RANK_LOCAL_KEYS = ("pools", "pool_rng", "samplers", "loaders", "rng")   # differ
 # Resuming needs the configuration the checkpoint was trained with; only the length of the run
 # and where/how it executes may change.
 MAY_CHANGE_ON_RESUME = {"epochs", "decay_start_epoch", "out_dir", "num_threads", "device", "backend", "loader",
-                        "compile", "compile_regions", "fused_optimizer", "cache_dir", "on_bad_file", "translator_init",
+                        "fast.compile", "fast.compile_regions", "fast.fused_optimizer", "cache_dir", "on_bad_file", "translator_init",
                         "reader_path", "ct", "mri", "pet"}
 
 
@@ -60,13 +60,13 @@ def check_resumable(cfg: TrainConfig, world_size: int, state: dict, path) -> Non
         raise DuiitConfigError(f"{path}: written by {saved_world} process(es); resume it with as many "
                                f"(--nproc {saved_world}), not {world_size}: each rank's place in its "
                                "shard of the data is in the checkpoint")
-    theirs = TrainConfig.from_dict(state["config"]).to_dict()
-    ours = json_roundtrip(cfg.to_dict())
+    theirs = leaf_fields(TrainConfig.from_dict(state["config"]).to_dict())
+    ours = leaf_fields(json_roundtrip(cfg.to_dict()))
     differ = sorted(k for k in ours if k not in MAY_CHANGE_ON_RESUME and json_roundtrip(theirs.get(k)) != ours[k])
     if differ:
         first = differ[0]
         raise DuiitConfigError(f"{path}: cannot resume with another configuration: {first} was "
-                               f"{theirs.get(first)!r}, now {getattr(cfg, first)!r}"
+                               f"{theirs.get(first)!r}, now {ours[first]!r}"
                                + (f" (and {len(differ) - 1} more field(s))" if len(differ) > 1 else ""))
 
 

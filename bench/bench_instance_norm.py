@@ -11,7 +11,8 @@ import torch
 from duiit_fast import ops
 from duiit_fast.ops import reference
 
-from conftest import fused_backend, run_timed
+from conftest import run_timed
+from duiit_fast.ops import fused_backend
 
 # Backward-only timings reuse one graph (retain_graph=True), which compiled graphs with donated
 # buffers refuse; set before anything is compiled, since dynamo caches per code object.

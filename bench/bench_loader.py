@@ -39,6 +39,7 @@ def test_loader_throughput(benchmark, device, mixed_native, backend):
 def test_joint_step_consumption(benchmark, device):
     from duiit_fast.config import TrainConfig
     from duiit_fast.train.step import SourceBatch, joint_step
+    from duiit_fast.train.step_functions import build_step_functions
     from duiit_fast.train.trainer import Trainer
 
     from conftest import synchronize
@@ -49,8 +50,10 @@ def test_joint_step_consumption(benchmark, device):
     r = torch.randn(batch, device=device)
     sources = {"mri": SourceBatch(torch.rand_like(x) * 2 - 1, r)}
 
+    fns = build_step_functions(trainer.nets, cfg)
+
     def step():
-        joint_step(trainer.nets, trainer.optimizers, trainer.pools, x, r, sources, cfg)
+        joint_step(trainer.nets, trainer.optimizers, trainer.pools, x, r, sources, cfg, fns)
         synchronize(device)
     step()
     benchmark.extra_info.update(device=device_name(device), batch=batch)

@@ -7,10 +7,9 @@ precision): the oracle.
 
     python bench/compile_regions.py M bf16 none        # every block unrolled (as CUDA compiles)
     python bench/compile_regions.py M bf16 blocks      # each residual block one region (a CPU run)
-    python bench/compile_regions.py M bf16 generator   # G and F one region each (not shipped)
     CPP_WRAPPER=1 python bench/compile_regions.py M fp32 none   # Inductor's cpp_wrapper mode
 
-"blocks" runs with the Inductor options a compiled CPU run uses (train/fast.py,
+"blocks" runs with the Inductor options a compiled CPU run uses (train/step_functions.py,
 REGION_COMPILE_OPTIONS: no buffer reuse); REGION_OPTIONS=none runs it without them (the wrong
 values of docs/torch-nested-region-bug.md), REGION_OPTIONS=layout with NCHW convolutions instead.
 """
@@ -25,18 +24,17 @@ os.environ["TORCHINDUCTOR_CACHE_DIR"] = CACHE   # before torch is imported: a co
 
 import torch
 
-MODES = ("none", "blocks", "generator")
+MODES = ("none", "blocks")
 
 
-def mark_regions(mode: str) -> str:
-    from duiit_fast.models import generator
-    from duiit_fast.train import fast
-    if mode == "generator":
-        generator.ResnetGenerator.forward = torch.compiler.nested_compile_region(generator.ResnetGenerator.forward)
+def region_options() -> tuple:
+    from duiit_fast.train.step_functions import REGION_COMPILE_OPTIONS
     choice = os.environ.get("REGION_OPTIONS", "buffer_reuse")
-    fast.REGION_COMPILE_OPTIONS = {"buffer_reuse": fast.REGION_COMPILE_OPTIONS, "none": {},
-                                   "layout": {"layout_optimization": False}}[choice]
-    return f"regions: {mode}" + (f", Inductor options {fast.REGION_COMPILE_OPTIONS}" if mode == "blocks" else "")
+    return {"buffer_reuse": REGION_COMPILE_OPTIONS, "none": (), "layout": (("layout_optimization", False),)}[choice]
+
+
+def describe(mode: str) -> str:
+    return f"regions: {mode}" + (f", Inductor options {dict(region_options())}" if mode == "blocks" else "")
 
 
 def main(size: str, precision: str, mode: str, rounds: int = 5) -> None:
@@ -49,9 +47,9 @@ def main(size: str, precision: str, mode: str, rounds: int = 5) -> None:
     from duiit_fast.bench import StepHarness, variant_by_name
     from torch._dynamo.utils import compile_times
     eager_losses = StepHarness(size, variant_by_name(f"eager-reference-{precision}"), torch.device("cpu")).step()
-    described = mark_regions(mode)   # eager, a region is a plain call: the oracle above is the same either way
+    described = describe(mode)
     harness = StepHarness(size, variant_by_name(f"compiled-reference-{precision}"), torch.device("cpu"),
-                          regions=mode == "blocks")
+                          regions=mode == "blocks", region_options=region_options())
     start = time.perf_counter()
     losses = harness.step()
     first = time.perf_counter() - start

@@ -1,4 +1,5 @@
-"""Benchmark helpers: the device under test, its name, and the fused backend for it."""
+"""Benchmark helpers: the device under test, its name, and timing (the fused backend of a device is
+duiit_fast.ops.fused_backend, the resolver's)."""
 import platform
 
 import pytest
@@ -12,8 +13,6 @@ def device_name(device: torch.device) -> str:
     return f"{cpu} CPU, {torch.get_num_threads()} threads"
 
 
-def fused_backend(device: torch.device) -> str:
-    return "triton" if device.type == "cuda" else "cpp"
 
 
 def synchronize(device: torch.device) -> None:

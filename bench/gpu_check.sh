@@ -3,9 +3,9 @@
 # the repository root. CUDA correctness (tests/test_gpu.py: Triton vs reference ops fwd+bwd,
 # fp32/bf16, NCHW and channels_last; the Trainer's joint step fused/compiled/bf16 vs eager; host
 # syncs) while the paper-size joint-step variants compile, then their interleaved timing alone on the
-# GPU (bench/step_ab.py: eager fp32 reference, eager fused bf16 with the NHWC kernels and with the
-# old copies to NCHW, compiled reference bf16, compiled fused bf16), then a profile of the compiled
-# fused bf16 step, and bench/nested_region_repro.py on CUDA. GPU_CHECK_QUALITY=1 adds the
+# GPU (bench/step_ab.py: eager fp32 reference, eager fused bf16 (NHWC kernels),
+# compiled reference bf16, compiled fused bf16), then a profile of the compiled
+# fused bf16 step. GPU_CHECK_QUALITY=1 adds the
 # bf16-vs-fp32 phantom experiment (5 cohorts, ~5 min, beside the tests). Needs torch, triton, pytest (pytest-xdist optional), no network; the package runs
 # from the source tree (PYTHONPATH; no C++ build: CUDA uses the Triton kernels).
 set -uo pipefail
@@ -33,9 +33,6 @@ if [ -n "${GPU_CHECK_QUALITY:-}" ]; then
   done
 fi
 
-step "nested compile regions under Inductor on CUDA (wrong on the CPU with torch 2.14.1) in the background"
-timeout 150 python3 bench/nested_region_repro.py cuda > "$OUT/nested_region_cuda.txt" 2>&1 &
-
 step "CUDA correctness (tests/test_gpu.py) in the background"
 XDIST=(); python3 -c "import xdist" 2>/dev/null && XDIST=(-n 4)
 ( timeout 300 python3 -m pytest -v -rfE --tb=short -m gpu "${XDIST[@]}" tests/test_gpu.py -p no:cacheprovider \
@@ -45,7 +42,7 @@ TESTS=$!
 step "joint step at the paper's size (256², 16 pairs, ngf 64, ResNet50): build + compile now, time after the tests"
 timeout $(( $(left) - 100 )) python3 bench/step_ab.py --size paper --device cuda --rounds 10 \
   --wait-for "$W/tests.done" --wait-max 300 --build-budget $(( $(left) - 300 )) --json "$OUT/step_ab.json" \
-  --variants eager-reference-fp32 eager-fused-bf16 eager-fused-bf16:nchw-copy \
+  --variants eager-reference-fp32 eager-fused-bf16 \
              compiled-fused-bf16 compiled-reference-bf16 2>&1 | tee "$W/step_ab.log" | grep -v "^  " | tail -9
 wait $TESTS
 grep -E "passed|failed|error" "$OUT/gpu_tests.log" | tail -3
@@ -59,9 +56,9 @@ if [ "$(left)" -gt 60 ]; then
 fi
 
 wait
-cat "$OUT/nested_region_cuda.txt"
 if [ -n "${GPU_CHECK_QUALITY:-}" ]; then
-  python3 bench/paired_runs.py "$W/quality-fp32" "$W/quality-bf16" --json "$OUT/quality.json" 2>&1 | tee "$W/quality.txt"
+  for P in fp32 bf16; do echo "== $P"; cp "$W/quality-$P/results.json" "$OUT/quality-$P.json"
+    sed -n '1,25p' "$W/quality-$P/report.md"; done 2>&1 | tee "$OUT/quality.txt"
 fi
 step "packing logs"
 (cd "$W" && find . -path ./inductor -prune -o \( -name "*.log" -o -name "*.txt" -o -name "*.md" -o -name "*.json" \) \

@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from . import ops
 from .config import FastConfig, TrainConfig
 
 # 200 epochs over the 3454 MRI slices (the larger set) in batches of 16 pairs: the paper's MIX-CT-MRI run.
@@ -61,10 +62,6 @@ def variant_by_name(name: str) -> Variant:
                      f"{', '.join(v.name.replace(' ', '-') for v in VARIANTS + UNROLLED_VARIANTS)}")
 
 
-def _fused_backend(device: torch.device) -> str:
-    return "triton" if device.type == "cuda" else "cpp"
-
-
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -75,8 +72,9 @@ class StepHarness:
     compiled with block regions or not (None: as a run on this device would)."""
 
     def __init__(self, size: str, variant: Variant, device: torch.device, seed: int = 0,
-                 regions: bool | None = None):
-        from .train.fast import FastPath, device_defaults
+                 regions: bool | None = None, region_options: tuple | None = None):
+        from .train.fast import device_defaults
+        from .train.step_functions import REGION_COMPILE_OPTIONS, FastPath
         from .train.step import SourceBatch
         from .train.trainer import Trainer
         self.size, self.variant, self.device = size, variant, device
@@ -88,8 +86,9 @@ class StepHarness:
         self.cfg = cfg
         self.trainer = Trainer(cfg, data=None, progress=False)   # models only: the batch is synthetic
         defaults = device_defaults(cfg, device)
-        self.fast = FastPath(compile=variant.compile, backend=_fused_backend(device) if variant.fused else "reference",
-                             regions=regions, **defaults)
+        self.fast = FastPath(compile=variant.compile, backend=ops.fused_backend(device) if variant.fused else "reference",
+                             regions=regions, region_options=REGION_COMPILE_OPTIONS if region_options is None else region_options,
+                             **defaults)
         self.trainer.use_fast_path(self.fast)
         gen = torch.Generator().manual_seed(seed)
         b, s = cfg.batch_size, cfg.image_size
@@ -118,9 +117,10 @@ class StepHarness:
         """FLOPs of one step's forward and backward passes (torch's FLOP counter: convolutions and
         matmuls, i.e. what bounds the step), counted on the eager path."""
         from torch.utils.flop_counter import FlopCounterMode
-        from .train.step import StepFunctions, joint_step
+        from .train.step import joint_step
+        from .train.step_functions import EAGER, build_step_functions
         t = self.trainer
-        eager = StepFunctions.eager(t.nets, self.cfg, self.fast.backend)
+        eager = build_step_functions(t.nets, self.cfg, dataclasses.replace(EAGER, backend=self.fast.backend))
         with FlopCounterMode(display=False) as counter:
             joint_step(t.nets, t.optimizers, t.pools, self.x, self.ages, self.sources, self.cfg, fns=eager)
         return counter.get_total_flops()

@@ -33,5 +33,6 @@ def report() -> str:
     else:
         lines.append(f"extension   duiit_fast._C not usable ({ops._C_IMPORT_ERROR})")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    lines.append(f"backend     auto → {ops.resolve_backend('auto', device)} on {device.type}")
+    lines.append(f"backend     auto → instance norm {ops.resolve('instance_norm', 'auto', device)}, "
+                 f"losses {ops.resolve('loss', 'auto', device)} on {device.type}")
     return "\n".join(lines)

@@ -2,7 +2,7 @@
 
 Contract: duiit_fast/ops/reference.py::instance_norm_act. Constexpr flags select the fusion
 (HAS_WEIGHT, HAS_BIAS, HAS_RESIDUAL, ACT) so one kernel serves every layer of the models. The
-ACT codes are duiit_fast.ops.contract.ACT_CODES (none 0, relu 1, leaky_relu 2), as in csrc/. The
+ACT codes are duiit_fast.ops.instance_norm.ACT_CODES (none 0, relu 1, leaky_relu 2), as in csrc/. The
 LeakyReLU slope and eps are constexprs too (the models use one value of each), which keeps them
 exact in fp64 and leaves no float runtime argument: Inductor types those fp64 (see losses.py).
 Statistics: two passes over the plane in BLOCK chunks (mean, then sum of squared deviations),

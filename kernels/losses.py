@@ -2,7 +2,7 @@
 
 lsgan_loss(p, t) = mean((p - t)²), d/dp = 2(p - t)/n
 l1_loss(a, b)    = mean(|a - b|),  d/da = sign(a - b)/n (sign(0) = 0, as torch), d/db = -d/da
-One kernel per direction serves both losses (constexpr LOSS: duiit_fast.ops.contract.LOSS_CODES,
+One kernel per direction serves both losses (constexpr LOSS: duiit_fast.ops.losses.LOSS_CODES,
 lsgan 0, l1 1, as in csrc/). The forward writes one partial sum
 per block and the host adds them: deterministic, unlike atomics. Bytes: the forward reads the
 inputs once; the backward reads them again and writes each gradient.

@@ -12,6 +12,7 @@ from duiit_fast.models.generator import ResnetGenerator, regions_supported, resi
 from duiit_fast.train.checkpoint import read_checkpoint
 from duiit_fast.train import fast as fast_module
 from duiit_fast.train.fast import cpu_features, cpu_native_bf16, resolve_fast_path
+from duiit_fast.train.step_functions import REGION_COMPILE_OPTIONS, build_step_functions
 
 CPU = torch.device("cpu")
 
@@ -201,7 +202,7 @@ def test_compiled_generator_with_block_regions_matches_eager():
     with ops.use_backend("reference"):
         want = twice()
         with residual_blocks_as_regions(True):
-            got = torch.compile(twice, fullgraph=True, options=fast_module.REGION_COMPILE_OPTIONS)()
+            got = torch.compile(twice, fullgraph=True, options=dict(REGION_COMPILE_OPTIONS))()
     assert float(got) == pytest.approx(float(want), rel=1e-5)
     assert all(torch.equal(v, weights[k]) for k, v in g.state_dict().items())
 
@@ -295,7 +296,7 @@ def test_the_label_scale_is_a_graph_input_of_a_compiled_step(tiny_config, monkey
     trainer.nets["P"].eval()
     losses = []
     for scale in (2.0, 3.0):
-        fns = fast_module.build_step_functions(trainer.nets, trainer.cfg, resolve_fast_path(trainer.cfg, CPU), CPU,
+        fns = build_step_functions(trainer.nets, trainer.cfg, resolve_fast_path(trainer.cfg, CPU), CPU,
                                                 label_scale=scale)
         losses.append(float(fns.predictor_loss(images, targets, [2]).detach()))
     assert len(graphs) == 1   # the second scale ran the first graph: a float constant would have retraced

@@ -90,12 +90,13 @@ def test_cuda_channels_last_triton_op_compiles_with_inductor():
 
 
 def test_cuda_opcheck():
-    from duiit_fast.ops import triton_backend
+    from duiit_fast.ops import instance_norm, losses
+    norm, loss = instance_norm.triton_ops()[0], losses.triton_ops()[0]
     x = torch.randn(2, 3, 8, 8, device="cuda", requires_grad=True)
-    torch.library.opcheck(triton_backend.instance_norm_act, (x, None, None, None, "relu", 0.2, 1e-5))
+    torch.library.opcheck(norm, (x, None, None, None, "relu", 0.2, 1e-5))
     x_cl = torch.randn(2, 8, 8, 8, device="cuda").to(memory_format=torch.channels_last).requires_grad_()
-    torch.library.opcheck(triton_backend.instance_norm_act, (x_cl, None, None, None, "relu", 0.2, 1e-5))
-    torch.library.opcheck(triton_backend.loss, (x, None, 1.0, "lsgan"))
+    torch.library.opcheck(norm, (x_cl, None, None, None, "relu", 0.2, 1e-5))
+    torch.library.opcheck(loss, (x, None, 1.0, "lsgan"))
 
 
 # -- the joint step on CUDA: the Trainer's own path, not only the ops --------------------------

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from duiit_fast import ops
-from duiit_fast.ops import cpp_backend, reference
+from duiit_fast.ops import instance_norm as instance_norm_op, reference
 
 pytestmark = pytest.mark.skipif(not ops.cpp_available(), reason="duiit_fast._C is not built")
 
@@ -83,8 +83,8 @@ def test_opcheck_cpp_op():
     x = torch.randn(2, 3, 5, 6, dtype=torch.float64, requires_grad=True)
     w = torch.randn(3, dtype=torch.float64, requires_grad=True)
     b = torch.randn(3, dtype=torch.float64, requires_grad=True)
-    torch.library.opcheck(cpp_backend.instance_norm_act, (x, w, b, None, "leaky_relu", 0.2, 1e-5))
-    torch.library.opcheck(cpp_backend.instance_norm_act, (x, None, None, torch.randn_like(x), "none", 0.2, 1e-5))
+    torch.library.opcheck(instance_norm_op.instance_norm_act_cpp, (x, w, b, None, "leaky_relu", 0.2, 1e-5))
+    torch.library.opcheck(instance_norm_op.instance_norm_act_cpp, (x, None, None, torch.randn_like(x), "none", 0.2, 1e-5))
 
 
 def test_compiles_fullgraph():
@@ -130,31 +130,32 @@ def test_reference_gradcheck_fp64(act, residual):
     assert torch.autograd.gradcheck(lambda t: reference.l1_loss(t, torch.zeros_like(t) + 0.1), (p,))
 
 
-def test_default_backend_setting_is_used_and_validated():
-    x = torch.randn(1, 2, 3, 3)
-    try:
-        ops.set_default_backend("reference")
-        assert ops.resolve_backend(None, x.device) == "reference"
-        ops.set_default_backend(None)
-        assert ops.resolve_backend("cpp", x.device) == "cpp"
-        with pytest.raises(ValueError, match="backend must be one of"):
-            ops.set_default_backend("fast")
-    finally:
-        ops.set_default_backend(None)
+def test_the_resolver_takes_the_explicit_backend_else_auto_and_refuses_unknown_names():
+    cpu = torch.device("cpu")
+    assert ops.resolve("instance_norm", None, cpu) == ("cpp" if ops.cpp_available() else "reference")
+    assert ops.resolve("instance_norm", "reference", cpu) == "reference"
+    with pytest.raises(ValueError, match="backend must be one of"):
+        ops.resolve("loss", "fast", cpu)
+    with pytest.raises(RuntimeError, match="CPU tensors only"):
+        ops.resolve("loss", "cpp", torch.device("cuda"))
+    # A run's configured backend: compiled, "auto" is the reference (Inductor fuses it); explicit kept.
+    assert ops.run_backend("auto", compiled=True) == "reference"
+    assert ops.run_backend("auto", compiled=False) == "auto"
+    assert ops.run_backend("cpp", compiled=True) == "cpp"
 
 
 def test_use_backend_is_the_runs_default_for_its_block_only():
     cpu = torch.device("cpu")
-    outside = ops.resolve_backend(None, cpu)
+    outside = ops.resolve("instance_norm", None, cpu)
     with ops.use_backend("reference"):
-        assert ops.resolve_backend(None, cpu) == "reference"
-        assert ops.resolve_backend("cpp", cpu) == "cpp"          # an explicit backend still wins
+        assert ops.resolve("instance_norm", None, cpu) == "reference"
+        assert ops.resolve("instance_norm", "cpp", cpu) == "cpp"          # an explicit backend still wins
         with ops.use_backend(None):                              # None leaves the run's choice
-            assert ops.resolve_backend(None, cpu) == "reference"
-    assert ops.resolve_backend(None, cpu) == outside
+            assert ops.resolve("instance_norm", None, cpu) == "reference"
+    assert ops.resolve("instance_norm", None, cpu) == outside
     with pytest.raises(RuntimeError), ops.use_backend("reference"):
         raise RuntimeError("a failed step")
-    assert ops.resolve_backend(None, cpu) == outside            # restored after an error too
+    assert ops.resolve("instance_norm", None, cpu) == outside            # restored after an error too
     with pytest.raises(ValueError, match="backend must be one of"), ops.use_backend("cuda"):
         pass
 
@@ -163,7 +164,7 @@ def test_use_backend_is_the_runs_default_for_its_block_only():
 def test_each_fused_function_is_one_registered_op():
     """One torch.library op per function of each fused backend (forward and backward of the two op
     families): the Triton ops serve CUDA and the CPU interpreter alike."""
-    ops._triton_backend()   # a CPU process registers the Triton ops on first need
+    ops.register_triton_ops()   # a CPU process registers the Triton ops on first need
     ours = {s.name.split("::")[1] for s in torch._C._jit_get_all_schemas() if s.name.startswith("duiit_fast::")}
     assert ours == {f"{family}_{backend}{part}" for family in ("instance_norm_act", "loss")
                     for backend in ("cpp", "triton") for part in ("", "_backward")}

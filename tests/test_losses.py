@@ -59,9 +59,9 @@ def test_non_contiguous_and_half_inputs():
 def test_opcheck_and_compile_cpp_losses():
     a = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
     b = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
-    from duiit_fast.ops import cpp_backend
-    torch.library.opcheck(cpp_backend.loss, (a, b, 0.0, "l1"))
-    torch.library.opcheck(cpp_backend.loss, (a, None, 1.0, "lsgan"))
+    from duiit_fast.ops.losses import loss_cpp
+    torch.library.opcheck(loss_cpp, (a, b, 0.0, "l1"))
+    torch.library.opcheck(loss_cpp, (a, None, 1.0, "lsgan"))
     fn = torch.compile(lambda x, y: ops.l1_loss(x, y, backend="cpp") + ops.lsgan_loss(x, 1.0, backend="cpp"),
                        fullgraph=True, backend="aot_eager")
     out = fn(a, b)
@@ -79,12 +79,12 @@ def test_loss_argument_errors():
 
 
 def test_cpp_loss_backward_writes_no_gradient_for_a_data_target():
-    from duiit_fast.ops import cpp_backend
+    from duiit_fast.ops.losses import loss_cpp_backward
     a, b = torch.randn(50), torch.randn(50)
     g = torch.tensor(1.0)
-    grad_a, grad_b = cpp_backend.loss_backward(g, a, b, 0.0, "l1", False)
+    grad_a, grad_b = loss_cpp_backward(g, a, b, 0.0, "l1", False)
     assert grad_b.numel() == 0
-    grad_a2, grad_b2 = cpp_backend.loss_backward(g, a, b, 0.0, "l1", True)
+    grad_a2, grad_b2 = loss_cpp_backward(g, a, b, 0.0, "l1", True)
     torch.testing.assert_close(grad_a, grad_a2)
     torch.testing.assert_close(grad_b2, -grad_a2)
     # Through autograd: a target without requires_grad gets none, one with it gets −grad_a.
@@ -97,8 +97,9 @@ def test_cpp_loss_backward_writes_no_gradient_for_a_data_target():
 def test_auto_losses_on_cuda_take_the_reference_and_an_explicit_backend_is_kept():
     """Measured on an H200: the Triton losses lose to the eager reference (bench/RESULTS.md)."""
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    assert ops.loss_backend("auto", cuda) == "reference"
-    assert ops.loss_backend("reference", cuda) == "reference"
+    assert ops.resolve("loss", "auto", cuda) == "reference"
+    assert ops.resolve("loss", "reference", cuda) == "reference"
     if ops.triton_available():
-        assert ops.loss_backend("triton", cuda) == "triton"
-    assert ops.loss_backend("auto", cpu) == ("cpp" if ops.cpp_available() else "reference")
+        assert ops.resolve("loss", "triton", cuda) == "triton"
+        assert ops.resolve("instance_norm", "auto", cuda) == "triton"
+    assert ops.resolve("loss", "auto", cpu) == ("cpp" if ops.cpp_available() else "reference")

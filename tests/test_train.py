@@ -8,6 +8,7 @@ from duiit_fast import Trainer
 from duiit_fast.train.pool import ImagePool
 from duiit_fast.train.schedule import linear_decay_factor
 from duiit_fast.train.step import SourceBatch, generator_predictor_loss, joint_step
+from duiit_fast.train.step_functions import build_step_functions
 
 
 def _one_batch(trainer):
@@ -56,7 +57,8 @@ def test_discriminators_see_pooled_fakes(tiny_config):
     pool.query = lambda images: returned.append(original(images)) or returned[-1]
     seen = []
     trainer.nets["D_t"].register_forward_pre_hook(lambda m, inp: seen.append(inp[0]))
-    joint_step(trainer.nets, trainer.optimizers, trainer.pools, x, r_x, sources, trainer.cfg)
+    joint_step(trainer.nets, trainer.optimizers, trainer.pools, x, r_x, sources, trainer.cfg,
+               build_step_functions(trainer.nets, trainer.cfg))
     assert len(returned) == 1 and not returned[0].requires_grad
     assert any(s is returned[0] for s in seen)
     assert len(pool.images) == x.shape[0]  # the pool kept the batch's fakes
@@ -153,24 +155,24 @@ def test_save_load_translate(tiny_config, tmp_path):
 def test_reference_and_cpp_backends_give_matching_losses(tiny_config, monkeypatch):
     """The run's backend reaches every layer and loss without being passed to them: the C++ ops run
     in the cpp run (steps and translations) and never in the reference run."""
-    from duiit_fast.ops import cpp_backend
-    calls = {"instance_norm_act": 0, "loss": 0}
-    for name in calls:
-        op = getattr(cpp_backend, name)
+    from duiit_fast.ops import instance_norm, losses as loss_ops
+    calls = {"instance_norm_act_cpp": 0, "loss_cpp": 0}
+    for module, name in ((instance_norm, "instance_norm_act_cpp"), (loss_ops, "loss_cpp")):
+        op = getattr(module, name)
 
         def counted(*args, _op=op, _name=name):
             calls[_name] += 1
             return _op(*args)
-        monkeypatch.setattr(cpp_backend, name, counted)
+        monkeypatch.setattr(module, name, counted)
     losses, used = {}, {}
     for backend in ("reference", "cpp"):
         trainer = Trainer(tiny_config(backend=backend, epochs=1, steps_per_epoch=3,
                                       out_dir=f"{tiny_config().out_dir}-{backend}"), progress=False)
         losses[backend] = trainer.fit()[0]
         used[backend] = dict(calls)
-        calls.update(instance_norm_act=0, loss=0)
-    assert used["reference"] == {"instance_norm_act": 0, "loss": 0}
-    assert used["cpp"]["instance_norm_act"] > 0 and used["cpp"]["loss"] > 0
+        calls.update(instance_norm_act_cpp=0, loss_cpp=0)
+    assert used["reference"] == {"instance_norm_act_cpp": 0, "loss_cpp": 0}
+    assert used["cpp"]["instance_norm_act_cpp"] > 0 and used["cpp"]["loss_cpp"] > 0
     for key in ("loss", "trans", "pred", "d_t", "d_s"):
         assert losses["cpp"][key] == pytest.approx(losses["reference"][key], rel=1e-3, abs=1e-5)
 

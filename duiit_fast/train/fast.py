@@ -22,32 +22,12 @@ activations around them.
 """
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-
 import torch
 
 from .. import ops
 from ..errors import DuiitConfigError
-from ..models.generator import regions_supported, residual_blocks_as_regions
-from .networks import predictor_outputs
-from .step import GeneratorLosses, StepFunctions, discriminator_loss, \
-    generator_predictor_loss, squared_error_sum, translation_loss
-
-@dataclasses.dataclass(frozen=True)
-class FastPath:
-    compile: bool
-    bf16: bool
-    channels_last: bool
-    fused_optimizer: bool
-    backend: str           # the op backend the run's modules use
-    regions: bool = False  # compiled: each residual block one nested compile region
-
-    def describe(self) -> str:
-        compiled = "compiled" + (" (block regions)" if self.regions else "")
-        return (f"{compiled if self.compile else 'eager'}, {'bf16' if self.bf16 else 'fp32'}, "
-                f"{'channels_last' if self.channels_last else 'NCHW'}, "
-                f"{'fused' if self.fused_optimizer else 'foreach'} Adam, {self.backend} ops")
+from ..models.generator import regions_supported
+from .step_functions import FastPath
 
 
 def cpu_native_bf16() -> bool:
@@ -92,12 +72,6 @@ def device_defaults(cfg, device: torch.device) -> dict:
             "fused_optimizer": cfg.fast.fused_optimizer and device.type in ("cuda", "cpu")}
 
 
-# Inductor settings of a compiled step with block regions. With buffer reuse on, Inductor reuses the
-# memory of buffers a region call returns as aliases (its input, its weights) and writes a
-# channels-last weight copy into a parameter: a network whose blocks are regions computed wrong
-# values when called twice (relative error 0.15-0.41) and its weights changed (torch 2.14.1 CPU,
-# docs/torch-nested-region-bug.md). Without buffer reuse the joint step at M matched eager to 6e-7.
-REGION_COMPILE_OPTIONS = {"allow_buffer_reuse": False}
 
 
 def regions_for(compile_: bool, device: torch.device, choice: str = "auto") -> bool:
@@ -110,69 +84,11 @@ def regions_for(compile_: bool, device: torch.device, choice: str = "auto") -> b
 
 
 def resolve_fast_path(cfg, device: torch.device) -> FastPath:
-    """Everything resolved. Compiled, backend "auto" becomes the reference decomposition, which
-    Inductor fuses with the padding and activations around it: on the CPU the opaque C++ op measured
-    1.02× vs 1.07× for compiled reference ops; on an H100 the Triton instance norm (a triton_op,
-    visible to Inductor) 3.41× vs 3.52× (bench/RESULTS.md). An explicit backend is kept."""
+    """Everything resolved; the op backend by ops.run_backend (compiled, "auto" is the reference)."""
     compile_ = _switch(cfg.fast.compile, auto=device.type == "cuda")
-    backend = cfg.backend
-    if compile_ and backend == "auto":
-        backend = "reference"
+    backend = ops.run_backend(cfg.backend, compile_)
     regions = regions_for(compile_, device, cfg.fast.compile_regions)
     return FastPath(compile=compile_, backend=backend, regions=regions, **device_defaults(cfg, device))
-
-
-def _autocast(device: torch.device, bf16: bool):
-    if not bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-def build_step_functions(nets, cfg, fast: FastPath, device: torch.device, label_scale: float = 1.0,
-                         reader=None, replicas: int = 1) -> StepFunctions:
-    """The step's forward+loss functions under the fast path: each runs under bf16 autocast where
-    chosen (losses and their sums in fp32), is compiled with fullgraph=True (a graph break is an
-    error, not a silent slowdown) and is called under the run's op backend (ops.use_backend,
-    entered outside the compiled region). Optimiser steps, image pools and logging stay outside."""
-    def under_autocast(fn):
-        def run(*args):
-            with _autocast(device, fast.bf16):
-                return fn(*args)
-        return run
-
-    def compiled(fn):
-        options = REGION_COMPILE_OPTIONS if fast.regions else None
-        compiled_fn = torch.compile(fn, fullgraph=True, dynamic=False, options=options)
-
-        def run(*args):
-            with residual_blocks_as_regions(fast.regions):   # entered outside the compiled region
-                return compiled_fn(*args)
-        return run
-
-    def fast_version(fn):
-        fn = under_autocast(fn)
-        return ops.under_backend(compiled(fn) if fast.compile else fn, fast.backend)
-
-    if fast.compile:
-        # A graph input, not a constant: a Python float closure is baked into the compiled graph, so
-        # each dataset's age std (another per cohort) missed Inductor's cache and recompiled the
-        # joint graph: 37 s instead of 4 s from a warm cache at the experiment's size (RESULTS.md).
-        label_scale = torch.tensor(float(label_scale), device=device)
-
-    def gen_parts(x, r_x, sources):
-        losses = generator_predictor_loss(nets, x, r_x, sources, cfg.lambda_cyc, cfg.lambda_pred,
-                                          label_scale, reader, replicas, cfg.lambda_identity,
-                                          cfg.predictor_source_weight)
-        return losses.total, losses.trans, losses.pred, losses.feedback, losses.fakes
-
-    gen_fast = fast_version(gen_parts)
-    gen_eager = ops.under_backend(under_autocast(gen_parts), fast.backend)
-    trans_fn = fast_version(lambda x, sources: translation_loss(nets, x, sources, cfg.lambda_cyc, cfg.lambda_identity))
-    critic_fn = fast_version(lambda x, sources, pooled: discriminator_loss(nets, x, sources, pooled))
-    pred_fn = fast_version(lambda images, targets, counts: squared_error_sum(predictor_outputs(nets, images, counts),
-                                                                             targets, label_scale))
-    return StepFunctions(lambda x, r_x, sources: GeneratorLosses(*gen_fast(x, r_x, sources)), trans_fn,
-                         critic_fn, pred_fn, lambda x, r_x, sources: GeneratorLosses(*gen_eager(x, r_x, sources)))
 
 
 def resolve_device(name: str) -> torch.device:

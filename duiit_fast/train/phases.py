@@ -47,7 +47,7 @@ def warm_up(t, ckpt=None) -> None:
     for _ in bar:
         x, _ = t.draw(t.data.ct_train, "ct")
         sources = t.source_batches()
-        parts = translator_step(t.nets, t.optimizers, t.pools, x, sources, t.cfg, fns=t.step_functions)
+        parts = translator_step(t.nets, t.optimizers, t.pools, x, sources, t.step_functions)
         t.translator_steps += 1
         t.read_step(parts, f"translator step {t.translator_steps}")
         if ckpt is not None and (t.translator_steps % WARMUP_CHECKPOINT_EVERY == 0
@@ -64,8 +64,7 @@ def pretrain_on_source(t, ckpt=None) -> None:
     for _ in t._bar(range(t.pretrain_steps, budget), desc=f"{t.cfg.setting} pretraining",
                        initial=t.pretrain_steps, total=budget):
         xs, r_s = t.draw(t.data.sources[source], source)
-        parts = predictor_step(t.nets["P"], t.optimizers["pred"], xs, r_s, None, t.age_std, t.step_functions,
-                               t.world.size)
+        parts = predictor_step(t.optimizers["pred"], xs, r_s, None, t.step_functions, t.world.size)
         t.pretrain_steps += 1
         t.read_step(parts, f"pretraining step {t.pretrain_steps}")
         if t.pretrain_steps == budget:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from .. import ops
 from .networks import predictor_outputs
@@ -176,14 +175,12 @@ def gradient_share(losses: GeneratorLosses, nets, lambda_pred: float) -> torch.T
     return (norm(lambda_pred * losses.feedback) / norm(losses.trans).clamp_min(1e-30)).detach()
 
 
-def joint_step(nets, optimizers, pools, x, r_x, sources: dict, cfg, label_scale: float = 1.0,
-               reader=None, measure_share: bool = False, fns=None) -> dict:
+def joint_step(nets, optimizers, pools, x, r_x, sources: dict, cfg, fns, measure_share: bool = False) -> dict:
     """G/F/P update on the joint loss, then the discriminators on pooled fakes. The translators
     and P have their own Adam optimisers (lr 2e-4 and 1e-3) stepped on the same joint gradient:
     Adam is invariant to a constant loss scale, so λ in front of L_pred does not shrink P's steps.
     Returns 0-dim device tensors (no host sync here): the caller reads them once per step.
-    `fns` (train/fast.py) holds the possibly compiled, possibly bf16 loss functions."""
-    fns = fns or StepFunctions.eager(nets, cfg, label_scale=label_scale, reader=reader)
+    `fns` (train/step_functions.py) holds the possibly compiled, possibly bf16 loss functions."""
     _freeze_critics(nets)
     optimizers["gen"].zero_grad(set_to_none=True)
     optimizers["pred"].zero_grad(set_to_none=True)
@@ -202,9 +199,8 @@ def joint_step(nets, optimizers, pools, x, r_x, sources: dict, cfg, label_scale:
     return parts
 
 
-def translator_step(nets, optimizers, pools, x, sources: dict, cfg, fns=None) -> dict:
+def translator_step(nets, optimizers, pools, x, sources: dict, fns) -> dict:
     """CycleGAN alone (λ = 0, no predictor): the warm-up, and stage 1 of the two-stage baseline."""
-    fns = fns or StepFunctions.eager(nets, cfg)
     _freeze_critics(nets)
     optimizers["gen"].zero_grad(set_to_none=True)
     trans, fakes = fns.translation_loss(x, sources)
@@ -213,8 +209,7 @@ def translator_step(nets, optimizers, pools, x, sources: dict, cfg, fns=None) ->
     return {"trans": trans.detach(), **_critic_step(nets, optimizers, pools, x, sources, fakes, fns)}
 
 
-def predictor_step(predictor: nn.Module, optimizer, x, r_x, extra=None, label_scale: float = 1.0,
-                   fns=None, replicas: int = 1) -> dict:
+def predictor_step(optimizer, x, r_x, extra, fns, replicas: int = 1) -> dict:
     """PURE-CT, ORACLE, NAIVE and CycleGAN's stage 2: the predictor alone on real CT plus, where the
     setting has them, extra (images, ages) batches (oracle CT, raw or translated sources, one per
     source in the run's source order), in one call as in the joint step. `replicas`: as in
@@ -223,42 +218,11 @@ def predictor_step(predictor: nn.Module, optimizer, x, r_x, extra=None, label_sc
     images = torch.cat([x] + [e[0] for e in extra or ()])
     targets = torch.cat([r_x] + [e[1] for e in extra or ()])
     counts = tuple(len(t) for t in [r_x] + [e[1] for e in extra or ()])
-    if fns is None:
-        loss = squared_error_sum(predictor_outputs({"P": predictor}, images, counts), targets, label_scale)
-    else:
-        loss = fns.predictor_loss(images, targets, counts)
+    loss = fns.predictor_loss(images, targets, counts)
     (loss * replicas).backward()
     optimizer.step()
     mse = loss.detach() / len(targets)
     return {"loss": mse, "pred": mse}
-
-
-class StepFunctions:
-    """The forward + loss halves of the three kinds of step, as plain callables. The eager set is
-    the reference; train/fast.py builds the same functions compiled and/or under bf16 autocast."""
-
-    def __init__(self, generator_loss, translation_loss_fn, critic_loss, predictor_loss, eager_generator_loss):
-        self.generator_loss = generator_loss              # (x, r_x, sources) → GeneratorLosses
-        self.translation_loss = translation_loss_fn       # (x, sources) → (L_trans, fakes)
-        self.critic_loss = critic_loss                    # (x, sources, pooled) → (total, d_t, d_s)
-        self.predictor_loss = predictor_loss              # (images, targets, counts) → Σ squared error, years²
-        self.eager_generator_loss = eager_generator_loss  # for the gradient share's double backward
-
-    @classmethod
-    def eager(cls, nets, cfg, backend=None, label_scale: float = 1.0, reader=None,
-              replicas: int = 1) -> "StepFunctions":
-        """`backend`: the run's op backend, entered around each function (None: the ambient one)."""
-        def gen(x, r_x, sources):
-            return generator_predictor_loss(nets, x, r_x, sources, cfg.lambda_cyc, cfg.lambda_pred,
-                                            label_scale, reader, replicas, cfg.lambda_identity,
-                                            cfg.predictor_source_weight)
-        gen = ops.under_backend(gen, backend)
-        return cls(gen, ops.under_backend(lambda x, sources: translation_loss(nets, x, sources, cfg.lambda_cyc,
-                                                                             cfg.lambda_identity), backend),
-                   ops.under_backend(lambda x, sources, pooled: discriminator_loss(nets, x, sources, pooled), backend),
-                   lambda images, targets, counts: squared_error_sum(predictor_outputs(nets, images, counts), targets,
-                                                                     label_scale),
-                   gen)
 
 
 def make_pools(sources, pool_size: int, seed: int, device) -> dict:

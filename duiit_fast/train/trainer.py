@@ -22,7 +22,8 @@ from .augment import augment_batch
 from . import batches, evaluation, inference, phases
 from . import state as run_state
 from .networks import Networks
-from .fast import FastPath, build_step_functions, device_defaults, resolve_fast_path, run_device
+from .fast import device_defaults, resolve_fast_path, run_device
+from .step_functions import FastPath, build_step_functions
 from .distributed import current_world, join_world, rank_seed
 from .methods import method_of
 from .step import SourceBatch, make_pools

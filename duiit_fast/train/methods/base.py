@@ -65,5 +65,4 @@ class Method:
         """One training step after the real-CT batch; the loss terms as 0-d device tensors."""
         sets = self.extra_sets(run)
         extra = [run.draw(sets[k], f"extra:{k}") for k in run.cfg.sources if k in sets]   # the run's source order
-        return predictor_step(run.nets["P"], run.optimizers["pred"], x, r_x, extra, run.age_std, run.step_functions,
-                              run.world.size)
+        return predictor_step(run.optimizers["pred"], x, r_x, extra, run.step_functions, run.world.size)

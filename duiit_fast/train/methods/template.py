@@ -16,5 +16,4 @@ class Template(Method):
     samples_sources = False
 
     def step(self, run, x, r_x, measure_share: bool = False) -> dict:
-        return predictor_step(run.nets["P"], run.optimizers["pred"], x, r_x, None, run.age_std, run.step_functions,
-                              run.world.size)
+        return predictor_step(run.optimizers["pred"], x, r_x, None, run.step_functions, run.world.size)

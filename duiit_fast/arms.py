@@ -23,6 +23,24 @@ def setting_kind(setting: str) -> str:
     return setting.split("-")[0]
 
 
+def is_duiit(arm: str) -> bool:
+    """Whether an arm (SETTING or SETTING@variant) is DUIIT's joint training (the MIX kind)."""
+    return setting_kind(arm.partition(VARIANT_SEPARATOR)[0]) == "MIX"
+
+
+REFERENCE_ARM = "PURE-CT"   # every arm's gain is measured against P on real CT alone
+
+
+def oracle_arm(source: str) -> str:
+    """The ORACLE arm of a source set ("MRI", "PET", "MRI-PET"): the perfect translator's bound."""
+    return f"ORACLE-CT-{source}"
+
+
+def is_bound(arm: str) -> bool:
+    """Whether an arm is one of the gap's ends (PURE-CT below, an ORACLE above), not a method compared."""
+    return setting_kind(arm.partition(VARIANT_SEPARATOR)[0]) in ("PURE", "ORACLE")
+
+
 def setting_sources(setting: str) -> tuple[str, ...]:
     """Source modalities, e.g. ("mri", "pet") for MIX-CT-MRI-PET; () for PURE-CT and AUG-*."""
     return tuple(m.lower() for m in setting.split("-")[2:])

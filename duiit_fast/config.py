@@ -266,7 +266,6 @@ class TrainConfig:
                          "slices_per_patient", "source_patients"):
                 check(getattr(p, name) >= 1, f"phantom.{name}", f"must be at least 1, got {getattr(p, name)}")
         else:
-            check(self.kind != "ORACLE", "setting", "ORACLE needs the phantom (sources rendered as CT)")
             for m in self.sources:
                 check(getattr(self, m) is not None, m, f"setting {self.setting} needs a {m} data folder")
         return self

@@ -137,7 +137,8 @@ def run_arm_job(cfg: TrainConfig, cell_dir: Path, cohort_dir: Path) -> dict:
     from .train.checkpoint import CHECKPOINT_NAME
     from .train.trainer import Trainer
     method = method_of(cfg.kind)
-    if method.translators:   # the cohort's shared warm-up and readers, where this arm uses them
+    translators = bool(method.translator_sources(cfg))
+    if translators:   # the cohort's shared warm-up and readers, where this arm uses them
         tag = warmup_tag(cfg.sources)
         warm = cohort_dir / f"warmup{tag}" / CHECKPOINT_NAME
         cfg = dataclasses.replace(cfg, translator_init=str(warm) if warm.is_file() else None,
@@ -150,7 +151,7 @@ def run_arm_job(cfg: TrainConfig, cell_dir: Path, cohort_dir: Path) -> dict:
               "selected_epoch": trainer.best["epoch"] if trainer.best else None,
               "val_crossfit_mse": cross_fitted_val_mse(trainer.history),
               "history": trainer.history, "seconds": round(time.perf_counter() - start, 1)}
-    if method.translators:
+    if translators:
         result["label_cues"] = trainer.label_cues()   # the final translator (CycleGAN's is frozen)
         if cfg.fid_weights:
             result["label_cues"].update(trainer.image_quality())
@@ -215,11 +216,12 @@ def _cohort_jobs(base: TrainConfig, out: Path, c: int, seed_index: int, arms) ->
     cohort_dir = cohort_dir_of(out, c, seed_index)
     cfg = cohort_config(base, c, cohort_dir, seed_index, cache_dir=str(out / PHANTOM_CACHE))
     label = f"cohort {c}" + (f", seed {seed_index}" if seed_index else "")
-    by_sources: dict[tuple, list[str]] = {}
+    by_sources: dict[tuple, list[str]] = {}   # the translator arms by their sources
     for a in arms:
         arm_setting = TrainConfig(setting=parse_arm(a)[0])
-        if method_of(arm_setting.kind).translators:
-            by_sources.setdefault(arm_setting.sources, []).append(a)
+        sources = method_of(arm_setting.kind).translator_sources(arm_setting)
+        if sources:
+            by_sources.setdefault(sources, []).append(a)
     jobs, preps = [], {}
     for sources, translator_arms in by_sources.items():
         tag = warmup_tag(sources)
@@ -235,7 +237,7 @@ def _cohort_jobs(base: TrainConfig, out: Path, c: int, seed_index: int, arms) ->
         setting, overrides = parse_arm(arm)
         cell_dir = cohort_dir / arm
         arm_cfg = dataclasses.replace(cfg, **overrides, out_dir=str(cell_dir))
-        prep = preps.get(arm_cfg.sources) if method_of(arm_cfg.kind).translators else None
+        prep = next((preps[s] for s, translator_arms in by_sources.items() if arm in translator_arms), None)
         jobs.append(Job(f"{label}: {arm}", {"kind": "arm", "config": arm_cfg.to_dict(),
                                             "cohort_dir": str(cohort_dir), "cell_dir": str(cell_dir)},
                         cell_dir / "result.json", (prep.name,) if prep else ()))

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .arms import REFERENCE_ARM, is_bound, oracle_arm
 from .config import TrainConfig, leaf_fields
 from .errors import DuiitConfigError
 from .eval.experiment_report import (GAP_INTERVAL, cohort_dir_of, collect_results, compare, source_of, verdict,
@@ -113,12 +114,12 @@ def test_patient_interval(cells: dict, arm: str, first: int | None = None, draws
     """90 % percentile interval of the arm's gap share when only the test patients are redrawn (each
     cohort's first `first`, or all, with replacement, the same for every arm and seed): how much of the
     share is the luck of the test set. None without PURE-CT and the arm's ORACLE."""
-    oracle = f"ORACLE-CT-{source_of(arm)}"
-    if "PURE-CT" not in cells or oracle not in cells:
+    oracle = oracle_arm(source_of(arm))
+    if REFERENCE_ARM not in cells or oracle not in cells:
         return None
     rng = np.random.default_rng(seed)
     n_cohorts = len(cells[arm])
-    means = {a: np.zeros(draws) for a in ("PURE-CT", oracle, arm)}
+    means = {a: np.zeros(draws) for a in (REFERENCE_ARM, oracle, arm)}
     for c in range(n_cohorts):
         n = first or len(cells[arm][c][0]["patient_sq_errors"])
         picks = rng.integers(0, n, size=(draws, n))
@@ -127,7 +128,7 @@ def test_patient_interval(cells: dict, arm: str, first: int | None = None, draws
                 err = np.asarray(run["patient_sq_errors"][:n]) * np.asarray(run["patient_slices"][:n])
                 slices = np.asarray(run["patient_slices"][:n], float)
                 means[a] += err[picks].sum(1) / slices[picks].sum(1) / (n_cohorts * len(cells[a][c]))
-    p, o, m = means["PURE-CT"], means[oracle], means[arm]
+    p, o, m = means[REFERENCE_ARM], means[oracle], means[arm]
     low, high = np.percentile((p - m) / (p - o), GAP_INTERVAL)
     return [float(low), float(high)]
 
@@ -160,7 +161,7 @@ def reread(run: Path, test_patients: int, log=print) -> dict:
     arms = {arm: _reread_entry(cells[arm]) for arm in arm_names}
     n_original = cells[arm_names[0]][0][0]["n_original"]
     for arm in arm_names:
-        if not arm.startswith(("PURE-", "ORACLE-")):
+        if not is_bound(arm):
             both = test_patient_interval(cells, arm), test_patient_interval(cells, arm, first=n_original)
             if both[0] is not None:
                 arms[arm]["gap_closed_test_patient_interval"] = {"all": both[0], "original": both[1]}

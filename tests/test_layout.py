@@ -73,3 +73,38 @@ def test_no_module_over_400_lines():
 
 def test_the_trainer_is_a_loop_of_at_most_300_lines():
     assert len((PACKAGE / "train" / "trainer.py").read_text().splitlines()) <= 300
+
+
+# What a method declares (train/methods/base.py) and what names a setting: a conditional that reads
+# one of these outside train/methods/ and the experiment's arm table (arms.py) branches on the setting.
+SETTING_FLAGS = {"translators", "samples_sources", "loads_sources", "renders_sources_as_ct", "native_extra_sets",
+                 "cues_every_epoch", "trains_jointly", "uses_readers", "kind", "setting", "translator_sources",
+                 "sampled_sources", "loaded_sources", "sources_rendered_as_ct"}
+SETTING_WORDS = {"PURE", "MIX", "ORACLE", "NAIVE", "CYCLEGAN", "TL", "MTL", "DANN", "AUG"}
+
+
+def setting_branches() -> list[str]:
+    """file:line of every conditional (if, a ternary, a comprehension's if, and/or) whose test reads
+    a method's declaration or the setting's kind or name, outside train/methods/ and arms.py."""
+    found = set()
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE)
+        if rel.parts[:2] == ("train", "methods") or rel == Path("arms.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            tests = [node.test] if isinstance(node, (ast.If, ast.IfExp, ast.While)) else \
+                list(node.ifs) if isinstance(node, ast.comprehension) else \
+                [node] if isinstance(node, ast.BoolOp) else []
+            for test in tests:
+                for sub in ast.walk(test):
+                    is_dtype_kind = isinstance(sub, ast.Attribute) and sub.attr == "kind" and \
+                        isinstance(sub.value, ast.Attribute) and sub.value.attr == "dtype"   # numpy's, not a setting
+                    if (isinstance(sub, ast.Attribute) and sub.attr in SETTING_FLAGS and not is_dtype_kind) or (
+                            isinstance(sub, ast.Constant) and isinstance(sub.value, str)
+                            and sub.value.split("-")[0] in SETTING_WORDS):
+                        found.add(f"{rel}:{test.lineno}")
+    return sorted(found)
+
+
+def test_at_most_five_setting_branches_outside_the_methods():
+    assert len(setting_branches()) <= 5, setting_branches()

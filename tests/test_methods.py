@@ -26,3 +26,19 @@ def test_a_toy_method_trains_through_the_registry(tiny_config, monkeypatch):
     history = trainer.fit()
     assert len(calls) == 2 * trainer.steps_per_epoch() and calls[0] == (4, True) and not calls[1][1]
     assert len(history) == 2 and all("val_mse" in r and r["loss"] > 0 for r in history)
+
+
+def test_what_a_method_declares_decides_what_a_run_builds_and_loads(tiny_config, tmp_path):
+    """The loop asks the method for values: the sources it translates, samples, loads and renders as
+    CT, its pair batch, its readers; ORACLE on data folders is refused in one line."""
+    import pytest
+    from duiit_fast.errors import DuiitConfigError
+    cfg = tiny_config("MIX-CT-MRI-PET", batch_size=3, predictor_batch_size=5)
+    duiit, oracle, naive, tl = (method_of(k) for k in ("MIX", "ORACLE", "NAIVE", "TL"))
+    assert duiit.translator_sources(cfg) == duiit.sampled_sources(cfg) == ("mri", "pet")
+    assert duiit.pair_batch_size(cfg) == 3 and naive.pair_batch_size(cfg) == 5
+    assert oracle.loaded_sources(cfg) == () and oracle.sources_rendered_as_ct(cfg) == ("mri", "pet")
+    assert naive.translator_sources(cfg) == () and tl.sampled_sources(cfg) == ("mri", "pet")
+    assert duiit.reader_roles(cfg) == ["cues"] and naive.reader_roles(cfg) == []
+    with pytest.raises(DuiitConfigError, match="needs the phantom"):
+        oracle.check_uses(tiny_config("ORACLE-CT-MRI", ct=str(tmp_path), mri=str(tmp_path)))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..arms import REFERENCE_ARM, is_duiit, oracle_arm
 from ..io import write_text
 from .metrics import paired_tests   # noqa: F401  (re-exported: the report's tests)
 
@@ -132,10 +133,10 @@ def compare(arms: dict) -> dict:
     """Per arm: gap closed (on cohort means and per cohort, with its bootstrap interval) and paired
     tests against the references."""
     out = {}
-    pure = arms.get("PURE-CT", {})
+    pure = arms.get(REFERENCE_ARM, {})
     for arm, entry in arms.items():
         row = {}
-        oracle = arms.get(f"ORACLE-CT-{source_of(arm)}", {})   # the gap of the arm's source
+        oracle = arms.get(oracle_arm(source_of(arm)), {})   # the gap of the arm's source
         if pure.get("test_mse") and oracle.get("test_mse"):
             p, o, m = np.mean(pure["test_mse"]), np.mean(oracle["test_mse"]), np.mean(entry["test_mse"])
             row["gap_closed"] = float((p - m) / (p - o)) if p > o else float("nan")
@@ -263,8 +264,8 @@ def write_report(out: Path, results: dict, log=print) -> None:
 
 
 def verdict(arms: dict, comp: dict, n: int) -> str:
-    duiit = [a for a in arms if a.startswith("MIX-")]
-    if not duiit or "PURE-CT" not in arms:
+    duiit = [a for a in arms if is_duiit(a)]
+    if not duiit or REFERENCE_ARM not in arms:
         return "No DUIIT arm or no PURE-CT arm: no verdict."
     parts = []
     for arm in duiit:

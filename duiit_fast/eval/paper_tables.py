@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from ..arms import REFERENCE_ARM
+
 SIGNIFICANCE = 0.1   # the paper's threshold (appendix C)
 
 # (mean, std) of the paper's prediction errors; Table 5: IS (mean, std) and FID; Tables 6–7: p-values.
@@ -73,9 +75,9 @@ def table2(arms: dict) -> list[str]:
     lines += _table(["", *settings], [["ours (phantom)", *(_ours(arms, s) for s in settings)],
                                       ["paper", *(_paper(PAPER_TABLE2[s]) for s in settings)]])
     mixes = [s for s in settings[1:] if s in arms]
-    if "PURE-CT" not in arms or not mixes:
+    if REFERENCE_ARM not in arms or not mixes:
         return lines + ["", "Paper: every MIX setting is below PURE-CT. Here: PURE-CT or every MIX setting was not run."]
-    pure = np.mean(arms["PURE-CT"]["test_mse"])
+    pure = np.mean(arms[REFERENCE_ARM]["test_mse"])
     below = [s for s in mixes if np.mean(arms[s]["test_mse"]) < pure]
     verdict = "agrees" if len(below) == len(mixes) else "disagrees"
     return lines + ["", f"Paper: every MIX setting is below PURE-CT. Here {len(below)} of {len(mixes)} run "

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import torch
 
-AUGMENTATIONS = ("AUG-SIMPLE", "AUG-AUTO", "AUG-ERASING")
 
 
 class _OnUint8:
@@ -25,17 +24,34 @@ class _OnUint8:
         return self.transform(as_uint8).float() / 127.5 - 1.0
 
 
-def paper_augmentation(setting: str, size: int):
-    """The per-slice transform of an AUG-* setting: (1, S, S) → (1, S, S)."""
+def simple(size: int):
+    """Flips, rotations of up to 10° (air filled in) and random resized crops of 80–100 %."""
     from torchvision.transforms import v2
-    if setting == "AUG-SIMPLE":
-        return v2.Compose([v2.RandomHorizontalFlip(), v2.RandomRotation(10, fill=-1.0),   # fill: air
-                           v2.RandomResizedCrop(size, scale=(0.8, 1.0), antialias=True)])
-    if setting == "AUG-AUTO":
-        return _OnUint8(v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET))
-    if setting == "AUG-ERASING":
-        return v2.RandomErasing(p=0.5, value=0)   # torchvision's defaults: p 0.5, scale 2–33 %, value 0
-    raise ValueError(f"not an augmentation setting: {setting!r} (one of {AUGMENTATIONS})")
+    return v2.Compose([v2.RandomHorizontalFlip(), v2.RandomRotation(10, fill=-1.0),
+                       v2.RandomResizedCrop(size, scale=(0.8, 1.0), antialias=True)])
+
+
+def auto(size: int):
+    """AutoAugment's ImageNet policy."""
+    from torchvision.transforms import v2
+    return _OnUint8(v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET))
+
+
+def erasing(size: int):
+    """RandomErasing with torchvision's defaults: p 0.5, scale 2–33 %, value 0."""
+    from torchvision.transforms import v2
+    return v2.RandomErasing(p=0.5, value=0)
+
+
+# Each AUG-* setting's per-slice transform, (1, S, S) → (1, S, S), built for side S.
+AUGMENTATIONS = {"AUG-SIMPLE": simple, "AUG-AUTO": auto, "AUG-ERASING": erasing}
+
+
+def paper_augmentation(setting: str, size: int):
+    """The per-slice transform of an AUG-* setting."""
+    if setting not in AUGMENTATIONS:
+        raise ValueError(f"not an augmentation setting: {setting!r} (one of {tuple(AUGMENTATIONS)})")
+    return AUGMENTATIONS[setting](size)
 
 
 def augment_batch(transform, images: torch.Tensor) -> torch.Tensor:

@@ -57,14 +57,15 @@ def dann_coefficient(progress: float) -> float:
     return 2.0 / (1.0 + math.exp(-10.0 * min(max(progress, 0.0), 1.0))) - 1.0
 
 
-def build_extra_nets(kind: str, P: nn.Module, device) -> dict:
-    """MTL: the source head (a copy of P's head shape); DANN: the domain classifier."""
+def source_head(P: nn.Module, device) -> nn.Module:
+    """MTL's source head: a copy of the shape of P's head."""
+    return nn.Linear(head_of(P).in_features, 1).to(device)
+
+
+def domain_classifier(P: nn.Module, device) -> nn.Module:
+    """DANN's domain classifier on P's features."""
     width = head_of(P).in_features
-    if kind == "MTL":
-        return {"P_src": nn.Linear(width, 1).to(device)}
-    if kind == "DANN":
-        return {"D_dom": nn.Sequential(nn.Linear(width, 64), nn.ReLU(inplace=True), nn.Linear(64, 1)).to(device)}
-    return {}
+    return nn.Sequential(nn.Linear(width, 64), nn.ReLU(inplace=True), nn.Linear(64, 1)).to(device)
 
 
 def mtl_step(nets, optimizer, x, r_x, xs, r_s, label_scale: float) -> dict:

@@ -20,9 +20,9 @@ def augment_spec(cfg) -> Augment:
 def init_samplers(t) -> None:
     cfg, data, method = t.cfg, t.data, t.method
     shard = (t.world.rank, t.world.size)   # rank r takes every w-th index of each permutation
-    pair_batch = cfg.batch_size if method.translators else t.batch_size   # real CT and sources, as pairs
+    pair_batch = method.pair_batch_size(cfg)   # real CT and sources, as pairs
     t.samplers = {"ct": BatchSampler(len(data.ct_train), pair_batch, t.generator, *shard)}
-    for k in data.sources if method.samples_sources else ():
+    for k in method.sampled_sources(cfg):
         t.samplers[k] = BatchSampler(len(data.sources[k]), pair_batch, t.generator, *shard)
     for k, n in method.extra_sizes(t).items():
         t.samplers[f"extra:{k}"] = BatchSampler(n, t.batch_size, t.generator, *shard)
@@ -39,9 +39,8 @@ def init_loaders(t, batch_size: int) -> None:
     cfg = t.cfg
     rank, world = t.world.rank, t.world.size
     method = t.method
-    sets = {"ct": t.data.ct_train, **(t.data.sources if method.samples_sources else {}),
-            **({f"extra:{k}": s for k, s in method.extra_sets(t).items() if s.native is not None}
-               if method.native_extra_sets else {})}
+    sets = {"ct": t.data.ct_train, **{k: t.data.sources[k] for k in method.sampled_sources(cfg)},
+            **method.native_sets(t)}
     augment = augment_spec(t.cfg)
     t.loaders = {
         name: SliceLoader(s.native, s.ages, cfg.image_size, batch_size, augment, seed=cfg.seed + 7 * i,

@@ -61,8 +61,8 @@ def _phantom_data(cfg, progress=None) -> TrainingData:
 
     ct_train = render(cohorts["ct_train"], "ct")
     method = method_of(cfg.kind)
-    sources = {m: render(cohorts[m], m) for m in cfg.sources} if method.loads_sources else {}
+    sources = {m: render(cohorts[m], m) for m in method.loaded_sources(cfg)}
     # The source patients rendered directly as CT: what a perfect translator would produce.
-    as_ct = {m: render(cohorts[m], m, "ct") for m in cfg.sources} if method.renders_sources_as_ct else {}
+    as_ct = {m: render(cohorts[m], m, "ct") for m in method.sources_rendered_as_ct(cfg)}
     return TrainingData(ct_train, render(cohorts["ct_val"], "ct"), render(cohorts["ct_test"], "ct"),
                         sources, as_ct)

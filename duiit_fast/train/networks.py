@@ -28,6 +28,18 @@ def predictor_outputs(nets, images: torch.Tensor, counts) -> torch.Tensor:
 TRANSLATORS, CRITICS = ("G", "F"), ("D_t", "D_s")   # this order: checkpoints' optimiser states index it
 
 
+def build_translator_nets(cfg, device) -> dict:
+    """G_k, F_k and D_s,k per source and the shared CT critic D_t."""
+    def generator():
+        return build_generator(cfg.generator, cfg.ngf, cfg.resolved_n_blocks, cfg.image_size).to(device)
+
+    def critic():
+        return PatchDiscriminator(1, cfg.ndf).to(device)   # the paper's 70×70 PatchGAN
+    return {"G": nn.ModuleDict({k: generator() for k in cfg.sources}),
+            "F": nn.ModuleDict({k: generator() for k in cfg.sources}),
+            "D_s": nn.ModuleDict({k: critic() for k in cfg.sources}), "D_t": critic()}
+
+
 class Networks(nn.ModuleDict):
     """A ModuleDict keyed as above: one .to(), .train(), state per name (the checkpoint's layout)."""
 
@@ -36,16 +48,7 @@ class Networks(nn.ModuleDict):
         """`method` (train/methods/): which networks beside P its setting trains."""
         nets = cls({"P": build_p(cfg.predictor).to(device)})
         nets.update(method.extra_nets(nets["P"], device))   # MTL's source head, DANN's domain critic
-        if method.translators:
-            def generator():
-                return build_generator(cfg.generator, cfg.ngf, cfg.resolved_n_blocks, cfg.image_size).to(device)
-
-            def critic():
-                return PatchDiscriminator(1, cfg.ndf).to(device)   # the paper's 70×70 PatchGAN
-            nets["G"] = nn.ModuleDict({k: generator() for k in cfg.sources})
-            nets["F"] = nn.ModuleDict({k: generator() for k in cfg.sources})
-            nets["D_s"] = nn.ModuleDict({k: critic() for k in cfg.sources})
-            nets["D_t"] = critic()
+        nets.update(method.translator_nets(cfg, device))
         return nets
 
     def get(self, key: str, default=None):

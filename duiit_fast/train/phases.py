@@ -10,7 +10,6 @@ from ..eval.label_cues import train_reader
 from . import state as run_state
 from .checkpoint import load_reader, read_checkpoint
 from .schema import RESTORE_ERRORS, check_run_checkpoint, one_line
-from .methods import method_of
 from .step import predictor_step, translator_step
 
 WARMUP_CHECKPOINT_EVERY = 250  # translator-only steps between checkpoints during the warm-up
@@ -20,10 +19,7 @@ def prepare_readers(t) -> None:
     """The label-cue reader (real CT train, plus the source patients rendered as CT on the
     phantom) and, for pred_feedback = "ct_reader", the feedback reader (real CT train only)."""
     cfg, data = t.cfg, t.data
-    if not t.method.translators:
-        return
-    wanted = (["cues"] if cfg.label_cues else []) + (["feedback"] if cfg.pred_feedback == "ct_reader" else [])
-    for role in wanted:
+    for role in t.method.reader_roles(cfg):
         if role in t.readers:
             continue
         if cfg.reader_path is not None:
@@ -78,7 +74,7 @@ def load_translators(t, path) -> None:
     shared warm-up); the predictor and the data order stay this run's own."""
     state = read_checkpoint(path)
     theirs = check_run_checkpoint(state, path)
-    if not method_of(theirs.kind).translators:
+    if "G" not in state["nets"]:
         raise DuiitConfigError(f"config translator_init: {path} holds no translators (setting {theirs.setting})")
     keys = ("sources", "ngf", "ndf", "resolved_n_blocks", "image_size", "lambda_cyc", "lr_translator", "pool_size",
             "lambda_identity", "generator")

@@ -167,9 +167,9 @@ def estimate_bytes(cfg: TrainConfig) -> dict:
     parameters = sum(math.prod(s) for net in shapes.values() for s in net.values())
     pixels = cfg.image_size ** 2
     method = method_of(cfg.kind)
-    generator = 3 * cfg.ngf * (3.5 + cfg.resolved_n_blocks) if method.translators else 0
-    passes = 4 * len(cfg.sources)            # G(y), F(G(y)), F(x), G(F(x)) per source
-    batch = cfg.batch_size if method.samples_sources else cfg.predictor_batch_size
+    generator = 3 * cfg.ngf * (3.5 + cfg.resolved_n_blocks)
+    passes = 4 * len(method.translator_sources(cfg))   # G(y), F(G(y)), F(x), G(F(x)) per source
+    batch = method.pair_batch_size(cfg)
     activations = 4 * pixels * batch * (passes * generator + PREDICTOR_FLOATS_PER_PIXEL[cfg.predictor])
     if cfg.fast.precision == "bf16":
         activations //= 2

@@ -12,7 +12,7 @@ from torch import nn
 from ..config import TrainConfig
 from ..errors import DuiitError
 from ..models import build_predictor
-from ..models.reader import AgeReader, OnScale
+from ..models.reader import AgeReader
 from ..data.pipeline import BatchSampler, MemoryEngine
 from .data import TrainingData, load_training_data
 from .checkpoint import CHECKPOINT_NAME, RunFolder, read_checkpoint, write_checkpoint
@@ -69,7 +69,7 @@ class Trainer:
         self.aug_generator = (self.generator if not self.world.distributed
                               else torch.Generator().manual_seed(rank_seed(cfg.seed, self.world, 1)))
         self._augment = self.method.ct_augmentation(cfg)
-        self.pools = make_pools(cfg.sources if self.method.translators else (), cfg.pool_size,
+        self.pools = make_pools(self.method.translator_sources(cfg), cfg.pool_size,
                                 rank_seed(cfg.seed, self.world, 2), self.device)   # image pools per rank
         self.samplers: dict[str, BatchSampler] = {}
         self.engines: dict[str, MemoryEngine] = {}   # the memory engine of each sampler
@@ -89,9 +89,7 @@ class Trainer:
         translation: chosen once for the run); benchmarks pass an explicit one, training resolves its
         own from the config."""
         self.fast = fast
-        reader = None
-        if self.method.trains_jointly and self.cfg.pred_feedback == "ct_reader":
-            reader = OnScale(self.readers["feedback"], self.age_mean, self.age_std)
+        reader = self.method.feedback_reader(self)
         self.step_functions = build_step_functions(self.nets, self.cfg, fast, self.device, self.age_std, reader,
                                                    replicas=self.world.size)
 

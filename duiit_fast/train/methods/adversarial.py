@@ -3,16 +3,12 @@ source head, 0.95 / 0.05) and domain-adversarial training (DANN-*: a domain crit
 through gradient reversal, its coefficient ramped 0 → 1). The networks and steps: train/baselines.py."""
 from __future__ import annotations
 
-from ..baselines import build_extra_nets, dann_coefficient, dann_step, mtl_step
+from ..baselines import dann_coefficient, dann_step, domain_classifier, mtl_step, source_head
 from .base import Method
 
 
 class SharedTrunk(Method):
     samples_sources = True
-    kind = ""
-
-    def extra_nets(self, P, device) -> dict:
-        return build_extra_nets(self.kind, P, device)
 
     def batchnorm_groups(self, run, ct) -> list:
         return [ct] + [run.data.sources[k].images for k in run.cfg.sources]
@@ -23,7 +19,8 @@ class SharedTrunk(Method):
 
 
 class MultiTask(SharedTrunk):
-    kind = "MTL"
+    def extra_nets(self, P, device) -> dict:
+        return {"P_src": source_head(P, device)}
 
     def step(self, run, x, r_x, measure_share: bool = False) -> dict:
         xs, r_s = self.source_batch(run)
@@ -31,7 +28,8 @@ class MultiTask(SharedTrunk):
 
 
 class Dann(SharedTrunk):
-    kind = "DANN"
+    def extra_nets(self, P, device) -> dict:
+        return {"D_dom": domain_classifier(P, device)}
 
     def step(self, run, x, r_x, measure_share: bool = False) -> dict:
         xs, r_s = self.source_batch(run)

@@ -15,6 +15,49 @@ class Method:
     cues_every_epoch = True        # label cues after every epoch (else once: the translators do not change)
     trains_jointly = False         # G learns from P's loss (eq. 3): where pred_feedback = ct_reader applies
 
+    # The loop asks for values, decided here from the flags above: no caller branches on a flag.
+    def translator_sources(self, cfg) -> tuple:
+        """The sources it trains translators (and image pools) for."""
+        return cfg.sources if self.translators else ()
+
+    def sampled_sources(self, cfg) -> tuple:
+        """The sources whose labelled batches it draws."""
+        return cfg.sources if self.samples_sources else ()
+
+    def loaded_sources(self, cfg) -> tuple:
+        return cfg.sources if self.loads_sources else ()
+
+    def sources_rendered_as_ct(self, cfg) -> tuple:
+        return cfg.sources if self.renders_sources_as_ct else ()
+
+    def pair_batch_size(self, cfg) -> int:
+        """Real-CT slices per step (with as many of each sampled source)."""
+        return cfg.batch_size if self.translators else self.batch_size(cfg)
+
+    def native_sets(self, run) -> dict:
+        """Its extra sets that the per-batch loaders resize from native resolution, by sampler name."""
+        if not self.native_extra_sets:
+            return {}
+        return {f"extra:{k}": s for k, s in self.extra_sets(run).items() if s.native is not None}
+
+    def reader_roles(self, cfg) -> list:
+        """The CT readers its runs train or load: "cues" (label cues), "feedback" (G's feedback)."""
+        if not self.translators:
+            return []
+        return (["cues"] if cfg.label_cues else []) + (["feedback"] if cfg.pred_feedback == "ct_reader" else [])
+
+    def feedback_reader(self, run):
+        """The CT reader G's discriminative gradient comes from (pred_feedback = ct_reader), or None: P."""
+        if not (self.trains_jointly and run.cfg.pred_feedback == "ct_reader"):
+            return None
+        from ...models.reader import OnScale
+        return OnScale(run.readers["feedback"], run.age_mean, run.age_std)
+
+    def translator_nets(self, cfg, device) -> dict:
+        """G, F and their critics, where it trains translators."""
+        from ..networks import build_translator_nets
+        return build_translator_nets(cfg, device) if self.translators else {}
+
     def uses_readers(self, cfg) -> bool:
         """Whether its runs use a CT reader: label cues, or G's feedback from one."""
         return self.translators and (cfg.label_cues or cfg.pred_feedback == "ct_reader")
@@ -24,6 +67,9 @@ class Method:
         from ...errors import DuiitConfigError
         if cfg.translator_init is not None and not self.translators:
             raise DuiitConfigError(f"config translator_init: setting {cfg.setting} has no translators to start from it")
+        if self.renders_sources_as_ct and not self.loads_sources and cfg.ct is not None:
+            raise DuiitConfigError(f"config setting: {cfg.setting} needs the phantom (the source patients "
+                                   "rendered as CT); it cannot run on data folders")
         if cfg.reader_path is not None and not self.uses_readers(cfg):
             raise DuiitConfigError("config reader_path: this run uses no CT reader (label_cues = false, "
                                    "pred_feedback = joint, or no translators): it would be ignored")

@@ -30,7 +30,7 @@ def _build(size, spec, device):
     h = bench.StepHarness(size, bench.variant_by_name(spec), device)
     start = time.perf_counter()
     h.step()
-    bench._synchronize(device)
+    bench.synchronize(device)
     first = time.perf_counter() - start
     for _ in range(2):
         h.step()
@@ -77,10 +77,10 @@ def main(argv=None) -> int:
     times = {spec: [] for spec in built}
     for _ in range(args.rounds):
         for spec, (h, _) in built.items():
-            bench._synchronize(device)
+            bench.synchronize(device)
             start = time.perf_counter()
             h.step()
-            bench._synchronize(device)
+            bench.synchronize(device)
             times[spec].append(time.perf_counter() - start)
     base = args.variants[0]
     pairs = bench.SIZES[args.size]["batch_size"]

@@ -21,6 +21,7 @@ import torch
 
 from . import ops
 from .config import FastConfig, TrainConfig
+from .train.throughput import FlopCount, matmul_ceiling, synchronize
 
 # 200 epochs over the 3454 MRI slices (the larger set) in batches of 16 pairs: the paper's MIX-CT-MRI run.
 PAPER_EPOCHS, PAPER_MRI_SLICES, PAPER_BATCH = 200, 3454, 16
@@ -60,11 +61,6 @@ def variant_by_name(name: str) -> Variant:
             return v
     raise ValueError(f"unknown variant {name!r}; one of: "
                      f"{', '.join(v.name.replace(' ', '-') for v in VARIANTS + UNROLLED_VARIANTS)}")
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class StepHarness:
@@ -116,47 +112,13 @@ class StepHarness:
     def flops_per_step(self) -> int:
         """FLOPs of one step's forward and backward passes (torch's FLOP counter: convolutions and
         matmuls, i.e. what bounds the step), counted on the eager path."""
-        from torch.utils.flop_counter import FlopCounterMode
         from .train.step import joint_step
         from .train.step_functions import EAGER, build_step_functions
         t = self.trainer
         eager = build_step_functions(t.nets, self.cfg, dataclasses.replace(EAGER, backend=self.fast.backend))
-        with FlopCounterMode(display=False) as counter:
+        with FlopCount() as counter:
             joint_step(t.nets, t.optimizers, t.pools, self.x, self.ages, self.sources, self.cfg, fns=eager)
-        return counter.get_total_flops()
-
-
-def gemm_ceiling(device: torch.device, dtype: torch.dtype, repeats: int = 5) -> float:
-    """The device's measured matmul throughput (FLOP/s) for dtype: the practical ceiling MFU is
-    taken against (vendor peaks are not reachable on a shared 2-core VM). The matrix grows until
-    one product takes ≥ 50 ms or reaches 1024² (CPU) / 8192² (CUDA)."""
-    largest = 8192 if device.type == "cuda" else 1024
-
-    def best_time(n):
-        a = torch.randn(n, n, device=device, dtype=dtype)
-        b = torch.randn(n, n, device=device, dtype=dtype)
-        torch.mm(a, b)
-        _synchronize(device)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            torch.mm(a, b)
-            _synchronize(device)
-            times.append(time.perf_counter() - start)
-        return min(times)
-    # On CUDA the step's fp32 convolutions run on TF32 units (cuDNN's default, allow_tf32): the fp32
-    # ceiling is measured in the same math mode, else the fp32 MFU exceeds 100 % (seen on an H200).
-    saved = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32
-    try:
-        n = 256
-        t = best_time(n)
-        while t < 0.05 and n < largest:
-            n *= 2
-            t = best_time(n)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = saved
-    return 2 * n ** 3 / t
+        return counter.total
 
 
 def device_description(device: torch.device) -> str:
@@ -184,7 +146,7 @@ def run_bench(size: str = "M", variants=VARIANTS, device: str = "cpu", rounds: i
         h = StepHarness(size, v, dev)
         start = time.perf_counter()
         h.step()
-        _synchronize(dev)
+        synchronize(dev)
         first_step[v.name] = time.perf_counter() - start
         for _ in range(warmup):
             h.step()
@@ -194,7 +156,7 @@ def run_bench(size: str = "M", variants=VARIANTS, device: str = "cpu", rounds: i
         for v in variants:
             start = time.perf_counter()
             harnesses[v.name].step()
-            _synchronize(dev)
+            synchronize(dev)
             times[v.name].append(time.perf_counter() - start)
     cached = {}
     for v in variants:
@@ -203,10 +165,10 @@ def run_bench(size: str = "M", variants=VARIANTS, device: str = "cpu", rounds: i
             h = StepHarness(size, v, dev)
             start = time.perf_counter()
             h.step()
-            _synchronize(dev)
+            synchronize(dev)
             cached[v.name] = time.perf_counter() - start
     flops = harnesses[BASELINE.name].flops_per_step()
-    ceiling = {"fp32": gemm_ceiling(dev, torch.float32), "bf16": gemm_ceiling(dev, torch.bfloat16)}
+    ceiling = {"fp32": matmul_ceiling(dev, torch.float32), "bf16": matmul_ceiling(dev, torch.bfloat16)}
     base = statistics.median(times[BASELINE.name])
     pairs = SIZES[size]["batch_size"]
     rows = []
@@ -267,7 +229,7 @@ def run_profile(size: str, variant: Variant, device: str, steps: int, out_dir, l
     with profile(activities=activities, record_shapes=True) as prof:
         for _ in range(steps):
             h.step()
-        _synchronize(dev)
+        synchronize(dev)
     trace = out / f"trace-{size}-{variant.name.replace(' ', '-')}.json"
     prof.export_chrome_trace(str(trace))
     # torch ≥ 2.4 names the device column self_device_time_total (self_cuda_time_total before)

@@ -46,14 +46,15 @@ def test_the_demo_quotes_the_recorded_experiment_with_its_spread_and_time():
 
 
 def test_the_recorded_summary_is_the_recorded_run():
-    """duiit_fast/recorded/experiment.json is computed from docs/experiment/results.json and the
-    results of the same protocol measured again, not typed (commit 7b3ad2a has the script that wrote it)."""
+    """duiit_fast/recorded/experiment.json is computed from the record's results.json and the results
+    of the same protocol measured again (docs/experiment/, copied to tests/fixtures/record/), not typed
+    (commit 7b3ad2a has the script that wrote it)."""
     import json
     from pathlib import Path
     import numpy as np
     from duiit_fast.demo import RECORDED_EXPERIMENT
     rec = json.loads(RECORDED_EXPERIMENT.read_text())
-    docs = Path(__file__).parents[1] / "docs" / "experiment"
+    docs = Path(__file__).parent / "fixtures" / "record"
     assert rec.get("also"), "the record alone is one training per cell: ship its remeasurement too"
     for summary, results in [(rec, docs / "results.json")] + [(a, docs / a["results"]) for a in rec["also"]]:
         run = json.loads(results.read_text())
@@ -74,8 +75,8 @@ def test_a_composed_or_re_read_view_is_the_experiments_own_comparison_of_its_arm
     import json
     from pathlib import Path
     from duiit_fast.eval.experiment_report import compare, verdict
-    docs = Path(__file__).parents[1] / "docs"
-    runs = [json.loads(p.read_text()) for p in docs.rglob("*.json")]
+    fixtures = Path(__file__).parent / "fixtures" / "record"   # one recorded view of each kind
+    runs = [json.loads(p.read_text()) for p in fixtures.rglob("*.json")]
     views = [r for r in runs if isinstance(r, dict) and {"composed_from", "test_patients", "subset_of"} & set(r)]
     assert all(any(kind in r for r in views) for kind in ("composed_from", "test_patients", "subset_of"))
     for run in views:

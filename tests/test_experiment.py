@@ -325,7 +325,7 @@ def test_the_test_patient_interval_redraws_patients_only():
 def test_cohort_subset_restates_the_tests_over_the_cohorts_kept():
     from duiit_fast import experiment_views as cohort_subset
     assert cohort_subset.parse_cohorts("5-7,2") == [2, 5, 6, 7]
-    recorded = json.loads((Path(__file__).parents[1] / "docs/experiment/results.json").read_text())
+    recorded = json.loads((Path(__file__).parent / "fixtures/record/results.json").read_text())
     # Every cohort kept: the record's own comparison, recomputed from its lists.
     whole = cohort_subset.restate(recorded, list(recorded["cohorts"]))
     assert json.loads(json.dumps(whole["comparison"])) == recorded["comparison"]
@@ -347,7 +347,7 @@ def test_cohort_subset_restates_the_tests_over_the_cohorts_kept():
 
 
 def test_a_view_restates_a_finished_experiment_over_some_cohorts(tmp_path, capsys):
-    recorded = Path(__file__).parents[1] / "docs/experiment"
+    recorded = Path(__file__).parent / "fixtures/record"
     out = tmp_path / "view"
     assert main(["experiment", "--out", str(out), "--from", str(recorded), "--cohort-ids", "2-4"]) == 0
     report = (out / "report.md").read_text()

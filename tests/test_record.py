@@ -10,7 +10,7 @@ import pytest
 from duiit_fast.cli import main
 from duiit_fast.train.fast import cpu_features
 
-RECORD = Path(__file__).parents[1] / "docs" / "experiment" / "results.json"
+RECORD = Path(__file__).parent / "fixtures" / "record" / "results.json"   # docs/experiment/results.json
 KEYS = ("test_mse", "val_mse", "val_mse_crossfit", "selected_epoch")
 # The label-cue slope is a float64 fit whose last bit follows the BLAS's summation order (one ulp
 # apart between a Zen 4 and the record's Zen 5); everything the networks computed is exact.

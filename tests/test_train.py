@@ -195,3 +195,20 @@ def test_each_epoch_logs_where_its_time_went(tiny_config):
         assert record["data_seconds"] > 0 and record["step_seconds"] > 0 and record["eval_seconds"] > 0
         assert record["data_seconds"] + record["step_seconds"] == pytest.approx(record["seconds"])
         assert record["checkpoint_seconds"] > 0 and record["pairs_per_s"] > 0
+        # One step's FLOPs, counted once (forward + backward of every net the step runs), and the MFU.
+        assert record["flops_per_step"] == history[0]["flops_per_step"] > 0
+        assert record["flops_per_s"] > 0 and 0 < record["mfu"] < 1
+
+
+def test_counting_a_steps_flops_changes_nothing_it_computes(tiny_config):
+    """The FLOP count observes one step of the first epoch: a run that counts ends with the same
+    weights, bit for bit, as one that does not (its count preset)."""
+    counted = Trainer(tiny_config("MIX-CT-MRI", epochs=1, steps_per_epoch=3), progress=False)
+    counted.fit()
+    plain = Trainer(tiny_config("MIX-CT-MRI", epochs=1, steps_per_epoch=3, out_dir=counted.cfg.out_dir + "-p"),
+                    progress=False)
+    plain.flops_per_step = counted.flops_per_step
+    plain.fit()
+    for name in counted.nets:
+        for (k, a), b in zip(counted.nets[name].state_dict().items(), plain.nets[name].state_dict().values()):
+            assert torch.equal(a, b), f"{name}.{k}"

@@ -9,6 +9,7 @@ import torch
 
 from ..errors import DuiitError
 from .distributed import mean_over_ranks
+from .throughput import matmul_ceiling
 from ..eval.evaluate import patient_squared_errors, per_source, predict_ages, regression_metrics
 from ..eval.label_cues import evenly_spaced, label_cue_metrics, reader_features
 from ..models.predictor import recalibrate_batchnorm
@@ -109,12 +110,17 @@ def read_step(t, parts: dict, where: str) -> dict:
 
 def epoch_record(t, steps: int, seconds: float, slices: int, data_seconds: float, totals: dict) -> dict:
     """What the loop logs of an epoch: its time (of which drawing batches), throughput over all ranks,
-    learning rates and the mean of every loss term (grad_share: measured on the first step)."""
+    FLOP/s and MFU of the steps (against the device's matmul ceiling in the step's precision), learning
+    rates and the mean of every loss term (grad_share: measured on the first step)."""
     record = {"epoch": t.epoch, "steps": steps, "seconds": seconds, "data_seconds": data_seconds,
               "step_seconds": seconds - data_seconds,
               "pairs_per_s": steps * t.batch_size * t.world.size / max(seconds, 1e-9),
               "slices_per_s": slices * t.world.size / max(seconds, 1e-9),   # CT, sources and extra sets
               "lr": [g["lr"] for o in t.optimizers.values() for g in o.param_groups]}
+    if t.flops_per_step is not None:   # per device: each rank runs the step on its share of the batch
+        flops = t.flops_per_step * steps / max(seconds - data_seconds, 1e-9)
+        ceiling = matmul_ceiling(t.device, torch.bfloat16 if t.fast.bf16 else torch.float32)
+        record.update(flops_per_step=t.flops_per_step, flops_per_s=flops, mfu=flops / ceiling)
     record.update({k: v / steps for k, v in totals.items() if k != "grad_share"})
     if "grad_share" in totals:
         record["grad_share"] = totals["grad_share"]

@@ -24,6 +24,7 @@ from . import state as run_state
 from .networks import Networks
 from .fast import device_defaults, resolve_fast_path, run_device
 from .step_functions import FastPath, build_step_functions
+from .throughput import FlopCount
 from .distributed import current_world, join_world, rank_seed
 from .methods import method_of
 from .step import SourceBatch, make_pools
@@ -81,6 +82,7 @@ class Trainer:
         self._last_cues: Optional[dict] = None
         self._slices_drawn = 0               # training slices batched (every engine, every rank's own)
         self.data_seconds = 0.0              # time spent drawing batches (waiting for a loader included)
+        self.flops_per_step: Optional[int] = None   # counted on one step of the first epoch (the MFU)
         if self.world.distributed:
             join_world(self.nets, self.optimizers, self.world, cfg.seed)
 
@@ -133,10 +135,9 @@ class Trainer:
     # -- training -----------------------------------------------------------------------------
 
     def fit(self, resume: bool = False, overwrite: bool = False) -> list[dict]:
-        """Train until cfg.epochs, checkpointing atomically after every epoch. With resume=True the
-        checkpoint in cfg.out_dir is loaded first and the run continues from it; a folder that holds
-        a run is never trained into otherwise, unless overwrite=True. Order: CT readers (label
-        cues / ct_reader feedback), translator-only steps, then the epochs."""
+        """Train until cfg.epochs, checkpointing atomically after every epoch; resume=True continues the
+        run in cfg.out_dir, which is never trained into otherwise unless overwrite=True. Order: CT
+        readers (label cues / ct_reader feedback), translator-only steps, then the epochs."""
         check_fits(self.cfg, self.device)   # the step's activations and the data, before either is allocated
         with RunFolder(self.cfg.out_dir, lock=self.world.is_main) as folder:   # rank 0 is the one writer
             ckpt = folder.checkpoint
@@ -210,9 +211,12 @@ class Trainer:
             self.nets[k].eval()   # the two-stage CycleGAN's translators during its predictor stage
         totals: dict[str, float] = {}
         start, drawn, drawing = time.perf_counter(), self._slices_drawn, self.data_seconds
+        count_at = min(1, steps - 1) if self.flops_per_step is None else -1   # not the share-measuring step
         for i in range(steps):
             self.training_progress = (self.epoch * steps + i) / max(self.cfg.epochs * steps, 1)
-            parts = self.read_step(self.train_step(measure_share=(i == 0)), f"epoch {self.epoch}, step {i + 1}")
+            with FlopCount(enabled=i == count_at) as counted:
+                parts = self.read_step(self.train_step(measure_share=(i == 0)), f"epoch {self.epoch}, step {i + 1}")
+            self.flops_per_step = self.flops_per_step if counted.total is None else counted.total
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0.0) + v
         return evaluation.epoch_record(self, steps, time.perf_counter() - start, self._slices_drawn - drawn,

@@ -1,5 +1,4 @@
-"""docs/configuration.md, generated from config.py: every field of TrainConfig and of its [phantom]
-table, its default, its allowed range and the comment written beside it. The comments are the
+"""docs/configuration.md, generated from config.py: every field of TrainConfig and of its tables, its default, its allowed range and the comment written beside it. The comments are the
 documentation; this module only lays them out (`python -m duiit_fast.config_doc > docs/configuration.md`,
 and a test checks that the page matches the code)."""
 from __future__ import annotations
@@ -14,7 +13,8 @@ from . import config
 HEADER = """# Configuration
 
 Every field of `TrainConfig` (a TOML file for `duiit train`, keyword arguments in Python, `--set KEY=VALUE`
-on the command line) and of its `[phantom]` table. Generated from the comments in `duiit_fast/config.py`
+on the command line; `--set TABLE.KEY=VALUE` for a table's) and of its `[phantom]`, `[fast]` and `[augment]`
+tables. Generated from the comments in `duiit_fast/config.py`
 (`python -m duiit_fast.config_doc > docs/configuration.md`); a test keeps this page equal to the code.
 Relative folders in a TOML file are relative to the file. Unknown fields, wrong types and values outside
 the range are refused in one line. Knobs tried on the phantom and rejected on validation were removed:
@@ -74,10 +74,18 @@ def _table(cls, prefix: str) -> list[str]:
     return rows
 
 
+TABLE_TITLES = {"phantom": "the embedded head phantom (used when no `ct` folder is given)",
+                "fast": "how the steps execute (train/fast.py); nothing learned changes beyond rounding",
+                "augment": "random augmentations of every training batch"}
+
+
 def render() -> str:
     lines = [HEADER.rstrip(), "", "## `TrainConfig`"] + _table(config.TrainConfig, "")
-    lines += ["", "## `[phantom]`: the embedded head phantom (used when no `ct` folder is given)"]
-    lines += _table(config.PhantomConfig, "phantom.")
+    for name, cls in config.TABLES.items():
+        lines += ["", f"## `[{name}]`: {TABLE_TITLES[name]}"] + _table(cls, f"{name}.")
+    moved = ", ".join(f"`{old}` → `{new}`" for old, new in config.MOVED_INTO_TABLES.items())
+    lines += ["", f"Fields that moved into a table still read from their flat names (files and checkpoints written "
+                  f"before): {moved}."]
     return "\n".join(lines) + "\n"
 
 

@@ -189,7 +189,7 @@ def test_split_protocol_reports_mean_and_std(tiny_config, tmp_path):
 
 
 def test_each_epoch_logs_where_its_time_went(tiny_config):
-    trainer = Trainer(tiny_config("MIX-CT-MRI", epochs=2, decay_start_epoch=1), progress=False)
+    trainer = Trainer(tiny_config("MIX-CT-MRI", epochs=2, decay_start_epoch=1, steps_per_epoch=3), progress=False)
     history = trainer.fit()
     for record in history:
         assert record["data_seconds"] > 0 and record["step_seconds"] > 0 and record["eval_seconds"] > 0

@@ -3,6 +3,8 @@ what bounds the step) and the device's measured matmul ceiling, whose ratio over
 is the MFU the loop logs."""
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import time
 
@@ -69,3 +71,26 @@ def matmul_ceiling(device: torch.device, dtype: torch.dtype, repeats: int = 5) -
     finally:
         torch.backends.cuda.matmul.allow_tf32 = saved
     return 2 * n ** 3 / t
+
+
+@contextlib.contextmanager
+def counted_step(t, enabled: bool):
+    """Count the FLOPs of the trainer `t`'s step inside (the yielded FlopCount's total). A compiled
+    function cannot run under the counter (torch.compile refuses a frame with a dispatch mode, and a
+    fullgraph function then fails), so a compiled run counts that one step through the eager twin of
+    its step functions: the same precision, backend and weights, rounded as eager rounds."""
+    counter = FlopCount(enabled)
+    if not enabled:
+        yield counter
+        return
+    compiled = t.step_functions
+    if t.fast.compile:
+        from .step_functions import build_step_functions
+        eager = dataclasses.replace(t.fast, compile=False, regions=False)
+        t.step_functions = build_step_functions(t.nets, t.cfg, eager, t.device, t.age_std, t.method.feedback_reader(t),
+                                                replicas=t.world.size)
+    try:
+        with counter:
+            yield counter
+    finally:
+        t.step_functions = compiled

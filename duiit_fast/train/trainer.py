@@ -24,7 +24,7 @@ from . import state as run_state
 from .networks import Networks
 from .fast import device_defaults, resolve_fast_path, run_device
 from .step_functions import FastPath, build_step_functions
-from .throughput import FlopCount
+from .throughput import counted_step
 from .distributed import current_world, join_world, rank_seed
 from .methods import method_of
 from .step import SourceBatch, make_pools
@@ -211,10 +211,10 @@ class Trainer:
             self.nets[k].eval()   # the two-stage CycleGAN's translators during its predictor stage
         totals: dict[str, float] = {}
         start, drawn, drawing = time.perf_counter(), self._slices_drawn, self.data_seconds
-        count_at = min(1, steps - 1) if self.flops_per_step is None else -1   # not the share-measuring step
+        count_at = 1 if self.flops_per_step is None else -1   # one step's FLOPs (not the share-measuring first)
         for i in range(steps):
             self.training_progress = (self.epoch * steps + i) / max(self.cfg.epochs * steps, 1)
-            with FlopCount(enabled=i == count_at) as counted:
+            with counted_step(self, i == count_at) as counted:
                 parts = self.read_step(self.train_step(measure_share=(i == 0)), f"epoch {self.epoch}, step {i + 1}")
             self.flops_per_step = self.flops_per_step if counted.total is None else counted.total
             for k, v in parts.items():

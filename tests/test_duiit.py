@@ -258,7 +258,7 @@ def test_bn_statistics_on_real_ct_change_evaluation_not_training(tiny_config):
         runs[stats] = (trainer, trainer.fit())
     (recal, hist_recal), (_, hist_mix), (_, hist_running) = runs["real_ct"], runs["training_mix"], runs["running"]
     timing = ("seconds", "pairs_per_s", "slices_per_s", "data_seconds", "step_seconds", "eval_seconds",
-              "checkpoint_seconds")
+              "checkpoint_seconds", "flops_per_s", "mfu")
     strip = lambda h: [{k: v for k, v in r.items() if k not in timing + ("val_mse", "val_patient_mse")} for r in h]
     assert strip(hist_recal) == strip(hist_running) == strip(hist_mix)   # the same training trajectory
     val = lambda h: [r["val_mse"] for r in h]

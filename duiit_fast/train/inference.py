@@ -26,8 +26,9 @@ def translate(t, images, source: str = "mri", batch_size: int = 32) -> torch.Ten
     G = t.nets["G"][source]
     was_training = G.training
     G.eval()
-    # The run's op backend: its resolved fast path once it has one, else the configured one.
-    with ops.use_backend(t.fast.backend if t.fast is not None else t.cfg.backend):
+    # Eager inference takes the configured backend as an eager step would (a compiled run's steps take
+    # the reference ops, which only Inductor fuses); no graph is kept (the values are the same).
+    with ops.use_backend(ops.run_backend(t.cfg.backend, compiled=False)), torch.no_grad():
         out = [G(x[i:i + batch_size].to(t.device)).float().cpu() for i in range(0, len(x), batch_size)]
     G.train(was_training)
     return torch.cat(out)

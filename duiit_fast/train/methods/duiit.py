@@ -1,7 +1,7 @@
 """DUIIT (MIX-*): G, F and P on L_trans + λ·L_pred (eq. 3), then the critics on pooled fakes."""
 from __future__ import annotations
 
-from ...eval.label_cues import evenly_spaced
+from ..evaluation import translated_probes
 from ..step import joint_step
 from .base import Method
 
@@ -19,11 +19,8 @@ class Duiit(Method):
         return cfg.translator_warmup_steps
 
     def batchnorm_groups(self, run, ct) -> list:
-        groups = [ct]
-        for k in run.cfg.sources:   # G's translations as P sees them now; a CT-sized subset suffices
-            images = run.data.sources[k].images
-            groups.append(run.translate(images[evenly_spaced(len(images), min(len(images), len(ct)))], k))
-        return groups
+        # G's translations as P sees them now; a CT-sized subset suffices.
+        return [ct] + [translated_probes(run, k, min(len(run.data.sources[k]), len(ct))) for k in run.cfg.sources]
 
     def step(self, run, x, r_x, measure_share: bool = False) -> dict:
         return joint_step(run.nets, run.optimizers, run.pools, x, r_x, run.source_batches(), run.cfg,

@@ -3,7 +3,8 @@ from .errors import DuiitConfigError, DuiitDataError, DuiitError
 
 __version__ = "0.1.0"
 
-__all__ = ["Trainer", "TrainConfig", "DuiitError", "DuiitDataError", "DuiitConfigError", "__version__"]
+__all__ = ["Trainer", "TrainConfig", "PhantomConfig", "FastConfig", "AugmentConfig", "DuiitError", "DuiitDataError",
+           "DuiitConfigError", "__version__"]
 
 
 def __getattr__(name):
@@ -12,7 +13,7 @@ def __getattr__(name):
     if name == "Trainer":
         from .train.trainer import Trainer
         return Trainer
-    if name == "TrainConfig":
-        from .config import TrainConfig
-        return TrainConfig
+    if name in ("TrainConfig", "PhantomConfig", "FastConfig", "AugmentConfig"):
+        from . import config
+        return getattr(config, name)
     raise AttributeError(f"module 'duiit_fast' has no attribute {name!r}")

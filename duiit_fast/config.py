@@ -107,7 +107,8 @@ class TrainConfig:
     lambda_pred: float = 1e-3        # λ of eq. 3 on L_pred summed over the batch in years² (eq. 2 as written)
     batch_size: int = 16             # pairs per step: real CT plus as many slices of each source
     epochs: int = 200                # epochs of the run (predictor steps are every arm's)
-    decay_start_epoch: int = 100     # learning rates decay linearly to 0 from this epoch to the last
+    decay_start_epoch: Optional[int] = None  # learning rates decay linearly to 0 from this epoch to the
+                                     # last; unset: half of epochs (the paper's 100 of 200)
     beta1: float = 0.5               # Adam's β1 for every optimiser (CycleGAN's 0.5; β2 is 0.999)
     pool_size: int = 50              # image pool of the critics (CycleGAN): half of each batch swapped with the pool
     # What to train, on what
@@ -164,7 +165,8 @@ class TrainConfig:
                                       # rendered or translated sources), as its training batches were
                                       # normalised; running: the momentum averages over the training batches;
                                       # by_setting: the setting's choice on validation (arms.BN_STATS_BY_SETTING)
-    label_cues: bool = True          # log the CT reader's MSE and slope on G(source) every epoch
+    label_cues: bool = False         # train a CT reader first and log its MSE and slope on G(source) every
+                                     # epoch (on in `duiit experiment`; costs reader_steps before the epochs)
     reader_steps: int = 600          # training steps of the CT reader(s) (label cues, ct_reader)
     reader_path: Optional[str] = None  # a saved CT reader to use instead of training one
     fid_weights: Optional[str] = None  # Inception v3 weights file (TF-Inception or torchvision): IS/FID of G(source) vs CT
@@ -174,6 +176,14 @@ class TrainConfig:
     fast: FastConfig = field(default_factory=FastConfig)  # the [fast] table (below)
     out_dir: str = "runs/duiit"      # the run folder: checkpoint.pt, metrics, logs (apart from the data folders)
     num_threads: Optional[int] = None  # torch threads of this process; unset: torch's default
+
+    def __post_init__(self):
+        # A table may be given as a dict in Python, as it is in TOML: TrainConfig(phantom=dict(seed=3)).
+        for name, table_cls in TABLES.items():
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                reject_unknown(table_cls, value, f"{name}.")
+                setattr(self, name, table_cls(**value))
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -199,6 +209,17 @@ class TrainConfig:
         return Intensity(tuple(self.ct_window), tuple(self.mri_percentiles), self.pet_percentile)
 
     @property
+    def decay_epoch(self) -> int:
+        """decay_start_epoch, or half of epochs where unset."""
+        return self.epochs // 2 if self.decay_start_epoch is None else self.decay_start_epoch
+
+    def check_schedule(self) -> "TrainConfig":
+        """The schedule holds together: checked by what trains, not by what only reads data."""
+        check(self.decay_epoch <= self.epochs, "decay_start_epoch",
+              f"must lie in [0, epochs={self.epochs}], got {self.decay_start_epoch}")
+        return self
+
+    @property
     def resolved_n_blocks(self) -> int:
         return self.n_blocks if self.n_blocks is not None else (9 if self.image_size >= 256 else 6)
 
@@ -219,8 +240,6 @@ class TrainConfig:
                f"must be a multiple of 4 (the PatchGAN needs it), got {self.image_size}")
         check(self.augment.shift < self.image_size // 4, "augment.shift",
                f"must lie in [0, image_size/4), got {self.augment.shift}")
-        check(self.decay_start_epoch <= self.epochs, "decay_start_epoch",
-               f"must lie in [0, epochs={self.epochs}], got {self.decay_start_epoch}")
         for name in ("compile", "compile_regions", "channels_last"):
             value = getattr(self.fast, name)
             check(value in SWITCHES, f"fast.{name}", f"must be one of {SWITCHES}, got {short(value)}")
@@ -311,7 +330,7 @@ class TrainConfig:
                 raise DuiitConfigError(f"--set {short(text)}: unknown table {short(table)} "
                                        f"(tables: {', '.join(TABLES)})")
             (data[table] if table else data)[name] = value
-        return TrainConfig.from_dict(data).validate(check_paths=False)
+        return TrainConfig.from_dict(data).validate(check_paths=False).check_schedule()
 
     @classmethod
     def from_toml(cls, path) -> "TrainConfig":

@@ -56,7 +56,7 @@ def experiment_config(quick: bool = False) -> TrainConfig:
     cfg = TrainConfig(setting="MIX-CT-MRI", image_size=64, ngf=16, ndf=16, n_blocks=3, predictor="small",
                       batch_size=4, predictor_batch_size=4, epochs=24, decay_start_epoch=12, steps_per_epoch=50,
                       translator_warmup_steps=500, reader_steps=400, phantom=phantom, num_threads=1,
-                      predictor_source_weight=0.5, predictor_bn_stats="by_setting",
+                      predictor_source_weight=0.5, predictor_bn_stats="by_setting", label_cues=True,
                       # The recorded run (docs/experiment.md) used torch's foreach Adam; fused Adam
                       # rounds differently, and a GAN turns rounding into another trajectory.
                       fast=FastConfig(fused_optimizer=False))

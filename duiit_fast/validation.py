@@ -4,6 +4,7 @@ short piece of the value given."""
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from dataclasses import dataclass
 
@@ -49,10 +50,14 @@ def check(ok: bool, name: str, problem: str) -> None:
 
 
 def reject_unknown(cls, data: dict, prefix: str) -> None:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
+    """Unknown keys are refused in one line, each with the closest field name where one is close."""
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(known))
     if unknown:
-        raise DuiitConfigError(f"config: unknown field(s) {', '.join(short(prefix + u) for u in unknown[:5])}")
+        def named(u):
+            close = difflib.get_close_matches(str(u), known, n=1, cutoff=0.6)
+            return short(prefix + str(u)) + (f" (did you mean {prefix}{close[0]}?)" if close else "")
+        raise DuiitConfigError(f"config: unknown field(s) {', '.join(named(u) for u in unknown[:5])}")
 
 
 def _is_int(v) -> bool:

@@ -13,7 +13,7 @@ from duiit_fast.errors import DuiitConfigError
 def test_defaults_are_the_papers():
     cfg = TrainConfig()
     assert (cfg.lr_translator, cfg.lr_predictor, cfg.lambda_cyc, cfg.lambda_pred) == (2e-4, 1e-3, 10.0, 1e-3)
-    assert (cfg.batch_size, cfg.epochs, cfg.decay_start_epoch, cfg.beta1, cfg.pool_size) == (16, 200, 100, 0.5, 50)
+    assert (cfg.batch_size, cfg.epochs, cfg.decay_epoch, cfg.beta1, cfg.pool_size) == (16, 200, 100, 0.5, 50)
     assert cfg.predictor == "resnet50" and cfg.resolved_n_blocks == 9
     assert TrainConfig(image_size=128).resolved_n_blocks == 6
 
@@ -29,7 +29,7 @@ def test_settings_parse_sources():
     ("image_size", -64, "config image_size"),
     ("image_size", 30, "config image_size"),
     ("batch_size", 0, "config batch_size"),
-    ("decay_start_epoch", 300, "config decay_start_epoch"),
+    ("decay_start_epoch", -1, "config decay_start_epoch"),   # a schedule beyond epochs: test_examples
     ("lambda_pred", -1.0, "config lambda_pred"),
     ("ct", "/no/such/folder", "data folder /no/such/folder does not exist"),
     ("backend", "gpu", "config backend"),

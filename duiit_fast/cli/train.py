@@ -31,7 +31,8 @@ def cmd_train(args) -> int:
         cfg.out_dir = args.out
     if args.on_bad_file:
         cfg.on_bad_file = args.on_bad_file
-    cfg.validate()   # the --out and --on-bad-file given here, against the data folders too
+    cfg = cfg.with_settings(args.set or []) if args.set else cfg
+    cfg.validate().check_schedule()   # --out, --on-bad-file and --set given here, against the data folders too
     if args.splits is not None:
         from ..train.protocol import run_splits
         summary = run_splits(cfg, args.splits, resume=args.resume, overwrite=args.overwrite,
@@ -79,6 +80,9 @@ def _train_once(cfg, args, main: bool = True) -> int:
     trainer.fit(resume=args.resume, overwrite=args.overwrite)
     if not main:
         return 0
+    if args.resume and getattr(trainer, "restored_epoch", None) == trainer.epoch:   # nothing was left to train
+        print(f"duiit: {cfg.out_dir} already holds a complete run ({trainer.epoch} of {cfg.epochs} epochs): nothing "
+              f"was trained; to continue it, raise epochs (e.g. --set epochs={cfg.epochs * 2})", file=sys.stderr)
     metrics = {split: trainer.evaluate(split) for split in ("val", "test")}
     write_json(Path(cfg.out_dir) / "metrics.json", {"setting": cfg.setting, **metrics})
     print(f"{cfg.setting}: val MSE {metrics['val']['mse']:.2f}, test MSE {metrics['test']['mse']:.2f} "
@@ -159,6 +163,9 @@ def add_parsers(sub) -> None:
                    help="distributed runs: seconds a rank waits for the others before the job stops "
                         "(default 600)")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="change one field of the configuration (repeatable), as in `experiment`: epochs=2, "
+                        "phantom.seed=3, fast.precision=fp32")
     t.set_defaults(func=cmd_train)
 
     from ..arms import DEFAULT_ARMS

@@ -67,5 +67,5 @@ class Networks(nn.ModuleDict):
         if "G" in self:
             optimizers["gen"] = adam(self.parameters_of(TRANSLATORS), cfg.lr_translator)
             optimizers["disc"] = adam(self.parameters_of(CRITICS), cfg.lr_translator)
-        schedulers = {k: linear_decay(o, cfg.epochs, cfg.decay_start_epoch) for k, o in optimizers.items()}
+        schedulers = {k: linear_decay(o, cfg.epochs, cfg.decay_epoch) for k, o in optimizers.items()}
         return optimizers, schedulers

@@ -101,6 +101,7 @@ def restore(trainer, state: dict) -> None:
         state = {**state, **state["ranks"][t.world.rank]}   # this rank's shard position and streams
         t.aug_generator.set_state(state["aug_rng"])
     t.epoch, t.history = state["epoch"], list(state["history"])
+    t.restored_epoch = t.epoch   # where a resumed run took up (the CLI says when nothing was left)
     t.flops_per_step = next((r["flops_per_step"] for r in reversed(t.history) if "flops_per_step" in r), None)
     t.translator_steps, t.best = state.get("translator_steps", 0), state.get("best")
     t.pretrain_steps = state.get("pretrain_steps", 0)

@@ -138,7 +138,7 @@ class Trainer:
         """Train until cfg.epochs, checkpointing atomically after every epoch; resume=True continues the
         run in cfg.out_dir, which is never trained into otherwise unless overwrite=True. Order: CT
         readers (label cues / ct_reader feedback), translator-only steps, then the epochs."""
-        check_fits(self.cfg, self.device)   # the step's activations and the data, before either is allocated
+        check_fits(self.cfg.check_schedule(), self.device)   # activations and data, before either is allocated
         with RunFolder(self.cfg.out_dir, lock=self.world.is_main) as folder:   # rank 0 is the one writer
             ckpt = folder.checkpoint
             if resume:

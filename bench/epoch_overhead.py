@@ -3,7 +3,7 @@
 fast path given (default: compiled bf16), then splits each epoch as the loop logs it: steps, drawing
 batches, evaluation, checkpoint.
 
-    python bench/epoch_overhead.py --size M --steps 30 --epochs 3 [--fast compile=on precision=bf16]
+    python bench/epoch_overhead.py --size M [--steps 30] --epochs 2 [--fast compile=on precision=bf16]
 
 The first epoch of each run is left out (it holds the cold compile and the FLOP count). The step
 speed-up is the ratio of the median step times (step_seconds / steps); the epoch speed-up that of
@@ -37,14 +37,14 @@ def run(cfg) -> dict:
     parts = {k: statistics.mean(r[k] for r in history)
              for k in ("step_seconds", "data_seconds", "eval_seconds", "checkpoint_seconds")}
     epoch = sum(parts.values())
-    return {"fast_path": trainer.fast.describe(), "step_s": statistics.median(per_step), "epoch_s": epoch,
+    return {"fast_path": trainer.fast.describe(), "steps": history[0]["steps"], "step_s": statistics.median(per_step), "epoch_s": epoch,
             "parts_s": parts, "outside_step": 1 - parts["step_seconds"] / epoch, "mfu": history[-1].get("mfu")}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="M", choices=sorted(SIZES))
-    ap.add_argument("--steps", type=int, default=30, help="steps per epoch")
+    ap.add_argument("--steps", type=int, default=0, help="steps per epoch (0: one pass over the MRI slices, a real epoch)")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--fast", nargs="*", default=["compile=on", "precision=bf16"], metavar="KEY=VALUE",
                     help="the [fast] table of the run compared with the eager fp32 reference")
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     out = Path(tempfile.mkdtemp(prefix="duiit-epoch-"))
     base = dataclasses.replace(experiment_config(), **SIZES[args.size], epochs=args.epochs,
-                               decay_start_epoch=args.epochs // 2, steps_per_epoch=args.steps,
+                               decay_start_epoch=args.epochs // 2, steps_per_epoch=args.steps or None,
                                translator_warmup_steps=0, reader_steps=50, num_threads=None)
     eager = dataclasses.replace(base, backend="reference", out_dir=str(out / "eager"),
                                 fast=FastConfig(compile="off", precision="fp32"))
@@ -61,7 +61,8 @@ def main(argv=None) -> int:
     (e, f) = results.values()
     step_speedup, epoch_speedup = e["step_s"] / f["step_s"], e["epoch_s"] / f["epoch_s"]
     print(f"{device_description(torch.device('cpu'))}, torch {torch.__version__}, size {args.size}, "
-          f"{args.steps} steps × {args.epochs - 1} timed epochs")
+          f"{e['steps']} steps per epoch{'' if args.steps else ' (one pass over the MRI slices)'} × "
+          f"{args.epochs - 1} timed epoch(s)")
     for name, r in results.items():
         p = r["parts_s"]
         print(f"{name:22s} ({r['fast_path']}): step {r['step_s'] * 1e3:.0f} ms, epoch {r['epoch_s']:.1f} s = steps "

@@ -57,3 +57,19 @@ def test_small_runs_get_a_schedule_and_tables_take_dicts():
         TrainConfig.from_dict({"epoch": 2})
     with pytest.raises(DuiitConfigError, match=r"phantom.sead' \(did you mean phantom.seed\?\)"):
         TrainConfig(phantom=dict(sead=1))
+
+
+def test_every_cli_option_has_a_help_line():
+    import argparse
+    from duiit_fast.cli import build_parser
+    missing = []
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, path + [name])
+            elif not action.help and action.dest != "help":
+                missing.append(" ".join(path + [action.option_strings[0] if action.option_strings else action.dest]))
+    walk(build_parser(), ["duiit"])
+    assert not missing, missing

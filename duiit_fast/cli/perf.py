@@ -69,7 +69,8 @@ def add_parsers(sub) -> None:
                                     "and print step time, pairs/s, speed-up against the eager reference fp32, "
                                     "MFU against the measured matmul ceiling, cold and cached compile time and "
                                     f"the projected wall time of the paper's MIX-CT-MRI schedule. Sizes: {sizes}.")
-    bn.add_argument("--size", choices=list(SIZES), default="M")
+    bn.add_argument("--size", choices=list(SIZES), default="M",
+                    help=f"the step's size (default M): {sizes}")
     bn.add_argument("--variants", nargs="+", metavar="VARIANT",
                     help=f"default: all ({variant_names}); compiled-reference-fp32-unrolled and "
                          "compiled-reference-bf16-unrolled time the compiled step without the CPU's "
@@ -84,10 +85,10 @@ def add_parsers(sub) -> None:
     pr = sub.add_parser("profile", help="torch.profiler trace and top-ops table of the joint step",
                         description="Profile warm joint steps of one variant: writes a Chrome trace "
                                     "(chrome://tracing, Perfetto) and the top-ops table to OUT.")
-    pr.add_argument("--size", choices=list(SIZES), default="M")
+    pr.add_argument("--size", choices=list(SIZES), default="M", help="the step's size, as for bench (default M)")
     pr.add_argument("--variant", default="eager-reference-fp32", help=f"one of {variant_names}")
     pr.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
-    pr.add_argument("--steps", type=int, default=3)
+    pr.add_argument("--steps", type=int, default=3, help="warm steps profiled (default 3)")
     pr.add_argument("--out", default="runs/profile", help="output folder (default runs/profile)")
     pr.set_defaults(func=cmd_profile)
 

@@ -26,7 +26,6 @@ import torch  # noqa: E402
 
 from duiit_fast import Trainer  # noqa: E402
 from duiit_fast.bench import SIZES, device_description  # noqa: E402
-from duiit_fast.config import FastConfig  # noqa: E402
 from duiit_fast.experiment import experiment_config  # noqa: E402
 
 
@@ -55,7 +54,7 @@ def main(argv=None) -> int:
                                decay_start_epoch=args.epochs // 2, steps_per_epoch=args.steps or None,
                                translator_warmup_steps=0, reader_steps=50, num_threads=None)
     eager = dataclasses.replace(base, backend="reference", out_dir=str(out / "eager"),
-                                fast=FastConfig(compile="off", precision="fp32"))
+                                fast=dataclasses.replace(base.fast, compile="off", precision="fp32"))
     fast = dataclasses.replace(base, out_dir=str(out / "fast")).with_settings([f"fast.{kv}" for kv in args.fast])
     results = {"eager fp32 reference": run(eager), "given": run(fast)}
     (e, f) = results.values()

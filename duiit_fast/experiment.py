@@ -152,9 +152,10 @@ def run_arm_job(cfg: TrainConfig, cell_dir: Path, cohort_dir: Path) -> dict:
               "val_crossfit_mse": cross_fitted_val_mse(trainer.history),
               "history": trainer.history, "seconds": round(time.perf_counter() - start, 1)}
     if translators:
-        result["label_cues"] = trainer.label_cues()   # the final translator (CycleGAN's is frozen)
+        if "cues" in trainer.readers:   # label_cues on (the experiment's default)
+            result["label_cues"] = trainer.label_cues()   # the final translator (CycleGAN's is frozen)
         if cfg.fid_weights:
-            result["label_cues"].update(trainer.image_quality())
+            result.setdefault("label_cues", {}).update(trainer.image_quality())
         _save_grid(trainer, cell_dir / "grid.npz")
     write_json(cell_dir / "result.json", result)
     return result

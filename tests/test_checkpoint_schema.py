@@ -25,7 +25,8 @@ def saved(tmp_path_factory):
     for setting in ("MIX-CT-MRI", "PURE-CT"):
         cfg = TrainConfig(setting=setting, image_size=32, ngf=4, ndf=4, n_blocks=1, predictor="small", batch_size=2,
                           predictor_batch_size=4, epochs=1, decay_start_epoch=0, steps_per_epoch=2, phantom=phantom,
-                          out_dir=str(root / setting), reader_steps=3, fast=FastConfig(precision="fp32"))
+                          out_dir=str(root / setting), reader_steps=3, fast=FastConfig(precision="fp32"),
+                          label_cues=True)
         trainer = Trainer(cfg, progress=False)
         trainer.fit()
         paths[setting] = root / setting / "checkpoint.pt"

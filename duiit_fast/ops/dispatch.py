@@ -128,6 +128,29 @@ def resolve(op: str, backend: Optional[str], device: torch.device) -> str:
     return name
 
 
+def registered_on_first_use(register):
+    """A function returning register()'s ops, registering them on its first call only: defining a
+    triton_op imports torch._dynamo and torch._inductor (~3 s of a CPU process's start), and
+    `@triton.jit` must not run before TRITON_INTERPRET is set. The cache is a closure list, which
+    compiled code reads without retracing."""
+    registered: list = []
+
+    def ops():
+        if not registered:
+            registered.append(register())
+        return registered[0]
+    return ops
+
+
+def numpy_view(t: Optional[torch.Tensor]):
+    """The C++ kernels' input: a contiguous CPU tensor as numpy (None stays None)."""
+    return None if t is None else t.detach().contiguous().numpy()
+
+
+def contiguous_or_none(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    return None if t is None else t.contiguous()
+
+
 _CPP_DTYPES = (torch.float32, torch.float64)
 
 

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import dispatch
+from .dispatch import contiguous_or_none, numpy_view
 
 ACTIVATIONS = ("relu", "leaky_relu", "none")
 
@@ -87,18 +88,14 @@ def _register_autograd(forward_op, backward_op) -> None:
 
 # -- C++ (CPU): numpy views of contiguous tensors, outputs always contiguous -------------------------
 
-def _np(t: Optional[Tensor]):
-    return None if t is None else t.detach().contiguous().numpy()
-
-
 @torch.library.custom_op("duiit_fast::instance_norm_act_cpp", mutates_args=())
 def instance_norm_act_cpp(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor],
                           residual: Optional[Tensor], act: str, slope: float,
                           eps: float) -> tuple[Tensor, Tensor, Tensor]:
     x = x.contiguous()
     y, mean, rstd = torch.empty_like(x), _plane_stats(x), _plane_stats(x)
-    dispatch._C.instance_norm_act_forward(x.numpy(), _np(weight), _np(bias), _np(residual), y.numpy(),
-                                          mean.numpy(), rstd.numpy(), ACT_CODES[act], slope, eps)
+    dispatch._C.instance_norm_act_forward(x.numpy(), numpy_view(weight), numpy_view(bias), numpy_view(residual),
+                                          y.numpy(), mean.numpy(), rstd.numpy(), ACT_CODES[act], slope, eps)
     return y, mean, rstd
 
 
@@ -115,8 +112,8 @@ def instance_norm_act_cpp_backward(grad_y: Tensor, x: Tensor, mean: Tensor, rstd
     grad_x = torch.empty_like(x)
     grad_w, grad_b = x.new_zeros(x.shape[1]), x.new_zeros(x.shape[1])
     dispatch._C.instance_norm_act_backward(
-        _np(grad_y), x.numpy(), _np(mean), _np(rstd), _np(weight), _np(bias), grad_x.numpy(),
-        grad_w.numpy() if need_weight_grads else None, grad_b.numpy() if need_weight_grads else None,
+        numpy_view(grad_y), x.numpy(), numpy_view(mean), numpy_view(rstd), numpy_view(weight), numpy_view(bias),
+        grad_x.numpy(), grad_w.numpy() if need_weight_grads else None, grad_b.numpy() if need_weight_grads else None,
         ACT_CODES[act], slope)
     return grad_x, grad_w, grad_b
 
@@ -130,9 +127,8 @@ def _(grad_y, x, mean, rstd, weight, bias, act, slope, need_weight_grads):
 _register_autograd(instance_norm_act_cpp, instance_norm_act_cpp_backward)
 
 
-# -- Triton (CUDA; CPU under TRITON_INTERPRET=1) -------------------------------------------------------
-# Registered on first need: defining a triton_op imports torch._dynamo and torch._inductor (~3 s of a
-# CPU process's start) and `@triton.jit` must not run before TRITON_INTERPRET is set. A channels_last
+# -- Triton (CUDA; CPU under TRITON_INTERPRET=1), registered on first need --------------------------------
+# Registered on first need (dispatch.registered_on_first_use). A channels_last
 # input goes to the NHWC kernels and comes back channels_last (the layout the convolutions around it
 # want); every other input is made contiguous NCHW.
 
@@ -154,20 +150,6 @@ def _fp32_stats(x: Tensor) -> Tensor:
                        device=x.device)
 
 
-def _contiguous(t: Optional[Tensor]) -> Optional[Tensor]:
-    return None if t is None else t.contiguous()
-
-
-_TRITON_OPS: list = []   # [(forward, backward)] once registered (a list: compiled code reads it as a global)
-
-
-def triton_ops():
-    """(forward, backward) triton_ops, registered on the first call."""
-    if not _TRITON_OPS:
-        _TRITON_OPS.append(_register_triton_ops())
-    return _TRITON_OPS[0]
-
-
 def _register_triton_ops():
     from torch.library import triton_op, wrap_triton
 
@@ -178,7 +160,7 @@ def _register_triton_ops():
         x = x.contiguous(memory_format=layout)
         residual = None if residual is None else residual.contiguous(memory_format=layout)
         y, mean, rstd = torch.empty_like(x, memory_format=layout), _fp32_stats(x), _fp32_stats(x)
-        kernels.instance_norm_act_forward(x, _contiguous(weight), _contiguous(bias), residual,
+        kernels.instance_norm_act_forward(x, contiguous_or_none(weight), contiguous_or_none(bias), residual,
                                           ACT_CODES[act], slope, eps, y, mean, rstd, launch=wrap_triton)
         return y, mean, rstd
 
@@ -190,7 +172,7 @@ def _register_triton_ops():
         x, grad_y = x.contiguous(memory_format=layout), grad_y.contiguous(memory_format=layout)
         grad_x = torch.empty_like(x, memory_format=layout)
         sum_g, sum_gx = torch.empty_like(mean), torch.empty_like(mean)
-        kernels.instance_norm_act_backward(grad_y, x, mean, rstd, _contiguous(weight), _contiguous(bias),
+        kernels.instance_norm_act_backward(grad_y, x, mean, rstd, contiguous_or_none(weight), contiguous_or_none(bias),
                                            ACT_CODES[act], slope, grad_x, sum_g, sum_gx, launch=wrap_triton)
         param_dtype = weight.dtype if weight is not None else x.dtype
         # Per-plane sums → per-channel gradients: a fixed-order reduction over the batch.
@@ -198,6 +180,9 @@ def _register_triton_ops():
 
     _register_autograd(forward, backward)
     return forward, backward
+
+
+triton_ops = dispatch.registered_on_first_use(_register_triton_ops)   # () → (forward, backward)
 
 
 # -- public ----------------------------------------------------------------------------------------------

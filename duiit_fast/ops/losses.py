@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from . import dispatch
+from .dispatch import contiguous_or_none, numpy_view
 
 
 # -- reference: eager PyTorch, any device and dtype ------------------------------------------------
@@ -65,13 +66,9 @@ def _register_autograd(forward_op, backward_op) -> None:
 
 # -- C++ (CPU) -------------------------------------------------------------------------------------------
 
-def _np(t: Optional[Tensor]):
-    return None if t is None else t.detach().contiguous().numpy()
-
-
 @torch.library.custom_op("duiit_fast::loss_cpp", mutates_args=())
 def loss_cpp(a: Tensor, b: Optional[Tensor], target: float, kind: str) -> Tensor:
-    value = dispatch._C.loss_forward(_np(a), _np(b), target, LOSS_CODES[kind])
+    value = dispatch._C.loss_forward(numpy_view(a), numpy_view(b), target, LOSS_CODES[kind])
     return torch.tensor(value, dtype=a.dtype)
 
 
@@ -87,8 +84,8 @@ def loss_cpp_backward(grad_out: Tensor, a: Tensor, b: Optional[Tensor], target: 
     write_b = b is not None and need_grad_b
     grad_b = torch.empty_like(grad_a) if write_b else a.new_empty(0)
     # .item(): the scalar upstream gradient is read on the host; on the CPU this costs nothing.
-    dispatch._C.loss_backward(_np(a), _np(b), target, LOSS_CODES[kind], float(grad_out.item()), grad_a.numpy(),
-                              grad_b.numpy() if write_b else None)
+    dispatch._C.loss_backward(numpy_view(a), numpy_view(b), target, LOSS_CODES[kind], float(grad_out.item()),
+                              grad_a.numpy(), grad_b.numpy() if write_b else None)
     return grad_a, grad_b
 
 
@@ -96,21 +93,7 @@ loss_cpp_backward.register_fake(_fake_backward)
 _register_autograd(loss_cpp, loss_cpp_backward)
 
 
-# -- Triton (CUDA; CPU under TRITON_INTERPRET=1), registered on first need as in instance_norm.py -----
-
-def _contiguous(t: Optional[Tensor]) -> Optional[Tensor]:
-    return None if t is None else t.contiguous()
-
-
-_TRITON_OPS: list = []   # [(forward, backward)] once registered (a list: compiled code reads it as a global)
-
-
-def triton_ops():
-    """(forward, backward) triton_ops, registered on the first call."""
-    if not _TRITON_OPS:
-        _TRITON_OPS.append(_register_triton_ops())
-    return _TRITON_OPS[0]
-
+# -- Triton (CUDA; CPU under TRITON_INTERPRET=1), registered on first need --------------------------------
 
 def _register_triton_ops():
     from torch.library import triton_op, wrap_triton
@@ -121,7 +104,7 @@ def _register_triton_ops():
         a = a.contiguous()
         acc = torch.float64 if a.dtype == torch.float64 else torch.float32
         partials = torch.empty(losses.num_partials(a.numel()), dtype=acc, device=a.device)
-        losses.loss_forward_partials(a, _contiguous(b), target, LOSS_CODES[kind], partials, launch=wrap_triton)
+        losses.loss_forward_partials(a, contiguous_or_none(b), target, LOSS_CODES[kind], partials, launch=wrap_triton)
         return (partials.sum() / a.numel()).to(a.dtype)
 
     @triton_op("duiit_fast::loss_triton_backward", mutates_args=())
@@ -132,12 +115,15 @@ def _register_triton_ops():
         grad_a = torch.empty_like(a)
         write_b = b is not None and need_grad_b   # a data target gets no gradient written
         grad_b = torch.empty_like(a) if write_b else a.new_empty(0)
-        losses.loss_backward(a, _contiguous(b), target, LOSS_CODES[kind], grad_out.contiguous(), grad_a,
+        losses.loss_backward(a, contiguous_or_none(b), target, LOSS_CODES[kind], grad_out.contiguous(), grad_a,
                              grad_b if write_b else None, launch=wrap_triton)
         return grad_a, grad_b
 
     _register_autograd(forward, backward)
     return forward, backward
+
+
+triton_ops = dispatch.registered_on_first_use(_register_triton_ops)   # () → (forward, backward)
 
 
 # -- public ----------------------------------------------------------------------------------------------

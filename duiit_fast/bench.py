@@ -142,7 +142,8 @@ def run_bench(size: str = "M", variants=VARIANTS, device: str = "cpu", rounds: i
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="duiit-bench-inductor-")
     harnesses, first_step = {}, {}
     for v in variants:
-        log(f"building {size} / {v.name} ...")
+        cold = " (torch.compile, cold: minutes on a CPU)" if v.compile and dev.type == "cpu" else ""
+        log(f"building {size} / {v.name}{cold} ...")
         h = StepHarness(size, v, dev)
         start = time.perf_counter()
         h.step()
@@ -174,9 +175,10 @@ def run_bench(size: str = "M", variants=VARIANTS, device: str = "cpu", rounds: i
     rows = []
     for v in variants:
         med = statistics.median(times[v.name])
-        # Speed-up: the median of per-round ratios (each round times the baseline alongside).
-        ratio = statistics.median(b / t for b, t in zip(times[BASELINE.name], times[v.name]))
-        rows.append({"variant": v.name, "step_s": med, "pairs_per_s": pairs / med, "speedup": ratio,
+        # The speed-up is the ratio of the medians shown, so a row's numbers agree with each other
+        # (a median of per-round ratios did not, where one variant's rounds were far more spread).
+        rows.append({"variant": v.name, "step_s": med, "step_min_s": min(times[v.name]),
+                     "step_max_s": max(times[v.name]), "pairs_per_s": pairs / med, "speedup": base / med,
                      # bf16 rows against the better of the two ceilings (bf16 GEMM can be the slower one
                      # on CPUs without native bf16).
                      "mfu": flops / med / (max(ceiling.values()) if v.bf16 else ceiling["fp32"]),
@@ -197,21 +199,40 @@ def format_table(result: dict) -> str:
              f"{c['predictor']} predictor) on {result['device']}, torch {result['torch']}",
              f"{result['flops_per_step'] / 1e9:.1f} GFLOP per step; measured GEMM ceiling "
              f"{result['gemm_ceiling_flops']['fp32'] / 1e9:.0f} GFLOP/s fp32{result.get('fp32_math', '')}, "
-             f"{result['gemm_ceiling_flops']['bf16'] / 1e9:.0f} GFLOP/s bf16; median of {result['rounds']} "
-             "interleaved rounds; speed-up = median per-round ratio vs eager reference fp32",
+             f"{result['gemm_ceiling_flops']['bf16'] / 1e9:.0f} GFLOP/s bf16; step time: median (min–max) of "
+             f"{result['rounds']} interleaved rounds; speed-up = eager reference fp32's median / this median",
              "",
-             "| variant | step ms | pairs/s | speed-up | MFU | compile cold s | cached s | paper MIX-CT-MRI h |",
+             "| variant | step ms, median (min–max) | pairs/s | speed-up | MFU | compile cold s | cached s | "
+             "paper's MIX-CT-MRI run at this size, h |",
              "|---|---|---|---|---|---|---|---|"]
+    check_consistent(result)
 
     def sec(v):
         return "–" if v is None else f"{v:.1f}"
     for r in result["rows"]:
-        lines.append(f"| {r['variant']} | {r['step_s'] * 1e3:.1f} | {r['pairs_per_s']:.2f} | {r['speedup']:.2f}× | "
+        lines.append(f"| {r['variant']} | {r['step_s'] * 1e3:.1f} ({r['step_min_s'] * 1e3:.1f}–"
+                     f"{r['step_max_s'] * 1e3:.1f}) | {r['pairs_per_s']:.2f} | {r['speedup']:.2f}× | "
                      f"{r['mfu'] * 100:.1f} % | {sec(r['compile_cold_s'])} | {sec(r['compile_cached_s'])} | "
                      f"{r['paper_schedule_h']:.1f} |")
-    lines.append(f"(paper schedule: {result['paper_pairs']:,} pairs = {PAPER_EPOCHS} epochs × "
-                 f"⌈{PAPER_MRI_SLICES}/{PAPER_BATCH}⌉ steps × {PAPER_BATCH}, at this size's pairs/s)")
+    lines.append(f"(last column: the projected wall time of the paper's MIX-CT-MRI training, {result['paper_pairs']:,} "
+                 f"pairs = {PAPER_EPOCHS} epochs × ⌈{PAPER_MRI_SLICES}/{PAPER_BATCH}⌉ steps × {PAPER_BATCH}, at "
+                 "this row's pairs/s: this size's model, not the paper's, unless the size is paper)")
     return "\n".join(lines)
+
+
+RATIO_TOLERANCE = 0.005   # relative: what rounding to the digits shown can leave
+
+
+def check_consistent(result: dict) -> None:
+    """Refuse a table whose numbers contradict each other: every speed-up must be the baseline's
+    median step over the row's, and the median must lie within the row's spread."""
+    base = next(r for r in result["rows"] if r["variant"] == BASELINE.name)["step_s"]
+    for r in result["rows"]:
+        if abs(r["speedup"] - base / r["step_s"]) > RATIO_TOLERANCE * r["speedup"]:
+            raise ValueError(f"bench row {r['variant']!r}: speed-up {r['speedup']:.3f}× is not the ratio of "
+                             f"the medians ({base / r['step_s']:.3f}×)")
+        if not r["step_min_s"] <= r["step_s"] <= r["step_max_s"]:
+            raise ValueError(f"bench row {r['variant']!r}: median step outside its min–max")
 
 
 def run_profile(size: str, variant: Variant, device: str, steps: int, out_dir, log=print) -> str:

@@ -239,6 +239,35 @@ def test_bench_table_has_every_variant_against_the_baseline(tiny_bench_size):
     assert all(r["compile_cold_s"] is None for r in rows.values())
     table = format_table(result)
     assert "| eager fused fp32 |" in table and "GFLOP per step" in table
+    for r in rows.values():   # the speed-up is the ratio of the medians shown, each inside its spread
+        assert r["speedup"] == pytest.approx(result["baseline_step_s"] / r["step_s"], rel=1e-12)
+        assert r["step_min_s"] <= r["step_s"] <= r["step_max_s"]
+        assert f"| {r['step_s'] * 1e3:.1f} ({r['step_min_s'] * 1e3:.1f}–{r['step_max_s'] * 1e3:.1f}) |" in table
+
+
+def test_a_bench_row_whose_ratio_contradicts_its_times_is_not_printed():
+    """The issue's table: eager bf16 slower than fp32 (20,257 vs 13,076 ms) yet "1.56×"."""
+    from duiit_fast.bench import format_table
+    def row(name, ms, speedup):
+        return {"variant": name, "step_s": ms / 1e3, "step_min_s": ms / 1e3, "step_max_s": ms / 1e3,
+                "pairs_per_s": 1.0, "speedup": speedup, "mfu": 0.1, "compile_cold_s": None,
+                "compile_cached_s": None, "paper_schedule_h": 1.0}
+    result = {"size": "M", "config": {"image_size": 128, "batch_size": 4, "ngf": 32, "predictor": "small"},
+              "device": "cpu", "torch": "x", "flops_per_step": 1e9, "rounds": 3, "paper_pairs": 1,
+              "gemm_ceiling_flops": {"fp32": 1e11, "bf16": 2e11}, "baseline_step_s": 13.076,
+              "rows": [row("eager reference fp32", 13076, 1.0), row("eager reference bf16", 20257, 1.56)]}
+    with pytest.raises(ValueError, match="not the ratio of the medians"):
+        format_table(result)
+    result["rows"][1]["speedup"] = 13076 / 20257
+    assert "| 0.65× |" in format_table(result)
+
+
+def test_bench_on_a_cpu_defaults_to_the_eager_variants():
+    """Each compiled variant first compiles cold for minutes on a CPU: named explicitly, or `all`."""
+    from duiit_fast.bench import VARIANTS
+    from duiit_fast.cli.perf import _bench_variants
+    assert [v.compile for v in _bench_variants(None, "cpu")] == [False] * 4
+    assert _bench_variants(None, "cuda") == list(VARIANTS) == _bench_variants(["all"], "cpu")
 
 
 def test_bench_times_the_unrolled_compiled_step_beside_the_regions(tiny_bench_size):

@@ -41,7 +41,11 @@ def error_line(exc: BaseException) -> str:
 
 
 def main(argv=None) -> int:
+    import logging
     from ..errors import DuiitError
+    # torch.compile on a machine without CUDA imports torch.utils.cpp_extension, which warns that it
+    # found no CUDA runtime: true, and nothing a duiit user can act on.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)   # `train --nproc` hands it to torchrun
     try:

@@ -8,11 +8,17 @@ import sys
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
-def _bench_variants(names):
+def _bench_variants(names, device: str = "cuda"):
+    """The named variants; by default all of them on CUDA, the eager ones on a CPU (where each
+    compiled variant first compiles cold for minutes: named explicitly, or `all`)."""
     from ..bench import VARIANTS, variant_by_name
     from ..errors import DuiitConfigError
+    if not names:
+        return [v for v in VARIANTS if device.startswith("cuda") or not v.compile]
+    if names == ["all"]:
+        return list(VARIANTS)
     try:
-        return [variant_by_name(n) for n in names] if names else list(VARIANTS)
+        return [variant_by_name(n) for n in names]
     except ValueError as exc:
         raise DuiitConfigError(str(exc)) from None
 
@@ -35,7 +41,8 @@ def cmd_bench(args) -> int:
     from ..io import write_json
     if args.rounds < 1:
         raise DuiitConfigError(f"--rounds must be at least 1, got {args.rounds}")
-    result = run_bench(args.size, _bench_variants(args.variants), _bench_device(args.device), rounds=args.rounds,
+    device = _bench_device(args.device)
+    result = run_bench(args.size, _bench_variants(args.variants, device), device, rounds=args.rounds,
                        log=lambda m: print(m, file=sys.stderr), cached_compile=not args.no_cached_compile)
     print(format_table(result))
     if args.json:
@@ -72,9 +79,10 @@ def add_parsers(sub) -> None:
     bn.add_argument("--size", choices=list(SIZES), default="M",
                     help=f"the step's size (default M): {sizes}")
     bn.add_argument("--variants", nargs="+", metavar="VARIANT",
-                    help=f"default: all ({variant_names}); compiled-reference-fp32-unrolled and "
-                         "compiled-reference-bf16-unrolled time the compiled step without the CPU's "
-                         "block regions (each residual block compiled once)")
+                    help=f"some of {variant_names}, or all; default: all on CUDA, the four eager ones on a "
+                         "CPU (about 1.5 minutes at M on 2 cores; each compiled variant adds a cold compile of "
+                         "minutes there). compiled-reference-fp32-unrolled and compiled-reference-bf16-unrolled "
+                         "time the compiled step without the CPU's block regions")
     bn.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     bn.add_argument("--rounds", type=int, default=10, help="interleaved timing rounds (default 10)")
     bn.add_argument("--json", help="also write the numbers to this JSON file")

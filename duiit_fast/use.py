@@ -180,9 +180,14 @@ def translated_patients(trainer, volumes, source: str):
 def export_training_set(trainer, out_dir, fmt: str = "png", progress=None, overwrite: bool = False) -> dict:
     """The augmented training set of the model's own run: its real CT training patients plus every
     source's training patients translated by G, as one labelled CT dataset (at the training size).
-    Translated patients are named SOURCE-PATIENT so they stay apart from CT patients."""
+    Translated patients are named SOURCE-PATIENT so they stay apart from CT patients (an id that
+    already starts with SOURCE-, as the phantom's mri-0007, keeps its name unless a CT patient has it)."""
     data = trainer.data
     ct = data.ct_train
+    ct_ids = set(ct.patients)
+
+    def translated_name(source, pid):
+        return pid if pid.startswith(f"{source}-") and pid not in ct_ids else f"{source}-{pid}"
 
     def patients():
         for pid in ct.patients:
@@ -192,7 +197,7 @@ def export_training_set(trainer, out_dir, fmt: str = "png", progress=None, overw
             s = data.sources[source]
             for pid in s.patients:
                 mask = torch.from_numpy(s.patient_ids == pid)
-                yield (f"{source}-{pid}", float(s.ages[mask][0]),
+                yield (translated_name(source, pid), float(s.ages[mask][0]),
                        ct_hu(trainer, trainer.translate(s.images[mask], source)))
     slices = write_ct_dataset(trainer, list(patients()), out_dir, fmt, progress, overwrite)
     return {"slices": slices, "ct_patients": len(ct.patients),

@@ -65,9 +65,70 @@ def test_export_then_train_reads_it_back(trained, capsys):
     assert "translated patient(s)" in capsys.readouterr().out
     ids = [p for p, _, _ in read_folder(out, modality="ct").volumes]
     assert sum(p.startswith("mri-") for p in ids) == 3 and len(ids) == 3 + 3   # 3 CT training patients + 3 MRI
+    assert not any(p.startswith("mri-mri-") for p in ids)   # the phantom's mri-0000 keeps its name
     config = write_train_toml(root / "again.toml", setting="PURE-CT", ct="export", val_fraction=0.2,
                               test_fraction=0.2, out_dir=str(root / "again"))
     assert main(["train", "--config", str(config), "--no-progress"]) == 0
+
+
+# Loads an exported predictor with duiit_fast unimportable and prints its ages for the slices of a .npy
+# volume in HU: what a deployment without this package does.
+WITHOUT_DUIIT = """
+import sys
+sys.modules["duiit_fast"] = None   # any import of the package now fails
+import numpy as np, torch
+path, volume = sys.argv[1], np.load(sys.argv[2])
+if path.endswith(".onnx"):
+    import onnxruntime
+    ages = onnxruntime.InferenceSession(path).run(None, {"hu": volume})[0]
+else:
+    ages = torch.export.load(path).module()(torch.from_numpy(volume)).detach().numpy()
+print(" ".join(f"{a:.6f}" for a in ages))
+"""
+
+
+@pytest.mark.parametrize("suffix", [".pt2", ".onnx"])
+def test_the_exported_predictor_gives_the_ages_of_duiit_predict_without_duiit(trained, suffix, tmp_path):
+    """Tolerance: 0.01 years against slices.csv (which rounds to 0.01: ≤ 0.005) and 1e-3 years against
+    Trainer.predict (the same float32 ops; ONNX Runtime's kernels differ in the last bits)."""
+    import subprocess
+    import sys
+    from duiit_fast.train.trainer import Trainer
+    from duiit_fast.use import _as_model_input
+    if suffix == ".onnx":
+        pytest.importorskip("onnxruntime")
+        pytest.importorskip("onnxscript")
+    root, model = trained
+    ct = read_folder(root / "data" / "ct", modality="ct")
+    patient, _, volume = ct.volumes[0]           # 48² native slices: resized to the model's 32² inside
+    odd = np.ascontiguousarray(volume[:, 3:43, 5:41])   # and a non-square crop: a size never trained on
+    np.save(tmp_path / "vol.npy", volume.astype(np.float32))
+    np.save(tmp_path / "odd.npy", odd.astype(np.float32))
+    exported = tmp_path / f"age{suffix}"
+    assert main(["export", "--model", str(model), "--predictor", str(exported)]) == 0
+    assert main(["predict", "--model", str(model), str(tmp_path / "vol.npy"), "--out", str(tmp_path / "pred"),
+                 "--no-progress"]) == 0
+    from_csv = np.array([float(r["predicted_age"]) for r in _rows(tmp_path / "pred" / "slices.csv")])
+    trainer = Trainer.load(model)
+    for name, vol in (("vol.npy", volume), ("odd.npy", odd)):
+        run = subprocess.run([sys.executable, "-c", WITHOUT_DUIIT, str(exported), str(tmp_path / name)],
+                             capture_output=True, text=True, cwd=tmp_path, check=True)
+        deployed = np.array([float(a) for a in run.stdout.split()])
+        direct = trainer.predict(_as_model_input(trainer, vol.astype(np.float32), "ct")).numpy()
+        np.testing.assert_allclose(deployed, direct, rtol=0, atol=1e-3)
+        if name == "vol.npy":
+            np.testing.assert_allclose(deployed, from_csv, rtol=0, atol=0.01)
+
+
+def test_export_predictor_refuses_a_bad_file_name_in_one_line(trained, tmp_path, capsys):
+    root, model = trained
+    assert main(["export", "--model", str(model), "--predictor", str(tmp_path / "age.zip")]) == 2
+    assert "must end in .pt2 or .onnx" in capsys.readouterr().err
+    (tmp_path / "there.pt2").write_bytes(b"x")
+    assert main(["export", "--model", str(model), "--predictor", str(tmp_path / "there.pt2")]) == 2
+    assert "already exists; --overwrite replaces it" in capsys.readouterr().err
+    assert main(["export", "--model", str(model)]) == 2
+    assert "give one" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -14,7 +14,7 @@ def _progress(args):
     if args.no_progress:
         return None
     from tqdm.auto import tqdm
-    return lambda it, desc: tqdm(it, desc=desc, leave=False)
+    return lambda it, desc: tqdm(it, desc=desc, leave=False, disable=None)   # None: no bar off a terminal
 
 
 def load_model(path):
@@ -69,14 +69,41 @@ def cmd_translate(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from ..use import export_training_set
+    from ..errors import DuiitConfigError
+    if args.out is None and args.predictor is None:
+        raise DuiitConfigError("export writes the training set (--out DIR), the predictor (--predictor FILE) "
+                               "or both: give one")
+    if args.predictor is not None:
+        _check_predictor_file(args)
     trainer = load_model(args.model)
-    cfg = trainer.cfg
-    _prepare_out(args, [getattr(cfg, m) for m in ("ct", "mri", "pet") if getattr(cfg, m)])
-    s = export_training_set(trainer, args.out, args.format, _progress(args), args.overwrite)
-    print(f"exported {s['ct_patients']} real CT + {s['translated_patients']} translated patient(s), "
-          f"{s['slices']} slice(s): {args.out}")
+    if args.out is not None:
+        from ..use import export_training_set
+        cfg = trainer.cfg
+        _prepare_out(args, [getattr(cfg, m) for m in ("ct", "mri", "pet") if getattr(cfg, m)])
+        s = export_training_set(trainer, args.out, args.format, _progress(args), args.overwrite)
+        print(f"exported {s['ct_patients']} real CT + {s['translated_patients']} translated patient(s), "
+              f"{s['slices']} slice(s): {args.out}")
+    if args.predictor is not None:
+        from ..deploy import export_predictor
+        path = export_predictor(trainer, args.predictor)
+        loader = ("onnxruntime.InferenceSession(FILE)" if path.suffix.lower() == ".onnx"
+                  else "torch.export.load(FILE).module()")
+        print(f"exported the {trainer.cfg.setting} predictor: {path} (HU slices (N, H, W) → ages in years; "
+              f"load with {loader}, no duiit_fast needed)")
     return 0
+
+
+def _check_predictor_file(args) -> None:
+    """Before the model is read: a new file (or --overwrite), not one of the inputs."""
+    from ..errors import DuiitConfigError
+    path = Path(args.predictor)
+    if path.exists() and (path.is_dir() or not args.overwrite):
+        raise DuiitConfigError(f"--predictor {path}: already exists" + ("" if path.is_dir() else
+                                                                         "; --overwrite replaces it"))
+    if path.resolve() == Path(args.model).resolve():
+        raise DuiitConfigError(f"--predictor {path} is the model checkpoint itself")
+    if not path.parent.is_dir():
+        raise DuiitConfigError(f"--predictor {path}: no folder {path.parent}")
 
 
 def cmd_data_check(args) -> int:
@@ -170,12 +197,21 @@ def add_parsers(sub) -> None:
     _bad_file_option(tr)
     tr.set_defaults(func=cmd_translate)
 
-    exp = sub.add_parser("export", help="write a model's augmented training set (real CT + translated sources)",
-                         description="Write the run's real CT training patients and its source training patients "
-                                     "translated by G (named SOURCE-PATIENT) as one labelled CT dataset folder at "
-                                     "the training size, for training in another framework or with duiit train.")
-    exp.add_argument("--model", required=True, help="a checkpoint whose training data is still in place")
-    _output_options(exp, "output dataset folder (new or empty, apart from the run's data)")
+    exp = sub.add_parser("export", help="write a model's predictor as a deployable file, or its augmented training set",
+                         description="--predictor FILE: the CT predictor as one file that runs without duiit_fast "
+                                     "(.pt2: torch.export; .onnx: ONNX, needs onnx and onnxscript), taking CT "
+                                     "slices in HU (N, H, W) of any size and returning ages in years, with the "
+                                     "HU window, resize and age scaling inside. --out DIR: the run's real CT "
+                                     "training patients and its source training patients translated by G (named "
+                                     "SOURCE-PATIENT) as one labelled CT dataset folder at the training size.")
+    exp.add_argument("--model", required=True, help="a checkpoint written by duiit train / experiment")
+    exp.add_argument("--predictor", metavar="FILE",
+                     help="write the deployable predictor here (.pt2 or .onnx; new, or replaced with --overwrite)")
+    exp.add_argument("--out", help="write the augmented training set to this dataset folder (new or empty, apart "
+                                   "from the run's data; needs the run's training data in place)")
+    exp.add_argument("--format", choices=["png", "nifti"], default="png", help=DATASET_FORMAT_HELP)
+    exp.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP + "; and a --predictor file")
+    exp.add_argument("--no-progress", action="store_true", help="no progress bars")
     exp.set_defaults(func=cmd_export)
 
     dt = sub.add_parser("data", help="dataset tools")

@@ -45,7 +45,7 @@ def write_phantom_dataset(out, pc, modalities=("ct", "mri", "pet"), fmt: str = "
             iterator = cohort
             if progress:
                 from tqdm.auto import tqdm
-                iterator = tqdm(cohort, desc=f"writing {modality}", leave=False)
+                iterator = tqdm(cohort, desc=f"writing {modality}", leave=False, disable=None)
             rows, names = [], FileNames()
             for anat in iterator:
                 volume = phantoms.render_patient(anat, modality, native_size(pc, modality), pc.slices_per_patient,

@@ -176,6 +176,9 @@ class TrainConfig:
     fast: FastConfig = field(default_factory=FastConfig)  # the [fast] table (below)
     out_dir: str = "runs/duiit"      # the run folder: checkpoint.pt, metrics, logs (apart from the data folders)
     num_threads: Optional[int] = None  # torch threads of this process; unset: torch's default
+    log_every: int = 50              # a loss line in the run folder's train.log every this many steps (0: none)
+    pictures: bool = True            # translations.png, loss_curves.png, val_scatter.png and index.html in the
+                                     # run folder, every epoch (off in `duiit experiment`, which draws its own)
 
     def __post_init__(self):
         # A table may be given as a dict in Python, as it is in TOML: TrainConfig(phantom=dict(seed=3)).
@@ -363,7 +366,7 @@ RANGES = {
     "ngf": Range(1, 512), "ndf": Range(1, 512), "n_blocks": Range(0, 64),
     "steps_per_epoch": Range(1, MANY), "val_fraction": Range(0, 1, True, True), "test_fraction": Range(0, 1, True, True),
     "pet_percentile": Range(0, 100, lo_open=True), "augment.crop_min": Range(0.1, 1), "augment.shift": Range(0, 512),
-    "translator_warmup_steps": Range(0, MANY), "reader_steps": Range(0, MANY),
+    "translator_warmup_steps": Range(0, MANY), "reader_steps": Range(0, MANY), "log_every": Range(0, MANY),
     "predictor_source_weight": Range(0, 100, lo_open=True), "num_threads": Range(1, 1024),
     "phantom.ct_train_patients": Range(0, 100_000), "phantom.ct_val_patients": Range(0, 100_000),
     "phantom.ct_test_patients": Range(0, 100_000), "phantom.source_patients": Range(0, 100_000),

@@ -89,5 +89,30 @@ def render() -> str:
     return "\n".join(lines) + "\n"
 
 
+def toml_value(value) -> str:
+    """One value in TOML (strings through JSON's escapes, which TOML's basic strings share)."""
+    import json
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return {"inf": "inf", "-inf": "-inf", "nan": "nan"}.get(repr(value), repr(value))
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def config_toml(cfg, header: str = "") -> str:
+    """A TrainConfig as a TOML file `duiit train --config` reads back to the same configuration
+    (unset fields are left out: they stay unset)."""
+    data = cfg.to_dict()
+    lines = [f"# {line}" for line in header.splitlines()]
+    lines += [f"{k} = {toml_value(v)}" for k, v in data.items() if k not in config.TABLES and v is not None]
+    for name in config.TABLES:
+        lines += ["", f"[{name}]"] + [f"{k} = {toml_value(v)}" for k, v in data[name].items() if v is not None]
+    return "\n".join(lines) + "\n"
+
+
 if __name__ == "__main__":
     sys.stdout.write(render())

@@ -20,6 +20,7 @@ from .eval.plots import loss_curves, translation_grid
 from .io import write_json, write_text
 from .train.data import TrainingData, load_training_data
 from .train.fast import cpu_features
+from .train.progress import RunProgress
 from .train.trainer import Trainer
 
 SETTINGS = ("PURE-CT", "MIX-CT-MRI", "ORACLE-CT-MRI")
@@ -50,7 +51,7 @@ def run_demo(out_dir="demo_out", quick: bool = False, progress: bool = True, log
     out.mkdir(parents=True, exist_ok=True)
     base = demo_config(quick, str(out / "runs"))
     start = time.perf_counter()
-    bar = _progress if progress else None
+    bar = RunProgress(True).iterate if progress else None
     data = _shared_data(base, bar)
     log(f"rendered phantom cohort in {time.perf_counter() - start:.0f} s: "
         f"{len(data['MIX-CT-MRI'].ct_train)} CT train slices, {len(data['MIX-CT-MRI'].sources['mri'])} MRI slices, "
@@ -60,6 +61,7 @@ def run_demo(out_dir="demo_out", quick: bool = False, progress: bool = True, log
         cfg = dataclasses.replace(base, setting=setting, out_dir=str(out / "runs" / setting))
         t0 = time.perf_counter()
         trainer = Trainer(cfg, data=data[setting], progress=progress)
+        trainer.monitor.echo = False   # the bar only: options, loss and epoch lines are in each run's train.log
         trainer.fit(overwrite=True)   # the demo's own run folders: a rerun replaces them
         seconds[setting] = time.perf_counter() - t0
         trainers[setting] = trainer
@@ -79,11 +81,6 @@ def run_demo(out_dir="demo_out", quick: bool = False, progress: bool = True, log
     log(_table(metrics, summary))
     log(f"wrote {out / 'metrics.json'}, {out / 'report.md'}, {out / 'translations.png'}, {out / 'loss_curves.png'}")
     return result
-
-
-def _progress(iterable, **kwargs):
-    from tqdm.auto import tqdm
-    return tqdm(iterable, leave=False, **kwargs)
 
 
 def _summarise(trainers, data, metrics) -> dict:
@@ -134,20 +131,19 @@ RECORDED_EXPERIMENT = Path(__file__).parent / "recorded" / "experiment.json"
 def _recorded_experiment() -> str:
     """The recorded `duiit experiment` result this configuration was chosen from, with its spread."""
     if not RECORDED_EXPERIMENT.is_file():
-        return "  no recorded experiment ships with this version; run `duiit experiment --cohorts 5 --out DIR`."
+        return "- no recorded experiment ships with this version; run `duiit experiment --cohorts 5 --out DIR`."
     import json
     rec = json.loads(RECORDED_EXPERIMENT.read_text())
     took = f" in {rec['wall_minutes']} min with {rec['workers']} workers" if "wall_minutes" in rec else ""
-    lines = [f"  recorded {rec['date']} (commit {rec['commit']}, {rec['machine']}), {rec['cohorts']} cohorts{took}, "
-             "test MSE mean ± std in years²:"]
-    for arm, e in rec["arms"].items():
-        lines.append(f"  {arm} {e['mean']:.1f} ± {e['std']:.1f}")
-    lines.append(f"  {rec['verdict']}")
+    lines = [f"- The record, {rec['date']}, {rec['cohorts']} cohorts (the ones its defaults were chosen on){took}, "
+             "test MSE mean ± std in years²: " + ", ".join(f"{arm} {e['mean']:.1f} ± {e['std']:.1f}"
+                                                            for arm, e in rec["arms"].items()) + ".",
+             f"  {rec['verdict']}"]
     for also in rec.get("also", []):
         # The same protocol measured again (more training seeds, another CPU): one training per
         # cell moves a GAN arm by as much as the arms differ, so the record alone is one draw.
-        lines.append(f"  {also['label']} ({also['date']}, commit {also['commit']}, {also['cohorts']} cohorts): "
-                     + ", ".join(f"{arm} {e['mean']:.1f} ± {e['std']:.1f}" for arm, e in also["arms"].items()))
+        lines.append(f"- {also['label']}, {also['date']}, {also['cohorts']} cohorts: "
+                     + ", ".join(f"{arm} {e['mean']:.1f} ± {e['std']:.1f}" for arm, e in also["arms"].items()) + ".")
         lines.append(f"  {also['verdict']}")
     return "\n".join(lines)
 
@@ -174,56 +170,57 @@ def _report(result: dict) -> str:
             return "worse than PURE-CT (95% interval above zero)"
         return "not distinguishable from PURE-CT at this size (95% interval spans zero)"
 
+    kind = ("**Smoke run** (`--quick`): sizes that check everything runs in about half a minute; its numbers "
+            "are not a result." if result["quick"] else
+            "Demo run: one phantom cohort, one training seed (`duiit experiment` compares over many).")
     return f"""# duiit demo report
 
-{"Quick run (smoke-test sizes: read the numbers as a check that everything runs, not as a result)." if result["quick"] else "Full demo run."}
+{kind}
 Machine: {result["machine"]}. Total wall time {result["total_seconds"]:.0f} s.
 
-## What was run
-Head phantom, one cohort shared by all settings: {pc["ct_train_patients"]} CT training patients,
-{pc["source_patients"]} MRI patients (other people, labelled with their ages),
-{pc["ct_test_patients"]} held-out CT test patients, {pc["slices_per_patient"]} slices each; native
-sizes CT {pc["ct_size"]}², MRI {pc["mri_size"]}², PET {pc["pet_size"]}², all resized to {cfg["image_size"]}².
-
-- **PURE-CT**: the predictor on the CT training patients only.
-- **MIX-CT-MRI (DUIIT)**: translators G: MRI→CT and F: CT→MRI and their critics first train alone
-  for {cfg["translator_warmup_steps"]} steps (warm-up), then with the predictor jointly
-  (L_trans + λ·L_pred, λ = {cfg["lambda_pred"]} on L_pred summed over the batch in years² as the paper's
-  eq. 2, λcyc = {cfg["lambda_cyc"]}, image pool {cfg["pool_size"]}, G's predictor feedback: {cfg["pred_feedback"]});
-  the predictor learns from real CT and translated MRI. A CT reader (trained on the real CT and the MRI
-  patients rendered as CT) reads G(MRI):
-  slope {result["MIX-CT-MRI"].get("reader_slope", float("nan")):.2f} of its ages against the true ones
-  (1 = the translation kept the age cues, 0 = erased them).
-- **ORACLE-CT-MRI**: the MRI patients rendered directly as CT — what a perfect translator would give.
-
-Models are shrunk to fit a CPU: ResNet generator ngf={cfg["ngf"]} with {cfg["n_blocks"]} residual
-blocks, PatchGAN ndf={cfg["ndf"]}, a small CNN predictor instead of ResNet50; {cfg["epochs"]} epochs of
-{cfg["steps_per_epoch"]} steps (linear decay from epoch {cfg["decay_start_epoch"]}); every setting keeps the predictor of
-its best validation epoch. {_bn_stats_sentence(cfg)}
-
-## Results (held-out CT patients)
+## This run's results (held-out CT patients)
 {_table({k: result[k] for k in SETTINGS}, s)}
 
 Predicting the mean age would score about {s["age_variance"]:.0f} years².
-
 Paired patient bootstrap (2000 resamples over test patients):
 - DUIIT − PURE-CT: {mix["difference"]:+.1f} years², 95% interval [{mix["ci95"][0]:.1f}, {mix["ci95"][1]:.1f}];
   DUIIT is {verdict(mix)}.
 - ORACLE − PURE-CT: {orc["difference"]:+.1f} years², 95% interval [{orc["ci95"][0]:.1f}, {orc["ci95"][1]:.1f}];
   ORACLE is {verdict(orc)}.
 
+## What was run
+Head phantom, one cohort shared by all settings: {pc["ct_train_patients"]} CT training patients,
+{pc["source_patients"]} MRI patients (other people, labelled with their ages),
+{pc["ct_test_patients"]} held-out CT test patients, {pc["slices_per_patient"]} slices each; native
+sizes CT {pc["ct_size"]}², MRI {pc["mri_size"]}², all resized to {cfg["image_size"]}².
+
+- **PURE-CT**: the predictor on the CT training patients only.
+- **MIX-CT-MRI (DUIIT)**: translators G: MRI→CT and F: CT→MRI and their critics warm up alone for
+  {cfg["translator_warmup_steps"]} steps, then train jointly with the predictor (L_trans + λ·L_pred,
+  λ = {cfg["lambda_pred"]}, λcyc = {cfg["lambda_cyc"]}, image pool {cfg["pool_size"]}); the predictor learns from
+  real CT and translated MRI. A CT reader reads G(MRI): slope
+  {result["MIX-CT-MRI"].get("reader_slope", float("nan")):.2f} of its ages against the true ones (1 = the
+  translation kept the age cues, 0 = erased them).
+- **ORACLE-CT-MRI**: the MRI patients rendered directly as CT — what a perfect translator would give.
+
+Models shrunk to fit a CPU: ResNet generator ngf={cfg["ngf"]} with {cfg["n_blocks"]} residual blocks,
+PatchGAN ndf={cfg["ndf"]}, a small CNN predictor instead of ResNet50; {cfg["epochs"]} epochs of
+{cfg["steps_per_epoch"]} steps (linear decay from epoch {cfg["decay_start_epoch"]}); every setting keeps the predictor of
+its best validation epoch. {_bn_stats_sentence(cfg)}
+
 ## How far to trust it
-- One seed and one cohort. The interval above covers the choice of test patients, not training
+- One seed and one cohort: the interval above covers the choice of test patients, not training
   noise or the draw of the few CT training patients, and PURE-CT moves a lot with that draw.
-  The comparison over cohorts is `duiit experiment`:
-{_recorded_experiment()}
 - The translator is trained for {cfg["translator_warmup_steps"] + cfg["epochs"] * cfg["steps_per_epoch"]} steps; CycleGAN-style translators usually need
-  tens of thousands. `translations.png` shows how far G got: compare its middle row to the
-  bottom row (the same patients rendered as CT).
-- ORACLE vs PURE-CT tells whether the phantom poses the paper's question at this size at all:
-  only if ORACLE is clearly better can translation help.
+  tens of thousands. `translations.png` shows how far G got: compare its middle row to the bottom
+  row (the same patients rendered as CT).
+- Only where ORACLE is clearly better than PURE-CT can translation help at this size at all.
 - Phantom anatomy is procedural; nothing here says how DUIIT does on real scans.
 
 Files: `metrics.json` (all numbers), `translations.png` (source MRI | translated | same patient as
-CT), `loss_curves.png`, checkpoints under `runs/`.
+CT), `loss_curves.png`, run folders (checkpoint, train.log, options.toml) under `runs/`.
+
+## For comparison: the recorded experiment
+`duiit experiment` on the same configuration over many cohorts, as recorded:
+{_recorded_experiment()}
 """

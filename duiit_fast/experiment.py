@@ -57,6 +57,7 @@ def experiment_config(quick: bool = False) -> TrainConfig:
                       batch_size=4, predictor_batch_size=4, epochs=24, decay_start_epoch=12, steps_per_epoch=50,
                       translator_warmup_steps=500, reader_steps=400, phantom=phantom, num_threads=1,
                       predictor_source_weight=0.5, predictor_bn_stats="by_setting", label_cues=True,
+                      pictures=False,   # the experiment draws its own figures over cells
                       # The recorded run (docs/experiment.md) used torch's foreach Adam; fused Adam
                       # rounds differently, and a GAN turns rounding into another trajectory.
                       fast=FastConfig(fused_optimizer=False))

@@ -18,7 +18,7 @@ def tiny_phantom() -> PhantomConfig:
 # label_cues on: the suite was written when the label-cue reader was on by default (test_examples has it off).
 TINY_MODEL_TOML = {"image_size": 32, "ngf": 4, "ndf": 4, "n_blocks": 1, "predictor": "small",
                    "batch_size": 2, "epochs": 1, "decay_start_epoch": 0, "steps_per_epoch": 2, "reader_steps": 3,
-                   "label_cues": True}
+                   "label_cues": True, "pictures": False}   # pictures: drawn where a test asks (test_run_folder)
 
 
 def write_train_toml(path, **fields):
@@ -37,7 +37,7 @@ def tiny_config(tiny_phantom, tmp_path):
         fields = dict(setting=setting, image_size=32, ngf=4, ndf=4, n_blocks=1, predictor="small",
                       batch_size=2, predictor_batch_size=4, epochs=2, decay_start_epoch=1,
                       steps_per_epoch=2, phantom=tiny_phantom, out_dir=str(tmp_path / setting), seed=0,
-                      reader_steps=3, label_cues=True,
+                      reader_steps=3, label_cues=True, pictures=False,
                       # fp32 unless a test asks: "auto" is bf16 on CPUs with native bf16, and the
                       # suite's exactness checks must not depend on which CPU runs them.
                       precision="fp32")

@@ -1,5 +1,6 @@
 """The main job end to end at the smallest size: every output file is written and consistent."""
 import json
+import re
 
 import pytest
 
@@ -22,6 +23,11 @@ def test_demo_writes_metrics_report_and_figures(tmp_path, monkeypatch):
     assert "gap_closed" in metrics["comparison"]
     report = (tmp_path / "report.md").read_text()
     assert "How far to trust it" in report and f"{metrics['PURE-CT']['mse']:.1f}" in report
+    # its own numbers first, labelled as a smoke run; the record last, dated, without commit hashes
+    assert report.index("**Smoke run**") < report.index("## This run's results") < report.index(
+        "## For comparison: the recorded experiment")
+    assert report.index(f"{metrics['PURE-CT']['mse']:.1f}") < report.index("## What was run")
+    assert "commit" not in report and not re.search(r"\b[0-9a-f]{7}\b", report)
     # The experiment's per-setting statistic, said per setting (DUIIT and ORACLE: the training mix).
     assert ("MIX-CT-MRI: re-estimated on real CT mixed 1:1" in report
             and "PURE-CT: re-estimated on the real training CT" in report)

@@ -77,7 +77,16 @@ def _train_once(cfg, args, main: bool = True) -> int:
     from ..io import write_json
     from ..train.trainer import Trainer
     trainer = Trainer(cfg, progress=main and not args.no_progress)
-    trainer.fit(resume=args.resume, overwrite=args.overwrite)
+    try:
+        trainer.fit(resume=args.resume, overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        from ..train.checkpoint import RunFolder
+        if main and args.overwrite and (Path(cfg.out_dir) / RunFolder.OVERWRITE_MARK).exists():
+            print(f"duiit: interrupted before the new run's first checkpoint: {cfg.out_dir} still holds the run "
+                  "it was replacing (marked overwrite-interrupted); run with --overwrite again to replace it",
+                  file=sys.stderr)
+            return 130
+        raise
     if not main:
         return 0
     if args.resume and getattr(trainer, "restored_epoch", None) == trainer.epoch:   # nothing was left to train
@@ -130,6 +139,19 @@ def _experiment_view(args) -> int:
     return 0
 
 
+TRAIN_EPILOG = """a minimal config for your own data (every field: docs/configuration.md; commented:
+examples/own-data.toml):
+
+  setting = "MIX-CT-MRI"   # DUIIT: the predictor learns from CT plus MRI translated to CT
+  ct = "data/ct"           # dataset folders: labels.csv (patient_id,age,path) + images
+  mri = "data/mri"         # (relative to the config file)
+  image_size = 128
+  epochs = 20
+
+Without ct/mri it trains on the embedded head phantom: examples/tiny.toml takes seconds.
+"""
+
+
 def add_parsers(sub) -> None:
     d = sub.add_parser("demo", help="PURE-CT vs DUIIT vs ORACLE on the embedded head phantom",
                        description="Render a phantom cohort, train PURE-CT, MIX-CT-MRI (DUIIT) and the ORACLE "
@@ -141,10 +163,15 @@ def add_parsers(sub) -> None:
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
     d.set_defaults(func=cmd_demo)
 
+    import argparse
     t = sub.add_parser("train", help="train one setting from a TOML config",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Train the setting of a TOML config (fields of duiit_fast.TrainConfig; "
                                    "a [phantom] table for the embedded data, or ct/mri/pet dataset folders). "
-                                   "Checkpoints are written atomically every epoch.")
+                                   "Checkpoints are written atomically every epoch; the run folder gets\n"
+                                   "train.log, options.toml, metrics.json and, every epoch, translations.png, "
+                                   "val_scatter.png,\nloss_curves.png and index.html.",
+                       epilog=TRAIN_EPILOG)
     t.add_argument("--config", required=True, help="TOML file")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
     t.add_argument("--overwrite", action="store_true",
@@ -162,7 +189,8 @@ def add_parsers(sub) -> None:
     t.add_argument("--timeout", type=float, default=600.0, metavar="S",
                    help="distributed runs: seconds a rank waits for the others before the job stops "
                         "(default 600)")
-    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t.add_argument("--no-progress", action="store_true",
+                   help="no progress bar, options or epoch lines on the terminal (train.log still has them)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="change one field of the configuration (repeatable), as in `experiment`: epochs=2, "
                         "phantom.seed=3, fast.precision=fp32")

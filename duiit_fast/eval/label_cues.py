@@ -16,9 +16,9 @@ from ..models.reader import AgeReader
 
 
 def train_reader(images: torch.Tensor, ages: torch.Tensor, steps: int, seed: int, device,
-                 batch_size: int = 32, lr: float = 2e-3) -> AgeReader:
+                 batch_size: int = 32, lr: float = 2e-3, on_step=None) -> AgeReader:
     """Fit an AgeReader on (images, ages in years) with flips, AdamW and a one-cycle schedule; the
-    result is frozen and in eval mode."""
+    result is frozen and in eval mode. on_step(losses) after every step (a progress bar)."""
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -38,6 +38,8 @@ def train_reader(images: torch.Tensor, ages: torch.Tensor, steps: int, seed: int
         loss.backward()
         opt.step()
         sched.step()
+        if on_step is not None:
+            on_step({"reader": loss.detach().item()})
     reader.eval()
     for p in reader.parameters():
         p.requires_grad_(False)

@@ -57,6 +57,28 @@ class RunFolder:
             stale.unlink(missing_ok=True)
         return self
 
+    # An --overwrite that started while the old run's checkpoint is still the folder's: the mark is
+    # written first and removed once the new run's first checkpoint has replaced the old one, so an
+    # interrupted overwrite is told apart from a finished old run.
+    OVERWRITE_MARK = "overwrite-interrupted"
+
+    def mark_overwrite(self) -> None:
+        from ..io import write_text
+        write_text(self.path / self.OVERWRITE_MARK,
+                   "An --overwrite of this run folder started here; until its first checkpoint is written, "
+                   f"{CHECKPOINT_NAME} is still the run it was replacing.\n")
+
+    def written(self, checkpoint) -> None:
+        """A checkpoint was written: where it is this folder's, the run it replaced is gone."""
+        if Path(checkpoint).resolve() == self.checkpoint.resolve():
+            (self.path / self.OVERWRITE_MARK).unlink(missing_ok=True)
+
+    def refuse_interrupted_overwrite(self) -> None:
+        if (self.path / self.OVERWRITE_MARK).exists():
+            raise DuiitError(f"{self.path}: an --overwrite of this folder was interrupted before the new run's "
+                             f"first checkpoint, so {CHECKPOINT_NAME} is still the old run's: run with --overwrite "
+                             f"again to replace it, or delete {self.path / self.OVERWRITE_MARK} to resume the old run")
+
     def __exit__(self, *exc) -> None:
         if self._fd is not None:
             os.close(self._fd)   # closing releases the lock (the kernel does it too if we are killed)

@@ -50,19 +50,20 @@ def _phantom_data(cfg, progress=None) -> TrainingData:
     pc = cfg.phantom
     cohorts = phantom_cohorts(pc)
 
-    def render(cohort, modality, as_modality=None):
+    def render(cohort, modality, as_modality=None, role=""):
         as_modality = as_modality or modality
         vols = phantom_volumes(cohort, as_modality, native_size(pc, as_modality), pc.slices_per_patient, pc.seed,
                                cfg.cache_dir)
         if progress is not None:
-            vols = progress(vols, total=len(cohort), desc=f"phantom {modality}"
-                            + (f" as {as_modality}" if as_modality != modality else ""))
+            label = f"phantom {modality.upper()}{' ' + role if role else ''}"
+            vols = progress(vols, total=len(cohort), desc=label + (f" as {as_modality.upper()}"
+                                                                   if as_modality != modality else ""))
         return build_slice_set(vols, as_modality, cfg.image_size, cfg.intensity)
 
-    ct_train = render(cohorts["ct_train"], "ct")
+    ct_train = render(cohorts["ct_train"], "ct", role="train")
     method = method_of(cfg.kind)
     sources = {m: render(cohorts[m], m) for m in method.loaded_sources(cfg)}
     # The source patients rendered directly as CT: what a perfect translator would produce.
     as_ct = {m: render(cohorts[m], m, "ct") for m in method.sources_rendered_as_ct(cfg)}
-    return TrainingData(ct_train, render(cohorts["ct_val"], "ct"), render(cohorts["ct_test"], "ct"),
-                        sources, as_ct)
+    return TrainingData(ct_train, render(cohorts["ct_val"], "ct", role="validation"),
+                        render(cohorts["ct_test"], "ct", role="test"), sources, as_ct)

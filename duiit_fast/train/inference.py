@@ -11,8 +11,9 @@ from ..eval.evaluate import predict_ages, regression_metrics, require_finite
 
 
 @torch.no_grad()
-def translate(t, images, source: str = "mri", batch_size: int = 32) -> torch.Tensor:
-    """Translate source-modality slices (N, H, W) or (N, 1, H, W) in [-1, 1] into CT style."""
+def translate(t, images, source: str = "mri", batch_size: int = 32, net: str = "G") -> torch.Tensor:
+    """Translate source-modality slices (N, H, W) or (N, 1, H, W) in [-1, 1] into CT style (net "G"),
+    or CT-style slices back into the source's style (net "F": the cycle's second half)."""
     if "G" not in t.nets or source not in t.nets["G"]:
         have = list(t.nets["G"]) if "G" in t.nets else []
         raise DuiitConfigError(f"no translator for source {source!r} in setting {t.cfg.setting} "
@@ -23,14 +24,14 @@ def translate(t, images, source: str = "mri", batch_size: int = 32) -> torch.Ten
     if x.dim() != 4 or x.shape[1] != 1 or x.shape[-1] % 4 or x.shape[-2] % 4:
         raise ValueError(f"translate needs (N, [1,] H, W) with H, W multiples of 4, got {tuple(x.shape)}")
     require_finite(x, "translate")
-    G = t.nets["G"][source]
-    was_training = G.training
-    G.eval()
+    translator = t.nets[net][source]
+    was_training = translator.training
+    translator.eval()
     # Eager inference takes the configured backend as an eager step would (a compiled run's steps take
     # the reference ops, which only Inductor fuses); no graph is kept (the values are the same).
     with ops.use_backend(ops.run_backend(t.cfg.backend, compiled=False)), torch.no_grad():
-        out = [G(x[i:i + batch_size].to(t.device)).float().cpu() for i in range(0, len(x), batch_size)]
-    G.train(was_training)
+        out = [translator(x[i:i + batch_size].to(t.device)).float().cpu() for i in range(0, len(x), batch_size)]
+    translator.train(was_training)
     return torch.cat(out)
 
 

@@ -27,7 +27,10 @@ def prepare_readers(t) -> None:
             continue
         sets = [data.ct_train] + (list(data.sources_as_ct.values()) if role == "cues" else [])
         images, ages = torch.cat([s.images for s in sets]), torch.cat([s.ages for s in sets])
-        t.readers[role] = train_reader(images, ages, cfg.reader_steps, cfg.seed + 101, t.device)
+        name = "CT reader (label cues)" if role == "cues" else "CT reader (predictor feedback)"
+        with t.monitor.phase(name, cfg.reader_steps):
+            t.readers[role] = train_reader(images, ages, cfg.reader_steps, cfg.seed + 101, t.device,
+                                           on_step=t.monitor.advance)
 
 def warm_up(t, ckpt=None) -> None:
     """Translator-only steps (λ = 0, no predictor) up to translator_budget(); from
@@ -38,17 +41,17 @@ def warm_up(t, ckpt=None) -> None:
     budget = t.translator_budget()
     if t.translator_steps >= budget:
         return
-    bar = t._bar(range(t.translator_steps, budget), desc=f"{t.cfg.setting} translator",
-                    initial=t.translator_steps, total=budget)
-    for _ in bar:
-        x, _ = t.draw(t.data.ct_train, "ct")
-        sources = t.source_batches()
-        parts = translator_step(t.nets, t.optimizers, t.pools, x, sources, t.step_functions)
-        t.translator_steps += 1
-        t.read_step(parts, f"translator step {t.translator_steps}")
-        if ckpt is not None and (t.translator_steps % WARMUP_CHECKPOINT_EVERY == 0
-                                 or t.translator_steps == budget):
-            t.save(ckpt)
+    name = "translator stage 1" if t.method.frozen_during_epochs else "translator warm-up"
+    with t.monitor.phase(f"{t.cfg.setting} {name}", budget, t.translator_steps):
+        while t.translator_steps < budget:
+            x, _ = t.draw(t.data.ct_train, "ct")
+            sources = t.source_batches()
+            parts = translator_step(t.nets, t.optimizers, t.pools, x, sources, t.step_functions)
+            t.translator_steps += 1
+            t.monitor.advance(t.read_step(parts, f"translator step {t.translator_steps}"))
+            if ckpt is not None and (t.translator_steps % WARMUP_CHECKPOINT_EVERY == 0
+                                     or t.translator_steps == budget):
+                t.save(ckpt)
 
 def pretrain_on_source(t, ckpt=None) -> None:
     """TL's first phase: P on the source slices and their labels for as many steps as the
@@ -57,17 +60,17 @@ def pretrain_on_source(t, ckpt=None) -> None:
     if t.pretrain_steps >= budget or t.epoch > 0:   # a longer resumed run does not pretrain again
         return
     (source,) = t.cfg.sources
-    for _ in t._bar(range(t.pretrain_steps, budget), desc=f"{t.cfg.setting} pretraining",
-                       initial=t.pretrain_steps, total=budget):
-        xs, r_s = t.draw(t.data.sources[source], source)
-        parts = predictor_step(t.optimizers["pred"], xs, r_s, None, t.step_functions, t.world.size)
-        t.pretrain_steps += 1
-        t.read_step(parts, f"pretraining step {t.pretrain_steps}")
-        if t.pretrain_steps == budget:
-            t.optimizers["pred"].state.clear()   # the fine-tune starts a fresh Adam
-        if ckpt is not None and (t.pretrain_steps % WARMUP_CHECKPOINT_EVERY == 0
-                                 or t.pretrain_steps == budget):
-            t.save(ckpt)
+    with t.monitor.phase(f"{t.cfg.setting} pretraining on {source}", budget, t.pretrain_steps):
+        while t.pretrain_steps < budget:
+            xs, r_s = t.draw(t.data.sources[source], source)
+            parts = predictor_step(t.optimizers["pred"], xs, r_s, None, t.step_functions, t.world.size)
+            t.pretrain_steps += 1
+            t.monitor.advance(t.read_step(parts, f"pretraining step {t.pretrain_steps}"))
+            if t.pretrain_steps == budget:
+                t.optimizers["pred"].state.clear()   # the fine-tune starts a fresh Adam
+            if ckpt is not None and (t.pretrain_steps % WARMUP_CHECKPOINT_EVERY == 0
+                                     or t.pretrain_steps == budget):
+                t.save(ckpt)
 
 def load_translators(t, path) -> None:
     """Start from another run's translators, critics, their optimisers and pools (an experiment's

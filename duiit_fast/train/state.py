@@ -22,8 +22,8 @@ RANK_LOCAL_KEYS = ("pools", "pool_rng", "samplers", "loaders", "rng")   # differ
 # Resuming needs the configuration the checkpoint was trained with; only the length of the run
 # and where/how it executes may change.
 MAY_CHANGE_ON_RESUME = {"epochs", "decay_start_epoch", "out_dir", "num_threads", "device", "backend", "loader",
-                        "fast.compile", "fast.compile_regions", "fast.fused_optimizer", "cache_dir", "on_bad_file", "translator_init",
-                        "reader_path", "ct", "mri", "pet"}
+                        "fast.compile", "fast.compile_regions", "fast.fused_optimizer", "cache_dir", "on_bad_file",
+                        "translator_init", "reader_path", "ct", "mri", "pet", "log_every", "pictures"}
 
 
 def capture(trainer) -> dict:
@@ -51,6 +51,32 @@ def capture(trainer) -> dict:
         state["ranks"] = gather_to_all(local, t.world)
         state["world_size"] = t.world.size
     return state
+
+
+def take_folder(t, folder, resume: bool, overwrite: bool) -> None:
+    """Before trainer `t` trains in `folder`: with resume, its checkpoint restored (checked first);
+    without, a folder already holding another run refused unless overwrite, which marks it until
+    the new run's first checkpoint replaces the old one."""
+    from .checkpoint import CHECKPOINT_NAME, read_checkpoint
+    from .schema import check_run_checkpoint
+    ckpt = folder.checkpoint
+    if resume:
+        folder.refuse_interrupted_overwrite()
+        if not ckpt.exists():
+            raise DuiitError(f"{t.cfg.out_dir}: nothing to resume (no {CHECKPOINT_NAME}); "
+                             "drop --resume to start a new run")
+        state = read_checkpoint(ckpt)
+        check_run_checkpoint(state, ckpt)
+        check_resumable(t.cfg, t.world.size, state, ckpt)
+        restore_checked(t, state, ckpt)
+    elif ckpt.exists() and t._trained_in != folder.path.resolve():   # not this trainer's own earlier fit()
+        if not overwrite:
+            raise DuiitError(f"{t.cfg.out_dir} already holds a run ({CHECKPOINT_NAME}); use --resume "
+                             "to continue it or --overwrite to replace it")
+        if t.world.is_main:
+            folder.mark_overwrite()
+    t._trained_in = folder.path.resolve()   # a further fit() of this trainer continues its own run
+    t._folder = folder
 
 
 def check_resumable(cfg: TrainConfig, world_size: int, state: dict, path) -> None:

@@ -10,21 +10,20 @@ import torch
 from torch import nn
 
 from ..config import TrainConfig
-from ..errors import DuiitError
 from ..models import build_predictor
 from ..models.reader import AgeReader
 from ..data.pipeline import BatchSampler, MemoryEngine
 from .data import TrainingData, load_training_data
-from .checkpoint import CHECKPOINT_NAME, RunFolder, read_checkpoint, write_checkpoint
+from .checkpoint import RunFolder, read_checkpoint, write_checkpoint
 from .schema import check_fits, check_run_checkpoint
-from .state import restore_checked
 from .augment import augment_batch
-from . import batches, evaluation, inference, phases
+from . import batches, evaluation, inference, phases, run_outputs
 from . import state as run_state
 from .networks import Networks
 from .fast import device_defaults, resolve_fast_path, run_device
 from .step_functions import FastPath, build_step_functions
 from .throughput import counted_step
+from .progress import RunProgress
 from .distributed import current_world, join_world, rank_seed
 from .methods import method_of
 from .step import SourceBatch, make_pools
@@ -44,6 +43,7 @@ class Trainer:
         self.world = current_world()          # rank and size under torchrun; (0, 1) otherwise
         self.device = run_device(cfg, self.world)   # also checks that the weights fit, before allocating them
         self.progress = progress
+        self.monitor = RunProgress(progress)   # the bar over each phase's steps, and the run folder's train.log
         self._data = data
         self.epoch = 0                       # epochs completed
         self.translator_steps = 0            # translator-only steps completed (warm-up / stage 1)
@@ -76,6 +76,7 @@ class Trainer:
         self.engines: dict[str, MemoryEngine] = {}   # the memory engine of each sampler
         self.loaders: dict = {}
         self._trained_in: Optional[Path] = None
+        self._folder: Optional[RunFolder] = None   # the run folder fit() trains in
         self._sampler_states: dict = {}
         self._loader_states: dict = {}       # loader name → state after its last consumed batch
         self._real_ct_features: tuple = (None, None)   # (the cues reader, its features of the real-CT probes)
@@ -100,12 +101,8 @@ class Trainer:
     @property
     def data(self) -> TrainingData:
         if self._data is None:
-            self._data = load_training_data(self.cfg, progress=self._bar if self.progress else None)
+            self._data = load_training_data(self.cfg, progress=self.monitor.iterate if self.progress else None)
         return self._data
-
-    def _bar(self, iterable, **kwargs):   # a tqdm bar, off without progress
-        from tqdm.auto import tqdm
-        return tqdm(iterable, leave=False, disable=not self.progress, **kwargs)
 
     @property
     def batch_size(self) -> int:
@@ -141,42 +138,40 @@ class Trainer:
         check_fits(self.cfg.check_schedule(), self.device)   # activations and data, before either is allocated
         with RunFolder(self.cfg.out_dir, lock=self.world.is_main) as folder:   # rank 0 is the one writer
             ckpt = folder.checkpoint
-            if resume:
-                if not ckpt.exists():
-                    raise DuiitError(f"{self.cfg.out_dir}: nothing to resume (no {CHECKPOINT_NAME}); "
-                                     "drop --resume to start a new run")
-                state = read_checkpoint(ckpt)
-                check_run_checkpoint(state, ckpt)
-                run_state.check_resumable(self.cfg, self.world.size, state, ckpt)
-                restore_checked(self, state, ckpt)
-            elif ckpt.exists() and not overwrite and self._trained_in != folder.path.resolve():
-                raise DuiitError(f"{self.cfg.out_dir} already holds a run ({CHECKPOINT_NAME}); use --resume to "
-                                 "continue it or --overwrite to replace it")
-            self._trained_in = folder.path.resolve()   # a further fit() of this trainer continues its own run
-            return self._fit(ckpt)
+            run_state.take_folder(self, folder, resume, overwrite)   # resumed, refused, or marked for overwrite
+            run_outputs.start(self, folder.path, resumed=resume)   # options, train.log (rank 0)
+            try:
+                return self._fit(ckpt)
+            finally:
+                self.monitor.close_log()
 
     def _fit(self, ckpt: Path) -> list[dict]:
         self.prepare()
         self.warm_up(ckpt)
         self.pretrain_on_source(ckpt)
         steps = self.steps_per_epoch()
-        epochs = self._bar(range(self.epoch, self.cfg.epochs), desc=f"{self.cfg.setting} epochs",
-                           initial=self.epoch, total=self.cfg.epochs)
-        for _ in epochs:   # the time outside the steps is logged beside it: evaluation, checkpoint
-            record = self._train_epoch(steps)
-            start = time.perf_counter()
-            evaluation.after_epoch(self, record)
-            record["eval_seconds"] = time.perf_counter() - start
-            self.history.append(record)
-            self.epoch += 1
-            for s in self.schedulers.values():
-                s.step()
-            start = time.perf_counter()
-            self.save(ckpt)
-            record["checkpoint_seconds"] = time.perf_counter() - start   # in the next epoch's checkpoint
+        with self.monitor.phase(f"{self.cfg.setting} training", self.cfg.epochs * steps, self.epoch * steps):
+            for _ in range(self.epoch, self.cfg.epochs):
+                self._run_epoch(steps, ckpt)
         self.close_loaders()
         self.use_selected_predictor()
         return self.history
+
+    def _run_epoch(self, steps: int, ckpt: Path) -> None:
+        """One epoch, its evaluation and checkpoint, and what the run folder shows of it; the time
+        outside the steps is logged beside them (evaluation, checkpoint)."""
+        record = self._train_epoch(steps)
+        start = time.perf_counter()
+        evaluation.after_epoch(self, record)
+        record["eval_seconds"] = time.perf_counter() - start
+        self.history.append(record)
+        self.epoch += 1
+        for s in self.schedulers.values():
+            s.step()
+        start = time.perf_counter()
+        self.save(ckpt)
+        record["checkpoint_seconds"] = time.perf_counter() - start   # in the next epoch's checkpoint
+        run_outputs.epoch_done(self, record, ckpt.parent)   # train.log's line, the pictures (rank 0)
 
     def prepare(self) -> None:
         if self._sampler_states:
@@ -217,6 +212,7 @@ class Trainer:
             with counted_step(self, i == count_at) as counted:
                 parts = self.read_step(self.train_step(measure_share=(i == 0)), f"epoch {self.epoch}, step {i + 1}")
             self.flops_per_step = self.flops_per_step if counted.total is None else counted.total
+            self.monitor.advance(parts, f"epoch {self.epoch + 1}/{self.cfg.epochs}")
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0.0) + v
         return evaluation.epoch_record(self, steps, time.perf_counter() - start, self._slices_drawn - drawn,
@@ -266,9 +262,10 @@ class Trainer:
     def split_protocol(self) -> str:
         return inference.split_protocol(self.cfg)
 
-    def translate(self, images, source: str = "mri", batch_size: int = 32) -> torch.Tensor:
-        """Translate source-modality slices (N, H, W) or (N, 1, H, W) in [-1, 1] into CT style."""
-        return inference.translate(self, images, source, batch_size)
+    def translate(self, images, source: str = "mri", batch_size: int = 32, net: str = "G") -> torch.Tensor:
+        """Translate source-modality slices (N, H, W) or (N, 1, H, W) in [-1, 1] into CT style; net="F"
+        translates CT-style slices back into the source's style (the cycle)."""
+        return inference.translate(self, images, source, batch_size, net)
 
     # -- checkpoints --------------------------------------------------------------------------
 
@@ -285,7 +282,10 @@ class Trainer:
         state = self.state_dict()
         if not self.world.is_main:
             return Path(path)
-        return write_checkpoint(state, path)
+        written = write_checkpoint(state, path)
+        if self._folder is not None:
+            self._folder.written(written)   # the folder's checkpoint: an --overwrite is complete
+        return written
 
     @classmethod
     def load(cls, path, data: Optional[TrainingData] = None, progress: bool = False) -> "Trainer":
@@ -295,6 +295,6 @@ class Trainer:
         # Inference needs the checkpoint alone: the training folders may have moved or be absent
         # (evaluate() still reads them, and says so when they are gone).
         trainer = cls(cfg, data=data, progress=progress, check_paths=False)
-        restore_checked(trainer, state, path)
+        run_state.restore_checked(trainer, state, path)
         trainer.use_selected_predictor()
         return trainer

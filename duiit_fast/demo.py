@@ -51,7 +51,9 @@ def run_demo(out_dir="demo_out", quick: bool = False, progress: bool = True, log
     out.mkdir(parents=True, exist_ok=True)
     base = demo_config(quick, str(out / "runs"))
     start = time.perf_counter()
-    bar = RunProgress(True).iterate if progress else None
+    monitor = RunProgress(progress)
+    monitor.echo = False   # a bar on a terminal; the demo prints its own lines
+    bar = monitor.iterate if progress else None
     data = _shared_data(base, bar)
     log(f"rendered phantom cohort in {time.perf_counter() - start:.0f} s: "
         f"{len(data['MIX-CT-MRI'].ct_train)} CT train slices, {len(data['MIX-CT-MRI'].sources['mri'])} MRI slices, "

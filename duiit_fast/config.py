@@ -11,7 +11,8 @@ from typing import Optional
 from .arms import SETTINGS, measured_bn_stats, setting_kind, setting_sources
 from .errors import DuiitConfigError
 from .paths import check_apart
-from .validation import Range, check, check_ranges, check_types, reject_unknown, short
+from .validation import (Range, check, check_ranges, check_types,
+                         reject_unknown, short, without_removed_knobs)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -21,6 +22,7 @@ else:  # pragma: no cover
 # Names the configuration accepts. The modules that implement them import these (models/, ops/):
 # reading a configuration imports no network and registers no op.
 GENERATORS = ("resnet", "unet")                      # models.build_generator
+MRI_CONTRASTS = ("t1", "t2", "flair")                # data/phantoms.py: the phantom MRI's contrast
 PREDICTORS = ("resnet50", "resnet18", "small")       # models.build_predictor
 BACKENDS = ("reference", "triton", "cpp", "auto")    # ops: the fused-op backends
 SOURCE_MODALITIES = ("mri", "pet")
@@ -44,6 +46,8 @@ class PhantomConfig:
     mri_size: int = 256            # native MRI side in pixels
     pet_size: int = 128            # native PET side in pixels
     seed: int = 0                  # the cohort: which patients, their ages and anatomy, and the noise
+    mri_contrast: str = "t1"       # t1 (every recorded experiment's), t2 or flair: how the MRI patients look
+                                   # (data/phantoms.py; tissue values from 3 T relaxation times, docs/phantom.md)
 
 
 @dataclass
@@ -235,6 +239,8 @@ class TrainConfig:
         check(self.setting in SETTINGS, "setting", f"must be one of {', '.join(SETTINGS)}, got {short(self.setting)}")
         check(self.backend in BACKENDS, "backend", f"must be one of {BACKENDS}, got {short(self.backend)}")
         check(self.generator in GENERATORS, "generator", f"must be one of {GENERATORS}, got {short(self.generator)}")
+        check(self.phantom.mri_contrast in MRI_CONTRASTS, "phantom.mri_contrast",
+              f"must be one of {MRI_CONTRASTS}, got {short(self.phantom.mri_contrast)}")
         check(self.predictor in PREDICTORS, "predictor", f"must be one of {PREDICTORS}, got {short(self.predictor)}")
         check(bool(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device)), "device",
                f"must be auto, cpu or cuda[:N], got {short(self.device)}")
@@ -374,27 +380,3 @@ RANGES = {
     "phantom.mri_size": Range(8, 4096), "phantom.pet_size": Range(8, 4096), "phantom.seed": SEED_RANGE,
 }
 CT_WINDOW_LEVEL, CT_WINDOW_WIDTH = Range(-2000, 4000), Range(1, 10_000)   # HU
-
-
-# Knobs tried on the phantom experiment, rejected on validation and removed from the package
-# (docs/experiment.md, "What was tried": each one's numbers). Their code runs at REMOVED_AT. A
-# stored configuration (an old checkpoint, a config file) with the knob at its off value reads as
-# today's; with the knob on it is refused, naming the commit that still runs it.
-REMOVED_AT = "7b3ad2a"
-REMOVED_KNOBS = {"cycle_noise": 0.0, "critic_augment": False, "lambda_structure": 0.0, "predictor_raw_sources": False,
-                 "predictor_ct_epochs": 0, "source_calibration": False, "tail_ensemble_epochs": 0,
-                 "reader_augment": False, "predictor_ema": 0.0, "joint_warmup_steps": 0,
-                 "predictor_bn_domains": "mixed", "predictor_beta1": None, "critic_layers": 3}
-
-
-def without_removed_knobs(data: dict) -> dict:
-    """data without the removed knobs it holds at their off value; one that is on is refused."""
-    kept = {}
-    for key, value in data.items():
-        if key not in REMOVED_KNOBS:
-            kept[key] = value
-        elif value != REMOVED_KNOBS[key]:
-            raise DuiitConfigError(f"config {key} = {short(value)}: a knob tried and rejected on validation, no longer "
-                                   f"in this version (docs/experiment.md, 'What was tried'); commit {REMOVED_AT} "
-                                   "still runs it")
-    return kept

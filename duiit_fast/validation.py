@@ -92,3 +92,27 @@ def check_types(obj, prefix: str) -> None:
         value = getattr(obj, f.name)
         if not ok(value):
             raise DuiitConfigError(f"config {prefix}{f.name}: must be {what}, got {short(value)}")
+
+
+# Knobs tried on the phantom experiment, rejected on validation and removed from the package
+# (docs/experiment.md, "What was tried": each one's numbers). Their code runs at REMOVED_AT. A
+# stored configuration (an old checkpoint, a config file) with the knob at its off value reads as
+# today's; with the knob on it is refused, naming the commit that still runs it.
+REMOVED_AT = "7b3ad2a"
+REMOVED_KNOBS = {"cycle_noise": 0.0, "critic_augment": False, "lambda_structure": 0.0, "predictor_raw_sources": False,
+                 "predictor_ct_epochs": 0, "source_calibration": False, "tail_ensemble_epochs": 0,
+                 "reader_augment": False, "predictor_ema": 0.0, "joint_warmup_steps": 0,
+                 "predictor_bn_domains": "mixed", "predictor_beta1": None, "critic_layers": 3}
+
+
+def without_removed_knobs(data: dict) -> dict:
+    """data without the removed knobs it holds at their off value; one that is on is refused."""
+    kept = {}
+    for key, value in data.items():
+        if key not in REMOVED_KNOBS:
+            kept[key] = value
+        elif value != REMOVED_KNOBS[key]:
+            raise DuiitConfigError(f"config {key} = {short(value)}: a knob tried and rejected on validation, no longer "
+                                   f"in this version (docs/experiment.md, 'What was tried'); commit {REMOVED_AT} "
+                                   "still runs it")
+    return kept

@@ -54,7 +54,7 @@ def test_by_setting_statistics_resolve_to_each_settings_validation_choice():
 
 
 def test_removed_knobs_load_when_off_and_are_refused_when_on():
-    from duiit_fast.config import REMOVED_AT, REMOVED_KNOBS
+    from duiit_fast.validation import REMOVED_AT, REMOVED_KNOBS
     assert TrainConfig.from_dict(dict(REMOVED_KNOBS)).validate() == TrainConfig().validate()   # an old checkpoint's config
     with pytest.raises(DuiitConfigError, match=f"cycle_noise = 0.1: a knob tried and rejected.*commit {REMOVED_AT}"):
         TrainConfig.from_dict({"cycle_noise": 0.1})

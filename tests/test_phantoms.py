@@ -1,6 +1,7 @@
 """The head phantom: deterministic, age-bearing, renderable in every modality."""
 import numpy as np
 import pytest
+import torch
 
 from duiit_fast.data import phantoms
 
@@ -60,3 +61,47 @@ def test_more_test_patients_leave_training_validation_and_the_first_test_patient
     assert big["ct_test"][:2] == small["ct_test"] and len(big["ct_test"]) == 9
     assert big["mri"] == small["mri"] and big["pet"] == small["pet"]
     assert len({a.patient_id for a in big["ct_test"]} & {a.patient_id for a in big["ct_train"] + big["ct_val"]}) == 0
+
+
+def test_each_mri_contrast_orders_its_tissues_as_docs_phantom_md_states():
+    """T1 keeps its hand-set values (every record was rendered with them); T2: CSF and lesions
+    bright, grey above white, cortical bone and air dark; FLAIR: CSF suppressed, lesions bright,
+    grey above white."""
+    P = phantoms
+    anat = P.make_cohort(1, 0, "mri")[0]
+    t1 = P.tissue_values(anat, "mri")
+    assert (t1[P.FAT], t1[P.CSF], t1[P.GM], t1[P.DEEP_GM], t1[P.LESION], t1[P.BONE]) == (0.95, 0.12, 0.55, 0.65, 0.45, 0.04)
+    np.testing.assert_array_equal(P.tissue_values(anat, "mri", "t1"), t1)
+    t2 = P.tissue_values(anat, "mri", "t2")
+    assert t2[P.CSF] > t2[P.LESION] > t2[P.GM] > t2[P.DEEP_GM] > t2[P.WM] > 4 * t2[P.SKIN]
+    assert t2[P.BONE] < 0.01 and t2[P.AIR] == 0.0 and t2.max() == pytest.approx(0.95)
+    flair = P.tissue_values(anat, "mri", "flair")
+    assert flair[P.LESION] > flair[P.GM] > flair[P.WM] > 5 * flair[P.CSF]
+    assert flair[P.BONE] < 0.01 and flair.max() == pytest.approx(0.95)
+    with pytest.raises(ValueError, match="mri_contrast must be one of"):
+        P.tissue_values(anat, "mri", "pd")
+
+
+def test_the_default_mri_is_the_t1_every_record_used():
+    anat = phantoms.make_cohort(1, 2, "mri")[0]
+    np.testing.assert_array_equal(phantoms.render_patient(anat, "mri", 32, 3),
+                                  phantoms.render_patient(anat, "mri", 32, 3, mri_contrast="t1"))
+    t2 = phantoms.render_patient(anat, "mri", 32, 3, mri_contrast="t2")
+    assert t2.shape == (3, 32, 32) and not np.allclose(t2, phantoms.render_patient(anat, "mri", 32, 3))
+
+
+@pytest.mark.parametrize("contrast", ["t1", "t2", "flair"])
+def test_age_cues_survive_in_each_contrast(contrast):
+    """A small CT-style reader trained on 36 patients' slices of the contrast reads the age of 12 others:
+    patient-mean correlation (measured 0.94 / 0.95 / 0.81 for t1 / t2 / flair with these seeds)."""
+    from duiit_fast.data.datasets import build_slice_set, phantom_volumes
+    from duiit_fast.eval.label_cues import read_ages, train_reader
+    cohort = phantoms.make_cohort(48, 5, "mri")
+    slices = build_slice_set(phantom_volumes(cohort, "mri", 48, 6, 5, None, contrast), "mri", 32)
+    train = torch.from_numpy(np.isin(slices.patient_ids, [a.patient_id for a in cohort[:36]]))
+    torch.manual_seed(0)
+    reader = train_reader(slices.images[train], slices.ages[train], 300, 0, "cpu")
+    predicted, ages, ids = read_ages(reader, slices.images[~train], "cpu"), slices.ages[~train], slices.patient_ids[~train.numpy()]
+    means = np.array([(predicted[torch.from_numpy(ids == p)].mean().item(), ages[torch.from_numpy(ids == p)][0].item())
+                      for p in np.unique(ids)])
+    assert np.corrcoef(means[:, 0], means[:, 1])[0, 1] > 0.6

@@ -144,7 +144,8 @@ def cmd_phantoms(args) -> int:
                                f"{free / 2 ** 30:.1f} GiB free: fewer patients, slices or a smaller size")
     pc = PhantomConfig(ct_train_patients=args.ct_patients, ct_val_patients=0, ct_test_patients=0,
                        source_patients=args.source_patients, slices_per_patient=args.slices,
-                       ct_size=args.ct_size, mri_size=args.mri_size, pet_size=args.pet_size, seed=args.seed)
+                       ct_size=args.ct_size, mri_size=args.mri_size, pet_size=args.pet_size, seed=args.seed,
+                       mri_contrast=args.mri_contrast)
     from ..data.writer import write_phantom_dataset
     written = write_phantom_dataset(args.out, pc, args.modalities, fmt=args.format,
                                     progress=not args.no_progress, overwrite=args.overwrite)
@@ -243,6 +244,9 @@ def add_parsers(sub) -> None:
                     help="png: one 16-bit PNG per slice; npy: one float32 volume per patient; "
                          "dicom: one series folder per patient; nifti: one .nii.gz volume per patient")
     ph.add_argument("--seed", type=int, default=0, help="the cohort's seed (default 0): patients and noise")
+    ph.add_argument("--mri-contrast", choices=["t1", "t2", "flair"], default="t1",
+                    help="how the MRI patients look (default t1; t2: CSF and lesions bright; flair: CSF "
+                         "suppressed, lesions bright; docs/phantom.md)")
     ph.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     ph.add_argument("--no-progress", action="store_true", help="no progress bars")
     ph.set_defaults(func=cmd_phantoms)

@@ -224,14 +224,15 @@ def split_images(n: int, val_fraction: float, test_fraction: float, seed: int):
 # The phantom cohort
 
 
-def phantom_volumes(cohort, modality: str, size: int, n_slices: int, seed: int, cache_dir=None):
+def phantom_volumes(cohort, modality: str, size: int, n_slices: int, seed: int, cache_dir=None,
+                    mri_contrast: str = "t1"):
     """(patient_id, age, volume) per patient of the cohort, rendered; with cache_dir, each volume is
     kept there as .npy and read back on the next call (a run's jobs render the same cohort once)."""
     for anat in cohort:
         if cache_dir is None:
-            volume = phantoms.render_patient(anat, modality, size, n_slices, seed)
+            volume = phantoms.render_patient(anat, modality, size, n_slices, seed, mri_contrast)
         else:
-            volume = _cached_render(anat, modality, size, n_slices, seed, Path(cache_dir))
+            volume = _cached_render(anat, modality, size, n_slices, seed, Path(cache_dir), mri_contrast)
         yield anat.patient_id, anat.age, volume
 
 
@@ -241,10 +242,12 @@ def _renderer_fingerprint() -> str:
     return hashlib.sha1(Path(phantoms.__file__).read_bytes()).hexdigest()
 
 
-def _cached_render(anat, modality: str, size: int, n_slices: int, seed: int, cache_dir: Path) -> np.ndarray:
-    key = hashlib.sha1(repr((_renderer_fingerprint(), anat, modality, size, n_slices, seed)).encode()).hexdigest()
+def _cached_render(anat, modality: str, size: int, n_slices: int, seed: int, cache_dir: Path,
+                   mri_contrast: str = "t1") -> np.ndarray:
+    look = (mri_contrast,) if modality == "mri" else ()   # the contrast is part of an MRI volume's key
+    key = hashlib.sha1(repr((_renderer_fingerprint(), anat, modality, size, n_slices, seed, *look)).encode()).hexdigest()
     return npy_cached(cache_dir / f"phantom-{key}.npy",
-                      lambda: phantoms.render_patient(anat, modality, size, n_slices, seed))
+                      lambda: phantoms.render_patient(anat, modality, size, n_slices, seed, mri_contrast))
 
 
 def phantom_cohorts(pc) -> dict:

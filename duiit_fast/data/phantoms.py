@@ -17,9 +17,13 @@ drives the atrophy markers, each with its own log-normal scatter (sd 0.15):
 Lengths are in units of the half field of view. Label maps are drawn on a supersampled grid and
 averaged down, so thin structures show up as partial volume.
 
-Modalities: CT in Hounsfield units with 4 HU noise; T1-like MRI (grey/white contrast reversed
-relative to CT, bone dark, fat bright) with a multiplicative bias field, per-patient gain and
-Rician noise; FDG-like PET blurred, binned to half resolution with Poisson counts.
+Modalities: CT in Hounsfield units with 4 HU noise; MRI with a multiplicative bias field, per-patient
+gain and Rician noise, in one of three contrasts (MRI_CONTRASTS): T1-like (the default and every
+recorded experiment's: grey/white contrast reversed relative to CT, CSF and lesions dark as in CT,
+bone dark, fat bright), T2-weighted (CSF and lesions bright, grey above white) or FLAIR (CSF
+suppressed, lesions bright, grey above white), the last two computed from 3 T relaxation times
+(RELAXATION_3T, sources in docs/phantom.md); FDG-like PET blurred, binned to half resolution with
+Poisson counts.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 MODALITIES = ("ct", "mri", "pet")
+MRI_CONTRASTS = ("t1", "t2", "flair")
 DEFAULT_NATIVE_SIZE = {"ct": 650, "mri": 256, "pet": 128}
 Z_RANGE = (-0.25, 0.85)
 
@@ -185,16 +190,20 @@ def _deep_structures(labels, xs, ys, z, anat, slice_index, brain, brain_depth, g
 # Contrast: tissue values per modality
 
 
-def tissue_values(anat: Anatomy, modality: str) -> np.ndarray:
+def tissue_values(anat: Anatomy, modality: str, mri_contrast: str = "t1") -> np.ndarray:
     m = anat.markers
     v = np.zeros(N_TISSUES, dtype=np.float64)
     if modality == "ct":  # Hounsfield units
         bone = 1450.0 - 550.0 * m["bone"]
         v[[AIR, SKIN, FAT, BONE, DIPLOE, CSF, GM, WM, DEEP_GM, LESION]] = (
             -1000.0, 45.0, -90.0, bone, 0.55 * bone, 6.0, 40.0, 26.0, 37.0, 14.0)
-    elif modality == "mri":  # T1-weighted, arbitrary units
+    elif modality == "mri" and mri_contrast == "t1":  # T1-weighted, arbitrary units (hand-set)
         v[[AIR, SKIN, FAT, BONE, DIPLOE, CSF, GM, WM, DEEP_GM, LESION]] = (
             0.0, 0.60, 0.95, 0.04, 0.35 + 0.35 * m["marrow"], 0.12, 0.55, 0.86 - 0.08 * anat.t, 0.65, 0.45)
+    elif modality == "mri" and mri_contrast in SEQUENCES:
+        v[:] = _relaxation_contrast(anat, SEQUENCES[mri_contrast])
+    elif modality == "mri":
+        raise ValueError(f"mri_contrast must be one of {MRI_CONTRASTS}, got {mri_contrast!r}")
     elif modality == "pet":  # FDG uptake, arbitrary units
         gm = anat.pet_gm_uptake
         v[[AIR, SKIN, FAT, BONE, DIPLOE, CSF, GM, WM, DEEP_GM, LESION]] = (
@@ -202,6 +211,55 @@ def tissue_values(anat: Anatomy, modality: str) -> np.ndarray:
     else:
         raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
     return v
+
+
+# Proton density (water content relative to pure water), T1 and T2 in ms at 3 T, per tissue; the
+# sources are in docs/phantom.md. BONE: cortical bone's T2 is well under 1 ms, so it gives no spin
+# echo. DIPLOE mixes FAT with haematopoietic marrow (taken as SKIN, muscle-like soft tissue) in the
+# age-dependent proportion the T1 contrast uses (marrow turns fatty with age).
+RELAXATION_3T = {
+    SKIN: (0.70, 1420.0, 32.0),     # muscle / scalp soft tissue
+    FAT: (0.90, 371.0, 133.0),      # subcutaneous fat
+    BONE: (0.05, 1000.0, 0.5),
+    CSF: (0.97, 4163.0, 1650.0),
+    GM: (0.78, 1331.0, 110.0),
+    WM: (0.65, 832.0, 79.6),
+    DEEP_GM: (0.75, 1200.0, 90.0),  # deep grey nuclei: between cortex and white matter
+    LESION: (0.80, 1300.0, 180.0),  # white-matter hyperintensity: prolonged T1 and T2 (gliosis, oedema)
+}
+WM_T2_AGEING = 0.10    # white-matter T2 lengthens by this fraction from age 20 to 90 (assumed, docs/phantom.md)
+BRIGHTEST = 0.95       # each contrast scaled so its brightest tissue matches T1's fat
+
+
+@dataclass(frozen=True)
+class Sequence:
+    """A spin-echo sequence (with an inversion pulse for FLAIR); signal() gives a tissue's magnitude."""
+    tr: float             # repetition time, ms
+    te: float             # echo time, ms
+    ti: float = 0.0       # inversion time, ms (0: no inversion pulse)
+
+    def signal(self, pd: float, t1: float, t2: float) -> float:
+        if self.ti:   # inversion recovery (FLAIR): longitudinal magnetisation at TI after a 180° pulse
+            longitudinal = abs(1.0 - 2.0 * np.exp(-self.ti / t1) + np.exp(-self.tr / t1))
+        else:         # spin echo: saturation recovery over TR
+            longitudinal = 1.0 - np.exp(-self.tr / t1)
+        return pd * longitudinal * np.exp(-self.te / t2)
+
+
+# Clinical 3 T brain protocols: T2-weighted fast spin echo, and FLAIR with TI near CSF's null point.
+SEQUENCES = {"t2": Sequence(tr=4000.0, te=100.0), "flair": Sequence(tr=9000.0, te=120.0, ti=2500.0)}
+
+
+def _relaxation_contrast(anat: Anatomy, sequence: Sequence) -> np.ndarray:
+    """Tissue signals of one MR sequence from RELAXATION_3T, scaled to BRIGHTEST."""
+    v = np.zeros(N_TISSUES, dtype=np.float64)
+    for tissue, (pd, t1, t2) in RELAXATION_3T.items():
+        if tissue == WM:
+            t2 *= 1.0 + WM_T2_AGEING * anat.t
+        v[tissue] = sequence.signal(pd, t1, t2)
+    fat_fraction = 0.35 + 0.35 * anat.markers["marrow"]   # the same marrow marker as T1's diploe
+    v[DIPLOE] = fat_fraction * v[FAT] + (1.0 - fat_fraction) * v[SKIN]
+    return v * (BRIGHTEST / v.max())
 
 
 def _supersample(size: int) -> int:
@@ -217,11 +275,11 @@ def _pool(img: np.ndarray, k: int) -> np.ndarray:
 
 
 def render_slice(anat: Anatomy, modality: str, z: float, size: int, slice_index: int,
-                 rng: np.random.Generator) -> np.ndarray:
+                 rng: np.random.Generator, mri_contrast: str = "t1") -> np.ndarray:
     """One noiseless-then-noisy slice in the modality's native units, float32 (size, size)."""
     k = _supersample(size)
     labels = label_map(anat, z, size * k, slice_index)
-    img = _pool(tissue_values(anat, modality)[labels], k)
+    img = _pool(tissue_values(anat, modality, mri_contrast)[labels], k)
     if modality == "ct":
         img = img + rng.normal(0.0, 4.0, img.shape)
     elif modality == "mri":
@@ -255,11 +313,12 @@ def _pet_acquisition(img, size, rng, peak_counts=60.0):
 
 
 def render_patient(anat: Anatomy, modality: str, size: int | None = None, n_slices: int = 30,
-                   seed: int = 0) -> np.ndarray:
-    """All axial slices of a patient, (n_slices, size, size) float32 in native units."""
+                   seed: int = 0, mri_contrast: str = "t1") -> np.ndarray:
+    """All axial slices of a patient, (n_slices, size, size) float32 in native units (MRI in
+    `mri_contrast`; its noise draws are the same in every contrast)."""
     size = DEFAULT_NATIVE_SIZE[modality] if size is None else int(size)
     if size < 8:
         raise ValueError(f"phantom size must be at least 8 pixels, got {size}")
     rng = np.random.default_rng([anat.detail_seed, seed, MODALITIES.index(modality)])
-    return np.stack([render_slice(anat, modality, z, size, i, rng)
+    return np.stack([render_slice(anat, modality, z, size, i, rng, mri_contrast)
                      for i, z in enumerate(slice_positions(n_slices))])

@@ -49,7 +49,7 @@ def write_phantom_dataset(out, pc, modalities=("ct", "mri", "pet"), fmt: str = "
             rows, names = [], FileNames()
             for anat in iterator:
                 volume = phantoms.render_patient(anat, modality, native_size(pc, modality), pc.slices_per_patient,
-                                                 pc.seed)
+                                                 pc.seed, pc.mri_contrast)
                 rows += _write_patient(folder, names(anat.patient_id), anat, modality, volume, fmt)
             _write_labels(folder / "labels.csv", rows)
             files = sum(1 for p in folder.rglob("*") if p.is_file() and p.name != "labels.csv")

@@ -53,7 +53,7 @@ def _phantom_data(cfg, progress=None) -> TrainingData:
     def render(cohort, modality, as_modality=None, role=""):
         as_modality = as_modality or modality
         vols = phantom_volumes(cohort, as_modality, native_size(pc, as_modality), pc.slices_per_patient, pc.seed,
-                               cfg.cache_dir)
+                               cfg.cache_dir, pc.mri_contrast)
         if progress is not None:
             label = f"phantom {modality.upper()}{' ' + role if role else ''}"
             vols = progress(vols, total=len(cohort), desc=label + (f" as {as_modality.upper()}"

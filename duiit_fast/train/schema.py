@@ -14,7 +14,8 @@ import os
 
 import torch
 
-from ..config import REMOVED_AT, TrainConfig
+from ..config import TrainConfig
+from ..validation import REMOVED_AT
 from ..errors import DuiitError
 from .methods import method_of
 

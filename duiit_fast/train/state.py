@@ -132,7 +132,7 @@ def restore(trainer, state: dict) -> None:
     t.translator_steps, t.best = state.get("translator_steps", 0), state.get("best")
     t.pretrain_steps = state.get("pretrain_steps", 0)
     # "tail" and "joint_warmup_done" of older checkpoints: empty and 0 wherever the configuration
-    # passed (the knobs that filled them are removed; config.REMOVED_KNOBS).
+    # passed (the knobs that filled them are removed; validation.REMOVED_KNOBS).
     t.age_mean, t.age_std = state["age_mean"], state["age_std"]
     for k, v in state["nets"].items():
         t.nets[k].load_state_dict(v)

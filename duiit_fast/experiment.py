@@ -21,7 +21,7 @@ from pathlib import Path
 from .arms import ALL_ARMS, DEFAULT_ARMS, VARIANT_SEPARATOR
 from .config import FastConfig, PhantomConfig, TrainConfig, leaf_fields
 from .errors import DuiitConfigError
-from .eval.experiment_report import cohort_dir_of, collect_results, write_report
+from .eval.experiment_report import MAX_COHORT_ID, cohort_dir_of, cohort_list, collect_results, write_report
 from .io import folder_lock, write_json
 from .train.methods import method_of
 
@@ -96,7 +96,7 @@ def warmup_tag(sources) -> str:
 PHANTOM_CACHE = ".phantom-cache"   # rendered once per cohort, read by its other jobs; removed at the end
 
 
-SEED_STRIDE = 1000   # training seed s of cohort c is c + 1000·s: the same patients, another training
+SEED_STRIDE = MAX_COHORT_ID + 1   # training seed s of cohort c is c + 1000·s: the same patients, another training
 
 
 def cohort_config(base: TrainConfig, cohort: int, out_dir: Path, seed_index: int = 0,
@@ -211,7 +211,7 @@ class Job:
 def plan_jobs(base: TrainConfig, out: Path, cohorts: int, arms, seeds: int = 1) -> list[Job]:
     """Per cohort and training seed: one prepare job per source set of the translator arms (MRI,
     PET, MRI + PET), then one job per arm; a translator arm waits for its source set's prepare job."""
-    return [job for c in range(cohorts) for s in range(seeds) for job in _cohort_jobs(base, out, c, s, arms)]
+    return [job for c in cohort_list(cohorts) for s in range(seeds) for job in _cohort_jobs(base, out, c, s, arms)]
 
 
 def _cohort_jobs(base: TrainConfig, out: Path, c: int, seed_index: int, arms) -> list[Job]:
@@ -330,14 +330,18 @@ def _only_test_set_differs(saved: dict, now: dict) -> str:
             f"`duiit experiment --out VIEW --from RUN --test-patients {new_test}` re-reads them)")
 
 
-def run_experiment(out_dir, cohorts: int = 5, arms=DEFAULT_ARMS, workers: int | None = None,
+def run_experiment(out_dir, cohorts=5, arms=DEFAULT_ARMS, workers: int | None = None,
                    quick: bool = False, log=print, base: TrainConfig | None = None, seeds: int = 1) -> dict:
     """Run (or resume) every arm × cohort (× training seed) and write results.json and report.md.
+    cohorts: N runs cohorts 0 … N−1; a list of ids runs those (fresh cohorts: e.g. range(100, 140)).
     `base` replaces experiment_config(quick) as the configuration every arm starts from. With
     seeds = K each cell is trained K times on the same patients and its metrics are the means over
     the K trainings: the paired tests then compare cohorts, not single trajectories."""
-    if cohorts < 1:
+    if isinstance(cohorts, int) and cohorts < 1:
         raise DuiitConfigError(f"--cohorts must be at least 1, got {cohorts}")
+    cohorts = cohort_list(cohorts)
+    if not cohorts or cohorts[0] < 0 or cohorts[-1] > MAX_COHORT_ID:
+        raise DuiitConfigError(f"--cohorts: cohort ids must lie in 0–{MAX_COHORT_ID}")
     if seeds < 1:
         raise DuiitConfigError(f"--seeds must be at least 1, got {seeds}")
     if workers is not None and workers < 1:
@@ -353,7 +357,7 @@ def run_experiment(out_dir, cohorts: int = 5, arms=DEFAULT_ARMS, workers: int | 
         return _run_locked(out, cohorts, arms, workers, log, base, seeds)
 
 
-def _run_locked(out: Path, cohorts: int, arms, workers: int, log, base: TrainConfig, seeds: int) -> dict:
+def _run_locked(out: Path, cohorts: list, arms, workers: int, log, base: TrainConfig, seeds: int) -> dict:
     start = time.perf_counter()
     run_jobs(plan_jobs(base, out, cohorts, arms, seeds), workers, log)
     if base.cache_dir is None:   # every job is done: the rendered volumes are not needed any more

@@ -24,7 +24,8 @@ import numpy as np
 from .arms import REFERENCE_ARM, is_bound, oracle_arm
 from .config import TrainConfig, leaf_fields
 from .errors import DuiitConfigError
-from .eval.experiment_report import (GAP_INTERVAL, cohort_dir_of, collect_results, compare, source_of, verdict,
+from .eval.experiment_report import (GAP_INTERVAL, MAX_COHORT_ID, cohort_dir_of, cohort_list, collect_results, compare,
+                                     source_of, verdict,
                                      write_report)
 from .io import write_json
 
@@ -41,9 +42,13 @@ def parse_cohorts(text: str) -> list[int]:
     try:
         for part in text.split(","):
             low, _, high = part.strip().partition("-")
-            ids.update(range(int(low), int(high or low) + 1))
+            low, high = int(low), int(high or low)
+            if not 0 <= low <= high <= MAX_COHORT_ID:
+                raise ValueError
+            ids.update(range(low, high + 1))
     except ValueError:
-        raise DuiitConfigError(f"--cohort-ids {text[:40]!r}: expected ids like 5-14 or 0,2,4") from None
+        raise DuiitConfigError(f"cohorts {text[:40]!r}: expected ids like 5-14 or 0,2,4 "
+                               f"(each range A ≤ B, ids 0–{MAX_COHORT_ID})") from None
     return sorted(ids)
 
 
@@ -193,8 +198,10 @@ def _check_statistic(cfg: TrainConfig, arm: str, source: str, today: TrainConfig
     return used
 
 
-def compose(sources: list, cohorts: int, seeds: int, today: TrainConfig) -> dict:
-    """sources: [(results.json or experiment folder, [arms])]; every arm run with `today`'s protocol."""
+def compose(sources: list, cohorts, seeds: int, today: TrainConfig) -> dict:
+    """sources: [(results.json or experiment folder, [arms])]; every arm run with `today`'s protocol;
+    cohorts: N (the first N) or the list of ids."""
+    cohorts = cohort_list(cohorts)
     arms, described = {}, []
     for source, names in sources:
         path = Path(source)
@@ -206,14 +213,14 @@ def compose(sources: list, cohorts: int, seeds: int, today: TrainConfig) -> dict
             arms.update(collect_results(path, cohorts, names, cfg, seeds)["arms"])
         else:
             run = json.loads(path.read_text())
-            if len(run["cohorts"]) != cohorts or run.get("seeds", 1) != seeds:
-                raise DuiitConfigError(f"{source}: {len(run['cohorts'])} cohorts × {run.get('seeds', 1)} seeds, "
+            if list(run["cohorts"]) != cohorts or run.get("seeds", 1) != seeds:
+                raise DuiitConfigError(f"{source}: cohorts {run['cohorts']} × {run.get('seeds', 1)} seeds, "
                                        f"not {cohorts} × {seeds}")
             cfg = _check_protocol(run["config"], source, run.get("fast_path", ""), today)
             arms.update({arm: {**run["arms"][arm], "bn_stats": _check_statistic(cfg, arm, source, today)}
                          for arm in names})
         described.append({"folder" if path.is_dir() else "results": source, "arms": list(names)})
-    view = _view({"seeds": seeds, "config": today.to_dict()}, arms, list(range(cohorts)))
+    view = _view({"seeds": seeds, "config": today.to_dict()}, arms, cohorts)
     view.update({"composed_from": described, "date": time.strftime("%Y-%m-%d")})
     return view
 

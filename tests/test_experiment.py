@@ -65,6 +65,27 @@ def test_experiment_writes_results_report_and_resumes(tmp_path, tiny_base):
             **tiny_base.__dict__, "epochs": 3}), log=logs.append)
 
 
+def test_named_cohorts_run_fresh_patients_and_extend_a_folder(tmp_path, tiny_base, capsys):
+    """--cohorts A-B names the cohorts (fresh ids are fresh patients, no folder copying); a folder that
+    ran some cohorts continues with more, reusing the finished cells."""
+    arms = ["PURE-CT"]
+    first = run_experiment(tmp_path, cohorts=[7], arms=arms, workers=1, base=tiny_base, log=lambda m: None)
+    assert first["cohorts"] == [7] and not (tmp_path / "cohort-0").exists()
+    spec = json.loads((tmp_path / "cohort-7" / "PURE-CT" / ".result-job.json").read_text())["config"]
+    assert (spec["seed"], spec["split_seed"], spec["phantom"]["seed"]) == (7, 7, 7)
+    logs = []
+    both = run_experiment(tmp_path, cohorts=[7, 8], arms=arms, workers=1, base=tiny_base, log=logs.append)
+    assert logs[0].startswith("1 of 2 jobs already done") and both["cohorts"] == [7, 8]
+    assert both["arms"]["PURE-CT"]["test_mse"][0] == first["arms"]["PURE-CT"]["test_mse"][0]
+    assert "Phantom cohorts [7, 8]" in (tmp_path / "report.md").read_text()
+    from duiit_fast.cli.train import _cohorts
+    assert _cohorts("5") == 5 and _cohorts("40-42") == [40, 41, 42] and _cohorts("1,3-4") == [1, 3, 4]
+    for bad in (["--cohorts", "9-3"], ["--cohorts", "0-5000"]):
+        with pytest.raises(SystemExit) as exited:   # argparse's refusal, in the one-line form
+            main(["experiment", "--out", str(tmp_path / "x"), *bad])
+        assert exited.value.code == 2 and "expected N, A-B or ids" in capsys.readouterr().err
+
+
 def test_training_seeds_extend_a_run_and_cells_become_their_mean(tmp_path, tiny_base):
     arms = ["PURE-CT", "MIX-CT-MRI"]
     one = run_experiment(tmp_path, cohorts=1, arms=arms, workers=2, base=tiny_base, log=lambda m: None)

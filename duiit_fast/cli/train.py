@@ -152,6 +152,19 @@ Without ct/mri it trains on the embedded head phantom: examples/tiny.toml takes 
 """
 
 
+def _cohorts(text: str):
+    """--cohorts: a count (the first N cohorts) or cohort ids (A-B, 0,2,4)."""
+    import argparse
+    from ..errors import DuiitConfigError
+    from ..experiment_views import parse_cohorts
+    if text.strip().isdigit():
+        return int(text)
+    try:
+        return parse_cohorts(text)
+    except DuiitConfigError:
+        raise argparse.ArgumentTypeError(f"expected N, A-B or ids like 0,2,4, got {text[:40]!r}") from None
+
+
 def add_parsers(sub) -> None:
     d = sub.add_parser("demo", help="PURE-CT vs DUIIT vs ORACLE on the embedded head phantom",
                        description="Render a phantom cohort, train PURE-CT, MIX-CT-MRI (DUIIT) and the ORACLE "
@@ -207,7 +220,9 @@ def add_parsers(sub) -> None:
                                     "predictor is evaluated with the BatchNorm statistics its own validation "
                                     "chose (predictor_bn_stats = by_setting; --set predictor_bn_stats=real_ct "
                                     "gives every arm real-CT statistics).")
-    ex.add_argument("--cohorts", type=int, default=5, help="phantom cohorts (default 5)")
+    ex.add_argument("--cohorts", type=_cohorts, default=5, metavar="N|A-B|IDS",
+                    help="phantom cohorts: N runs cohorts 0..N-1 (default 5); A-B or ids like 40,41,50-59 name them "
+                         "(cohort c: phantom seed = split seed = training seed = c; fresh ids are fresh patients)")
     ex.add_argument("--seeds", type=int, default=1,
                     help="training seeds per cohort (default 1): each cell is trained this many times on the same "
                          "patients and reported as their mean, so the paired tests see less of one run's "

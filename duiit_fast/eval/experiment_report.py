@@ -71,10 +71,22 @@ def _read_cell(out: Path, cohort: int, seeds: int, arm: str) -> dict:
     return cell
 
 
-def collect_results(out: Path, cohorts: int, arms, base_cfg, seeds: int = 1) -> dict:
+# Cohort ids stay below experiment.SEED_STRIDE (1000): training seed s of cohort c is c + 1000·s, so a
+# larger id would train on another cohort's second seed.
+MAX_COHORT_ID = 999
+
+
+def cohort_list(cohorts) -> list[int]:
+    """Cohort ids: N stands for the first N (0 … N−1), a list names them."""
+    return list(range(cohorts)) if isinstance(cohorts, int) else sorted(set(int(c) for c in cohorts))
+
+
+def collect_results(out: Path, cohorts, arms, base_cfg, seeds: int = 1) -> dict:
+    """cohorts: N (the first N) or the list of cohort ids."""
+    cohorts = cohort_list(cohorts)
     arms_out = {}
     for arm in arms:
-        cells = [_read_cell(out, c, seeds, arm) for c in range(cohorts)]
+        cells = [_read_cell(out, c, seeds, arm) for c in cohorts]
         entry = {"test_mse": [r["test"]["mse"] for r in cells], "val_mse": [r["val"]["mse"] for r in cells],
                  "test_patient_mse": [r["test"]["patient_mse"] for r in cells],
                  "selected_epoch": [r["selected_epoch"] for r in cells],
@@ -98,9 +110,9 @@ def collect_results(out: Path, cohorts: int, arms, base_cfg, seeds: int = 1) -> 
             entry["test_mse_per_seed"] = [r["per_seed"]["test_mse"] for r in cells]
             entry["val_mse_per_seed"] = [r["per_seed"]["val_mse"] for r in cells]
         arms_out[arm] = entry
-    results = {"cohorts": list(range(cohorts)), "seeds": seeds, "arms": arms_out, "config": base_cfg.to_dict()}
+    results = {"cohorts": cohorts, "seeds": seeds, "arms": arms_out, "config": base_cfg.to_dict()}
     results["comparison"] = compare(arms_out)
-    results["verdict"] = verdict(arms_out, results["comparison"], cohorts)
+    results["verdict"] = verdict(arms_out, results["comparison"], len(cohorts))
     return results
 
 

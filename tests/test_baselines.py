@@ -90,3 +90,30 @@ def test_baselines_resume_exactly(tiny_config, tmp_path, monkeypatch, setting):
     for k in whole.nets:
         for a, b in zip(whole.nets[k].parameters(), resumed.nets[k].parameters()):
             assert torch.equal(a, b), k
+
+
+def test_reference_source_weight_weighs_naives_raw_slices_and_is_exact_at_one(tiny_config):
+    """NAIVE gets the knob DUIIT's P has: its raw MRI slices weigh w in P's loss, real CT 1. At w = 1
+    the step is the recorded one bit for bit (no weights multiplied in)."""
+    from duiit_fast.train.step import squared_error_sum
+    losses = {}
+    for w in (1.0, 0.5):
+        trainer = Trainer(tiny_config("NAIVE-CT-MRI", reference_source_weight=w, out_dir=f"{tiny_config().out_dir}-{w}"),
+                          progress=False)
+        trainer.prepare()
+        torch.manual_seed(0)
+        x, ages = torch.rand(2, 1, 32, 32) * 2 - 1, torch.randn(2)
+        raw, raw_ages = torch.rand(2, 1, 32, 32) * 2 - 1, torch.randn(2)
+        images, targets = torch.cat([x, raw]), torch.cat([ages, raw_ages])
+        losses[w] = trainer.step_functions.predictor_loss(images, targets, (2, 2))
+        P = trainer.nets["P"]
+        with torch.no_grad():
+            out = P(images).squeeze(1)
+        scale = trainer.age_std
+        if w == 1.0:
+            assert torch.equal(losses[w], squared_error_sum(out, targets, scale))
+        else:
+            expected = squared_error_sum(out[:2], ages, scale) + w * squared_error_sum(out[2:], raw_ages, scale)
+            assert float(losses[w]) == pytest.approx(float(expected), rel=1e-5)
+    history = Trainer(tiny_config("NAIVE-CT-MRI", reference_source_weight=0.5), progress=False).fit()
+    assert len(history) == 2

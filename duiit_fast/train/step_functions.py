@@ -17,7 +17,8 @@ import torch
 from .. import ops
 from ..models.generator import residual_blocks_as_regions
 from .networks import predictor_outputs
-from .step import GeneratorLosses, discriminator_loss, generator_predictor_loss, squared_error_sum, translation_loss
+from .step import (GeneratorLosses, discriminator_loss, generator_predictor_loss, sample_weights, squared_error_sum,
+                   translation_loss)
 
 # Inductor settings of a compiled step with block regions. With buffer reuse on, Inductor reuses the
 # memory of buffers a region call returns as aliases (its input, its weights) and writes a
@@ -103,7 +104,12 @@ def build_step_functions(nets, cfg, fast: FastPath = EAGER, device: Optional[tor
     gen_eager = ops.under_backend(under_autocast(gen_parts), fast.backend)
     trans_fn = fast_version(lambda x, sources: translation_loss(nets, x, sources, cfg.lambda_cyc, cfg.lambda_identity))
     critic_fn = fast_version(lambda x, sources, pooled: discriminator_loss(nets, x, sources, pooled))
-    pred_fn = fast_version(lambda images, targets, counts: squared_error_sum(predictor_outputs(nets, images, counts),
-                                                                             targets, label_scale))
+    def pred_parts(images, targets, counts):
+        # At 1 (the default) no weights at all: the recorded runs' arithmetic, bit for bit.
+        weights = (None if cfg.reference_source_weight == 1.0
+                   else sample_weights(counts, cfg.reference_source_weight, images.device))
+        return squared_error_sum(predictor_outputs(nets, images, counts), targets, label_scale, weights)
+
+    pred_fn = fast_version(pred_parts)
     return StepFunctions(lambda x, r_x, sources: GeneratorLosses(*gen_fast(x, r_x, sources)), trans_fn,
                          critic_fn, pred_fn, lambda x, r_x, sources: GeneratorLosses(*gen_eager(x, r_x, sources)))

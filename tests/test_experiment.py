@@ -380,3 +380,22 @@ def test_a_view_restates_a_finished_experiment_over_some_cohorts(tmp_path, capsy
     assert "not empty" in capsys.readouterr().err   # a view never overwrites
     assert main(["experiment", "--out", str(tmp_path / "v2"), "--from", str(recorded)]) == 2
     assert "needs one of --cohort-ids" in capsys.readouterr().err
+
+
+def test_interval_equivalence_and_power_of_paired_differences():
+    from scipy import stats
+    from duiit_fast.eval.metrics import equivalence_p, paired_interval, paired_power_effect
+    rng = np.random.default_rng(0)
+    b = rng.normal(80, 20, 40)
+    a = b + rng.normal(-1.0, 14.2, 40)
+    lo, hi = paired_interval(a, b, 0.90)
+    # the 90 % interval excludes zero exactly when the two-sided t-test's p is below 0.1
+    assert (lo > 0 or hi < 0) == (stats.ttest_rel(a, b).pvalue < 0.1)
+    lo80, hi80 = paired_interval(a, b, 0.80)
+    for margin in (3.0, 6.0, 12.0):   # TOST at 0.1 ⇔ the 80 % interval inside ±margin
+        assert (equivalence_p(a, b, margin) < 0.1) == (-margin < lo80 and hi80 < margin)
+    effect = paired_power_effect(14.2, 40)   # the plan's: sd 14.2 over 15 cohorts, 40 cohorts
+    assert 5.5 < effect < 5.9
+    # a simulation agrees with the power it was solved for
+    hits = np.mean([stats.ttest_rel(rng.normal(effect, 14.2, 40), np.zeros(40)).pvalue < 0.1 for _ in range(4000)])
+    assert abs(hits - 0.80) < 0.03

@@ -162,9 +162,8 @@ class TrainConfig:
                                      # by this, real CT by 1 (eq. 2: 1). G's gradient from λ·L_pred stays
                                      # eq. 2's, so P's reading leans on real CT while G still learns to
                                      # carry the cues; the references' P (NAIVE, ORACLE, CycleGAN) is unaffected
-    reference_source_weight: float = 1.0  # NAIVE, ORACLE, CYCLEGAN (P alone on real CT plus source-derived
-                                     # slices): P's loss weighs each source-derived slice by this, real CT by 1 —
-                                     # the knob DUIIT's P has in predictor_source_weight, offered to the references
+    naive_source_weight: float = 1.0  # NAIVE: P's loss weighs each raw source slice by this, real CT by 1 — the
+                                     # knob DUIIT's P has in predictor_source_weight, offered to raw mixing
     select_on_val: bool = True       # keep the predictor of the epoch with the best validation MSE
     predictor_bn_stats: str = "real_ct"  # real_ct: before every evaluation P's BatchNorm statistics are
                                       # re-estimated on the real training CT (AdaBN); training_mix: on
@@ -377,7 +376,7 @@ RANGES = {
     "pet_percentile": Range(0, 100, lo_open=True), "augment.crop_min": Range(0.1, 1), "augment.shift": Range(0, 512),
     "translator_warmup_steps": Range(0, MANY), "reader_steps": Range(0, MANY), "log_every": Range(0, MANY),
     "predictor_source_weight": Range(0, 100, lo_open=True), "num_threads": Range(1, 1024),
-    "reference_source_weight": Range(0, 100, lo_open=True),
+    "naive_source_weight": Range(0, 100, lo_open=True),
     "phantom.ct_train_patients": Range(0, 100_000), "phantom.ct_val_patients": Range(0, 100_000),
     "phantom.ct_test_patients": Range(0, 100_000), "phantom.source_patients": Range(0, 100_000),
     "phantom.slices_per_patient": Range(1, 1024), "phantom.ct_size": Range(8, 4096),

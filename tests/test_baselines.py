@@ -92,13 +92,13 @@ def test_baselines_resume_exactly(tiny_config, tmp_path, monkeypatch, setting):
             assert torch.equal(a, b), k
 
 
-def test_reference_source_weight_weighs_naives_raw_slices_and_is_exact_at_one(tiny_config):
+def test_naive_source_weight_weighs_naives_raw_slices_and_is_exact_at_one(tiny_config):
     """NAIVE gets the knob DUIIT's P has: its raw MRI slices weigh w in P's loss, real CT 1. At w = 1
     the step is the recorded one bit for bit (no weights multiplied in)."""
     from duiit_fast.train.step import squared_error_sum
     losses = {}
     for w in (1.0, 0.5):
-        trainer = Trainer(tiny_config("NAIVE-CT-MRI", reference_source_weight=w, out_dir=f"{tiny_config().out_dir}-{w}"),
+        trainer = Trainer(tiny_config("NAIVE-CT-MRI", naive_source_weight=w, out_dir=f"{tiny_config().out_dir}-{w}"),
                           progress=False)
         trainer.prepare()
         torch.manual_seed(0)
@@ -115,5 +115,7 @@ def test_reference_source_weight_weighs_naives_raw_slices_and_is_exact_at_one(ti
         else:
             expected = squared_error_sum(out[:2], ages, scale) + w * squared_error_sum(out[2:], raw_ages, scale)
             assert float(losses[w]) == pytest.approx(float(expected), rel=1e-5)
-    history = Trainer(tiny_config("NAIVE-CT-MRI", reference_source_weight=0.5), progress=False).fit()
+    history = Trainer(tiny_config("NAIVE-CT-MRI", naive_source_weight=0.5), progress=False).fit()
     assert len(history) == 2
+    oracle = Trainer(tiny_config("ORACLE-CT-MRI", naive_source_weight=0.5), progress=False)   # ORACLE: the bound, as ever
+    assert oracle.method.extra_weight(oracle.cfg) == 1.0

@@ -65,10 +65,12 @@ def _autocast(device: Optional[torch.device], bf16: bool):
 
 
 def build_step_functions(nets, cfg, fast: FastPath = EAGER, device: Optional[torch.device] = None,
-                         label_scale: float = 1.0, reader=None, replicas: int = 1) -> StepFunctions:
+                         label_scale: float = 1.0, reader=None, replicas: int = 1,
+                         extra_weight: float = 1.0) -> StepFunctions:
     """The step functions of `nets` under `fast` (`device`: where the run computes; needed for bf16
     and compiling). `reader`: G's feedback from a CT reader (pred_feedback = ct_reader); `replicas`:
-    ranks under DDP (a sum over the global batch)."""
+    ranks under DDP (a sum over the global batch); `extra_weight`: P's loss weight on the extra slices of a
+    predictor-only step (the method's extra_weight: NAIVE's naive_source_weight)."""
     def under_autocast(fn):
         def run(*args):
             with _autocast(device, fast.bf16):
@@ -105,9 +107,8 @@ def build_step_functions(nets, cfg, fast: FastPath = EAGER, device: Optional[tor
     trans_fn = fast_version(lambda x, sources: translation_loss(nets, x, sources, cfg.lambda_cyc, cfg.lambda_identity))
     critic_fn = fast_version(lambda x, sources, pooled: discriminator_loss(nets, x, sources, pooled))
     def pred_parts(images, targets, counts):
-        # At 1 (the default) no weights at all: the recorded runs' arithmetic, bit for bit.
-        weights = (None if cfg.reference_source_weight == 1.0
-                   else sample_weights(counts, cfg.reference_source_weight, images.device))
+        # At 1 (every method's default) no weights at all: the recorded runs' arithmetic, bit for bit.
+        weights = None if extra_weight == 1.0 else sample_weights(counts, extra_weight, images.device)
         return squared_error_sum(predictor_outputs(nets, images, counts), targets, label_scale, weights)
 
     pred_fn = fast_version(pred_parts)

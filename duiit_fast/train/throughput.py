@@ -88,7 +88,7 @@ def counted_step(t, enabled: bool):
         from .step_functions import build_step_functions
         eager = dataclasses.replace(t.fast, compile=False, regions=False)
         t.step_functions = build_step_functions(t.nets, t.cfg, eager, t.device, t.age_std, t.method.feedback_reader(t),
-                                                replicas=t.world.size)
+                                                t.world.size, t.method.extra_weight(t.cfg))
     try:
         with counter:
             yield counter

@@ -94,7 +94,7 @@ class Trainer:
         self.fast = fast
         reader = self.method.feedback_reader(self)
         self.step_functions = build_step_functions(self.nets, self.cfg, fast, self.device, self.age_std, reader,
-                                                   replicas=self.world.size)
+                                                   self.world.size, self.method.extra_weight(self.cfg))
 
     # -- data ---------------------------------------------------------------------------------
 

@@ -98,6 +98,10 @@ class Method:
         """What P's batches add to real CT, per source."""
         return {}
 
+    def extra_weight(self, cfg) -> float:
+        """The weight of each extra_sets() slice in P's loss (real CT: 1)."""
+        return 1.0
+
     def extra_sizes(self, run) -> dict:
         """extra_sets()'s sizes, known before any network is trained (the samplers need them first)."""
         return {k: len(s) for k, s in self.extra_sets(run).items()}

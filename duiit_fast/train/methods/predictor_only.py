@@ -22,6 +22,9 @@ class RawSources(Method):
     def extra_sets(self, run) -> dict:
         return run.data.sources
 
+    def extra_weight(self, cfg) -> float:
+        return cfg.naive_source_weight
+
 
 class Oracle(Method):
     loads_sources = False

@@ -399,3 +399,49 @@ def test_interval_equivalence_and_power_of_paired_differences():
     # a simulation agrees with the power it was solved for
     hits = np.mean([stats.ttest_rel(rng.normal(effect, 14.2, 40), np.zeros(40)).pvalue < 0.1 for _ in range(4000)])
     assert abs(hits - 0.80) < 0.03
+
+
+def test_the_experiment_on_own_folders_compares_arms_over_splits_and_recommends(tmp_path, capsys):
+    """`duiit experiment --config run.toml --splits N` on folders written by `duiit phantoms`: the arms
+    over patient-level splits, paired by split, the report ending in a recommendation chosen on validation."""
+    from conftest import write_train_toml
+    assert main(["phantoms", "--out", str(tmp_path / "data"), "--ct-patients", "10", "--source-patients", "4",
+                 "--slices", "3", "--ct-size", "48", "--mri-size", "32", "--modalities", "ct", "mri",
+                 "--no-progress"]) == 0
+    config = write_train_toml(tmp_path / "run.toml", setting="MIX-CT-MRI", ct="data/ct", mri="data/mri",
+                              val_fraction=0.2, test_fraction=0.2, translator_warmup_steps=2, steps_per_epoch=2,
+                              epochs=2, decay_start_epoch=1, num_threads=1)
+    out = tmp_path / "mine"
+    assert main(["experiment", "--config", str(config), "--splits", "2", "--out", str(out), "--workers", "2",
+                 "--arms", "PURE-CT", "NAIVE-CT-MRI", "MIX-CT-MRI"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["cohorts"] == [0, 1] and list(results["arms"]) == ["PURE-CT", "NAIVE-CT-MRI", "MIX-CT-MRI"]
+    for split in (0, 1):   # split seed = training seed = split, on the user's folders
+        spec = json.loads((out / f"cohort-{split}" / "MIX-CT-MRI" / ".result-job.json").read_text())["config"]
+        assert (spec["split_seed"], spec["seed"], spec["ct"]) == (split, split, str(tmp_path / "data" / "ct"))
+    assert "reader_slope" in results["arms"]["MIX-CT-MRI"]   # a CT reader is trained on the real CT
+    report = (out / "report.md").read_text()
+    assert "Your data" in report and "patient-level splits [0, 1]" in report
+    chosen = min(results["arms"], key=lambda a: np.mean(results["arms"][a]["val_mse_crossfit"]))
+    assert report.index("## Recommendation") > report.index("Paired tests") and f"**Train {chosen}.**" in report
+    assert "What would change it" in report
+    for argv, message in ((["--splits", "1"], "--splits must be at least 2"),
+                          (["--splits", "2", "--arms", "ORACLE-CT-MRI"], "only the phantom can"),
+                          ([], "needs both --config FILE and --splits N")):
+        assert main(["experiment", "--config", str(config), "--out", str(tmp_path / "x"), *argv]
+                    if argv != [] else ["experiment", "--splits", "3", "--out", str(tmp_path / "x")]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_the_recommendation_is_chosen_on_validation_and_says_how_sure():
+    from duiit_fast.eval.recommendation import recommendation, units_to_show
+    rng = np.random.default_rng(1)
+    pure = rng.normal(100, 10, 8)
+    arms = {"PURE-CT": {"test_mse": list(pure), "val_mse_crossfit": [90.0] * 8},
+            "NAIVE-CT-MRI": {"test_mse": list(pure - 12 + rng.normal(0, 3, 8)), "val_mse_crossfit": [80.0] * 8},
+            "MIX-CT-MRI": {"test_mse": list(pure - 30), "val_mse_crossfit": [85.0] * 8},   # best on test, not val
+            "ORACLE-CT-MRI": {"test_mse": list(pure - 50), "val_mse_crossfit": [40.0] * 8}}   # a bound: never chosen
+    text = recommendation({"cohorts": list(range(8)), "arms": arms}, "split")
+    assert "**Train NAIVE-CT-MRI.**" in text and "next is MIX-CT-MRI" in text
+    assert "Against CT alone: NAIVE-CT-MRI − PURE-CT" in text and "the 90 % interval excludes 0" in text
+    assert units_to_show([1.0, -1.0, 2.0, 0.5], 0.0) is None and units_to_show([5.0, -3.0, 8.0, -2.0], 2.0) > 4

@@ -101,6 +101,7 @@ def _train_once(cfg, args, main: bool = True) -> int:
 
 def cmd_experiment(args) -> int:
     import dataclasses
+    from ..arms import DEFAULT_ARMS
     from ..experiment import experiment_config, run_experiment
     if args.from_run or args.compose:
         return _experiment_view(args)
@@ -111,9 +112,46 @@ def cmd_experiment(args) -> int:
     fast = {k: getattr(args, k) for k in ("precision", "compile") if getattr(args, k) is not None}
     if "fid_weights" in overrides:   # every cell is a process of its own: an absolute path
         overrides["fid_weights"] = str(Path(overrides["fid_weights"]).resolve())
+    if args.config or args.splits is not None:
+        return _experiment_on_folders(args, overrides, fast)
     base = experiment_config(args.quick)
     base = dataclasses.replace(base, fast=dataclasses.replace(base.fast, **fast), **overrides).with_settings(args.set or [])
-    run_experiment(args.out, cohorts=args.cohorts, arms=args.arms, workers=args.workers, base=base, seeds=args.seeds)
+    run_experiment(args.out, cohorts=args.cohorts, arms=args.arms or list(DEFAULT_ARMS), workers=args.workers,
+                   base=base, seeds=args.seeds)
+    return 0
+
+
+def _experiment_on_folders(args, overrides: dict, fast: dict) -> int:
+    """The experiment on the user's own folders: every arm over N patient-level splits (split seed =
+    training seed = split), paired by split; ORACLE needs the phantom and is not offered."""
+    import dataclasses
+    from ..arms import VARIANT_SEPARATOR, setting_kind, setting_sources
+    from ..config import TrainConfig
+    from ..errors import DuiitConfigError
+    from ..experiment import run_experiment
+    if not args.config or args.splits is None:
+        raise DuiitConfigError("the experiment on your own folders needs both --config FILE and --splits N")
+    if args.splits < 2:
+        raise DuiitConfigError(f"--splits must be at least 2 (the arms are compared over splits), got {args.splits}")
+    if args.cohorts != 5 or args.quick:
+        raise DuiitConfigError("--cohorts and --quick are for the phantom; with --config the units are --splits")
+    cfg = TrainConfig.from_toml(args.config)
+    if cfg.ct is None:
+        raise DuiitConfigError(f"{args.config}: no ct folder: the phantom's experiment is `duiit experiment` "
+                               "without --config")
+    sources = setting_sources(cfg.setting)
+    if not sources:
+        raise DuiitConfigError(f"{args.config}: setting {cfg.setting} uses no source; name the source setting "
+                               "(e.g. MIX-CT-MRI) so the arms know which folders to compare")
+    src = "-".join(s.upper() for s in sources)
+    arms = args.arms or ["PURE-CT", f"NAIVE-CT-{src}", f"CYCLEGAN-CT-{src}", f"MIX-CT-{src}"]
+    bounds = [a for a in arms if setting_kind(a.partition(VARIANT_SEPARATOR)[0]) == "ORACLE"]
+    if bounds:
+        raise DuiitConfigError(f"{', '.join(bounds)}: ORACLE renders the source patients as CT, which only the "
+                               "phantom can; leave it out on your own folders")
+    base = dataclasses.replace(cfg, label_cues=True, pictures=False, fast=dataclasses.replace(cfg.fast, **fast),
+                               **overrides).with_settings(args.set or [])
+    run_experiment(args.out, cohorts=args.splits, arms=arms, workers=args.workers, base=base, seeds=args.seeds)
     return 0
 
 
@@ -229,8 +267,15 @@ def add_parsers(sub) -> None:
                          "trajectory noise; K seeds take K times as long. A folder run with fewer seeds is "
                          "extended (its cells are the first seed)")
     ex.add_argument("--out", required=True, help="output folder")
-    ex.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS), metavar="ARM",
-                    help=f"settings to compare (default: {' '.join(DEFAULT_ARMS)}); SETTING@ct_reader runs a "
+    ex.add_argument("--config", metavar="FILE",
+                    help="your own data: a TOML with ct and mri/pet folders (and sizes); with --splits N every arm "
+                         "is trained on N patient-level splits of them (default arms: PURE-CT, NAIVE, the "
+                         "two-stage CycleGAN and DUIIT of the config's source), paired by split, and the report ends "
+                         "with a recommendation")
+    ex.add_argument("--splits", type=int, metavar="N",
+                    help="with --config: patient-level splits (split seeds 0..N-1) to compare the arms over")
+    ex.add_argument("--arms", nargs="+", metavar="ARM",
+                    help=f"settings to compare (default on the phantom: {' '.join(DEFAULT_ARMS)}); SETTING@ct_reader runs a "
                          "setting with pred_feedback = ct_reader; TL-CT-MRI, MTL-CT-MRI, DANN-CT-MRI, AUG-SIMPLE, "
                          "AUG-AUTO and AUG-ERASING are the paper's other baselines; 'all' runs the defaults and those")
     ex.add_argument("--workers", type=int, help="processes at a time (default: min(cores, 2))")

@@ -196,6 +196,11 @@ def _p(x) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
 
+def unit_of(results: dict) -> str:
+    """What the paired units are: phantom cohorts, or splits of the user's own folders."""
+    return "split" if results.get("config", {}).get("ct") else "cohort"
+
+
 def write_report(out: Path, results: dict, log=print) -> None:
     arms, comp = results["arms"], results["comparison"]
     bar_plot(arms, out / "test_mse.png")
@@ -204,8 +209,11 @@ def write_report(out: Path, results: dict, log=print) -> None:
     n, seeds = len(results["cohorts"]), results.get("seeds", 1)
     seeds_text = (f"Each cell trained with {seeds} training seeds on the same patients (c, c + 1000, …): every "
                   "number is the mean over them, and the tests pair cohorts. " if seeds > 1 else "")
-    lines = [f"# duiit experiment: {n} cohort(s)", "",
-             f"Phantom cohorts {results['cohorts']} (phantom seed = split seed = training seed = cohort). "
+    own = unit_of(results) == "split"
+    lines = [f"# duiit experiment: {n} {unit_of(results)}(s)", "",
+             (f"Your data ({cfg['ct']} and the sources beside it): patient-level splits {results['cohorts']} (split "
+              "seed = training seed = split; each split's CT test patients are every arm's). " if own else
+              f"Phantom cohorts {results['cohorts']} (phantom seed = split seed = training seed = cohort). ")
              + seeds_text +
              f"Every arm: predictor `{cfg['predictor']}`, {cfg['epochs']} epochs × {cfg['steps_per_epoch']} steps, "
              f"real-CT batch {cfg['batch_size']}, images {cfg['image_size']}²; the predictor of the epoch with the "
@@ -268,10 +276,12 @@ def write_report(out: Path, results: dict, log=print) -> None:
               + (", " + ", ".join(f"`{g}`" for g in grids) + " (source | G(source) | same patient as CT)" if grids else "")
               + "."]
     from .paper_tables import paper_tables
-    lines += [""] + paper_tables(arms)
+    from .recommendation import recommendation
+    lines += [""] + paper_tables(arms) + ["", recommendation(results, unit_of(results))]
     write_text(out / "report.md", "\n".join(lines) + "\n")
     log("\n".join(lines[4:6 + len(arms)]))
     log(verdict(arms, comp, n))
+    log(recommendation(results, unit_of(results)).split("\n", 2)[-1])
     log(f"wrote {out / 'results.json'}, {out / 'report.md'}, {out / 'test_mse.png'}")
 
 

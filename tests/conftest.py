@@ -31,6 +31,13 @@ def write_train_toml(path, **fields):
     return path
 
 
+def phantom_toml(pc: PhantomConfig) -> str:
+    """A [phantom] table for a `duiit train` config file."""
+    import dataclasses
+    from duiit_fast.config_doc import toml_value
+    return "[phantom]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in dataclasses.asdict(pc).items())
+
+
 @pytest.fixture
 def tiny_config(tiny_phantom, tmp_path):
     def make(setting="MIX-CT-MRI", **overrides):

@@ -12,7 +12,7 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
-from conftest import write_train_toml
+from conftest import phantom_toml, write_train_toml
 from duiit_fast.config import TrainConfig
 from duiit_fast.train.distributed import leaving_world
 
@@ -200,11 +200,10 @@ def _cli(tmp_path, *args, **popen):
 
 
 def test_duiit_train_nproc_2_writes_once(tmp_path, tiny_phantom):
-    import dataclasses
     import json
     cfg = write_train_toml(tmp_path / "c.toml", setting="PURE-CT", out_dir=str(tmp_path / "run"), num_threads=1)
     with open(cfg, "a") as f:
-        f.write("[phantom]\n" + "".join(f"{k} = {v}\n" for k, v in dataclasses.asdict(tiny_phantom).items()))
+        f.write(phantom_toml(tiny_phantom))
     proc = _cli(tmp_path, "train", "--config", str(cfg), "--nproc", "2", "--no-progress")
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-2000:]
@@ -228,11 +227,10 @@ def _children(pid: int) -> list[int]:
 
 
 def test_a_killed_rank_stops_the_job_with_one_line(tmp_path, tiny_phantom):
-    import dataclasses
     cfg = write_train_toml(tmp_path / "c.toml", setting="PURE-CT", out_dir=str(tmp_path / "run"), num_threads=1,
                            epochs=1000, steps_per_epoch=50)
     with open(cfg, "a") as f:
-        f.write("[phantom]\n" + "".join(f"{k} = {v}\n" for k, v in dataclasses.asdict(tiny_phantom).items()))
+        f.write(phantom_toml(tiny_phantom))
     proc = _cli(tmp_path, "train", "--config", str(cfg), "--nproc", "2", "--no-progress", "--timeout", "60")
     deadline = time.time() + 240
     while not (tmp_path / "run" / "checkpoint.pt").exists():   # training is under way on both ranks

@@ -93,9 +93,11 @@ def test_an_interrupted_overwrite_is_told_apart_from_a_finished_run(tiny_config,
     Trainer(cfg, progress=False).fit(resume=True)   # the new run, complete
 
 
-def test_the_cli_says_an_overwrite_was_interrupted(tiny_config, tmp_path, monkeypatch, capsys):
-    from conftest import write_train_toml
+def test_the_cli_says_an_overwrite_was_interrupted(tiny_phantom, tmp_path, monkeypatch, capsys):
+    from conftest import phantom_toml, write_train_toml
     config = write_train_toml(tmp_path / "run.toml", setting="PURE-CT", out_dir=str(tmp_path / "run"))
+    with open(config, "a") as f:   # the tiny cohort: the default phantom renders 650² CT for minutes
+        f.write(phantom_toml(tiny_phantom))
     assert main(["train", "--config", str(config), "--no-progress"]) == 0
 
     def interrupted(self, steps, ckpt):

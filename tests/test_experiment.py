@@ -413,9 +413,9 @@ def test_the_experiment_on_own_folders_compares_arms_over_splits_and_recommends(
                               epochs=2, decay_start_epoch=1, num_threads=1)
     out = tmp_path / "mine"
     assert main(["experiment", "--config", str(config), "--splits", "2", "--out", str(out), "--workers", "2",
-                 "--arms", "PURE-CT", "NAIVE-CT-MRI", "MIX-CT-MRI"]) == 0
+                 "--arms", "PURE-CT", "MIX-CT-MRI"]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert results["cohorts"] == [0, 1] and list(results["arms"]) == ["PURE-CT", "NAIVE-CT-MRI", "MIX-CT-MRI"]
+    assert results["cohorts"] == [0, 1] and list(results["arms"]) == ["PURE-CT", "MIX-CT-MRI"]
     for split in (0, 1):   # split seed = training seed = split, on the user's folders
         spec = json.loads((out / f"cohort-{split}" / "MIX-CT-MRI" / ".result-job.json").read_text())["config"]
         assert (spec["split_seed"], spec["seed"], spec["ct"]) == (split, split, str(tmp_path / "data" / "ct"))

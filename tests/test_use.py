@@ -77,13 +77,16 @@ WITHOUT_DUIIT = """
 import sys
 sys.modules["duiit_fast"] = None   # any import of the package now fails
 import numpy as np, torch
-path, volume = sys.argv[1], np.load(sys.argv[2])
+path = sys.argv[1]
 if path.endswith(".onnx"):
     import onnxruntime
-    ages = onnxruntime.InferenceSession(path).run(None, {"hu": volume})[0]
+    session = onnxruntime.InferenceSession(path)
+    predict = lambda volume: session.run(None, {"hu": volume})[0]
 else:
-    ages = torch.export.load(path).module()(torch.from_numpy(volume)).detach().numpy()
-print(" ".join(f"{a:.6f}" for a in ages))
+    module = torch.export.load(path).module()
+    predict = lambda volume: module(torch.from_numpy(volume)).detach().numpy()
+for name in sys.argv[2:]:   # one line of ages per volume
+    print(" ".join(f"{a:.6f}" for a in predict(np.load(name))))
 """
 
 
@@ -110,10 +113,11 @@ def test_the_exported_predictor_gives_the_ages_of_duiit_predict_without_duiit(tr
                  "--no-progress"]) == 0
     from_csv = np.array([float(r["predicted_age"]) for r in _rows(tmp_path / "pred" / "slices.csv")])
     trainer = Trainer.load(model)
-    for name, vol in (("vol.npy", volume), ("odd.npy", odd)):
-        run = subprocess.run([sys.executable, "-c", WITHOUT_DUIIT, str(exported), str(tmp_path / name)],
-                             capture_output=True, text=True, cwd=tmp_path, check=True)
-        deployed = np.array([float(a) for a in run.stdout.split()])
+    run = subprocess.run([sys.executable, "-c", WITHOUT_DUIIT, str(exported), str(tmp_path / "vol.npy"),
+                          str(tmp_path / "odd.npy")], capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert len(run.stdout.splitlines()) == 2
+    for name, vol, line in zip(("vol.npy", "odd.npy"), (volume, odd), run.stdout.splitlines()):
+        deployed = np.array([float(a) for a in line.split()])
         direct = trainer.predict(_as_model_input(trainer, vol.astype(np.float32), "ct")).numpy()
         np.testing.assert_allclose(deployed, direct, rtol=0, atol=1e-3)
         if name == "vol.npy":

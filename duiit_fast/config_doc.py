@@ -94,8 +94,8 @@ def toml_value(value) -> str:
     import json
     if isinstance(value, bool):
         return str(value).lower()
-    if isinstance(value, float):
-        return {"inf": "inf", "-inf": "-inf", "nan": "nan"}.get(repr(value), repr(value))
+    if isinstance(value, float):   # repr is valid TOML: 0.001, 1e-05, inf, -inf, nan
+        return repr(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, int):

@@ -21,6 +21,7 @@ from .io import write_json, write_text
 from .train.data import TrainingData, load_training_data
 from .train.fast import cpu_features
 from .train.progress import RunProgress
+from .train.run_outputs import fixed_slices
 from .train.trainer import Trainer
 
 SETTINGS = ("PURE-CT", "MIX-CT-MRI", "ORACLE-CT-MRI")
@@ -101,12 +102,8 @@ def _figures(trainers, data, out: Path) -> None:
     loss_curves({s: t.history for s, t in trainers.items()}, out / "loss_curves.png")
     mri = data["MIX-CT-MRI"].sources["mri"]
     oracle = data["MIX-CT-MRI"].sources_as_ct["mri"]  # same patients, same slice order, rendered as CT
-    patients = mri.patients
-    picks = [patients[i] for i in np.linspace(0, len(patients) - 1, min(6, len(patients))).astype(int)]
-    idx = []
-    for pid in picks:
-        rows = np.nonzero(mri.patient_ids == pid)[0]
-        idx.append(int(rows[len(rows) // 2]))
+    idx = fixed_slices(mri, 6)   # the middle slice of evenly spaced patients, as a run folder's pictures
+    picks = [mri.patient_ids[i] for i in idx]
     translated = trainers["MIX-CT-MRI"].translate(mri.images[idx], source="mri")
     translation_grid(
         [("source MRI", mri.images[idx, 0].numpy()), ("translated G(MRI)", translated[:, 0].numpy()),

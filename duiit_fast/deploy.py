@@ -67,6 +67,12 @@ def describe(trainer) -> dict:
             "epochs": trainer.epoch, "selected_epoch": None if trainer.best is None else trainer.best["epoch"] + 1}
 
 
+def _dynamic_shapes() -> tuple:
+    """Slices (N, H, W): every dimension free, each side at least MIN_SIDE."""
+    dim = torch.export.Dim
+    return ({0: dim("N", min=1), 1: dim("H", min=MIN_SIDE), 2: dim("W", min=MIN_SIDE)},)
+
+
 def export_predictor(trainer, path) -> Path:
     """Write the deployable predictor to `path` (format by suffix, FORMATS), atomically."""
     path = Path(path)
@@ -78,9 +84,8 @@ def export_predictor(trainer, path) -> Path:
     example = torch.zeros(2, EXAMPLE_SIDE, EXAMPLE_SIDE)
     if suffix == ".onnx":
         return _onnx(module, example, path)
-    n, h, w = torch.export.Dim("N", min=1), torch.export.Dim("H", min=MIN_SIDE), torch.export.Dim("W", min=MIN_SIDE)
     with torch.no_grad():
-        program = torch.export.export(module, (example,), dynamic_shapes=({0: n, 1: h, 2: w},))
+        program = torch.export.export(module, (example,), dynamic_shapes=_dynamic_shapes())
     with atomic_path(path) as tmp:
         torch.export.save(program, str(tmp), extra_files={"duiit.json": json.dumps(describe(trainer))})
     return path
@@ -92,8 +97,7 @@ def _onnx(module: nn.Module, example: torch.Tensor, path: Path) -> Path:
     if missing:
         raise DuiitConfigError(f"--predictor {path}: ONNX export needs {' and '.join(missing)} "
                                f"(pip install {' '.join(missing)}); a .pt2 file needs nothing more")
-    n, h, w = torch.export.Dim("N", min=1), torch.export.Dim("H", min=MIN_SIDE), torch.export.Dim("W", min=MIN_SIDE)
     with atomic_path(path) as tmp, torch.no_grad():
         torch.onnx.export(module, (example,), str(tmp), input_names=["hu"], output_names=["age"],
-                          dynamo=True, dynamic_shapes=({0: n, 1: h, 2: w},), verbose=False)
+                          dynamo=True, dynamic_shapes=_dynamic_shapes(), verbose=False)
     return path

@@ -16,9 +16,11 @@ from ..models.reader import AgeReader
 
 
 def train_reader(images: torch.Tensor, ages: torch.Tensor, steps: int, seed: int, device,
-                 batch_size: int = 32, lr: float = 2e-3, on_step=None) -> AgeReader:
+                 batch_size: int = 32, lr: float = 2e-3, on_step=None, report_every: int = 25) -> AgeReader:
     """Fit an AgeReader on (images, ages in years) with flips, AdamW and a one-cycle schedule; the
-    result is frozen and in eval mode. on_step(losses) after every step (a progress bar)."""
+    result is frozen and in eval mode. on_step(losses) after every step (a progress bar): the loss is read
+    only every report_every steps and at the last (None between), so the loop does not wait for the device
+    at each step."""
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -26,7 +28,7 @@ def train_reader(images: torch.Tensor, ages: torch.Tensor, steps: int, seed: int
     opt = torch.optim.AdamW(reader.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1))
     reader.train()
-    for _ in range(steps):
+    for i in range(steps):
         idx = torch.randint(len(images), (batch_size,), generator=gen)
         x = images[idx]
         flip = torch.rand(batch_size, generator=gen) < 0.5
@@ -39,7 +41,8 @@ def train_reader(images: torch.Tensor, ages: torch.Tensor, steps: int, seed: int
         opt.step()
         sched.step()
         if on_step is not None:
-            on_step({"reader": loss.detach().item()})
+            report = (i + 1) % report_every == 0 or i + 1 == steps
+            on_step({"reader": loss.detach().item()} if report else None)
     reader.eval()
     for p in reader.parameters():
         p.requires_grad_(False)

@@ -37,7 +37,7 @@ class RunProgress:
         self._phase = ""
         self._count, self._total = 0, 0
         self._window: dict[str, float] = {}   # loss sums since the last loss line
-        self._window_steps, self._window_start = 0, 0.0
+        self._window_steps, self._window_start, self._window_count = 0, 0.0, 0
         self.loss_names: list[str] = []       # the terms of the latest step (an epoch line shows their means)
         self.echo = True                      # the options and log lines shown too (the demo's runs: bar only)
 
@@ -117,8 +117,8 @@ class RunProgress:
             self._loss_line(where)
 
     def _loss_line(self, where: str) -> None:
-        n = max(self._window_steps, 1)
-        seconds = (time.perf_counter() - self._window_start) / n
+        n = max(self._window_steps, 1)   # steps whose losses were read (the CT reader reads every 25th)
+        seconds = (time.perf_counter() - self._window_start) / max(self._count - self._window_count, 1)
         means = {k: v / n for k, v in self._window.items()}
         self.line(f"{self._phase} step {self._count}/{self._total}{', ' + where if where else ''} "
                   f"({seconds:.3f} s/step): {short_losses(means)}", echo=not self.bar_ok)
@@ -126,6 +126,7 @@ class RunProgress:
 
     def _reset_window(self) -> None:
         self._window, self._window_steps, self._window_start = {}, 0, time.perf_counter()
+        self._window_count = self._count
 
 
 def _is_terminal(stream) -> bool:
